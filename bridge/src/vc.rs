@@ -1,0 +1,703 @@
+//! The virtual-channel side: one task owns the byte stream to `vdimediad` (accepted or dialled,
+//! one at a time) and drives the sans-IO [`Channel`] of `vdimedia-protocol` in the `vda` role.
+//! Pages talk to it only through [`VcCommand`]s and receive [`PageEvent`]s, so a slow or
+//! hostile page can never stall the channel or another page.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UnixStream};
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, error, info, warn};
+use vdimedia_protocol::SessionId;
+use vdimedia_protocol::channel::{Channel, ChannelConfig, ChannelEvent};
+use vdimedia_protocol::handshake::{Open, Welcome};
+use vdimedia_protocol::message::{ErrorBody, ErrorCode, Message};
+
+use crate::config::{VcMode, VcTarget};
+use crate::page::{PageEvent, PageId, StatusReason};
+
+/// Product token sent in `HELLO.agent`.
+pub const AGENT: &str = concat!("vdimedia-bridge/", env!("CARGO_PKG_VERSION"));
+
+/// Time the daemon has to answer `HELLO` with `WELCOME`/`REJECT` after the stream is up.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Redial backoff bounds (connect mode).
+const BACKOFF_MIN: Duration = Duration::from_millis(250);
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// Bytes queued for the VC writer above which pages' messages are refused with
+/// `limit_exceeded` instead of growing memory without bound.
+const WRITE_BACKLOG_MAX: usize = 4 * 1024 * 1024;
+/// Time given to flush `CLOSE` frames at shutdown.
+const SHUTDOWN_FLUSH: Duration = Duration::from_secs(1);
+
+/// What a page task asks of the VC task.
+#[derive(Debug)]
+pub(crate) enum VcCommand {
+    /// The page sent its `hello`: open a logical session for it. Its events go to `events`.
+    Open {
+        page: PageId,
+        open: Open,
+        min_version: u16,
+        max_version: u16,
+        events: mpsc::Sender<PageEvent>,
+    },
+    /// A parsed message of an attached page.
+    Send { page: PageId, message: Message },
+    /// The page left (or was refused): forget it and close its session.
+    Close {
+        page: PageId,
+        code: ErrorCode,
+        reason: String,
+    },
+}
+
+enum Attach {
+    /// The channel's handshake has not finished yet.
+    Waiting {
+        open: Open,
+        min_version: u16,
+        max_version: u16,
+    },
+    /// `OPEN` sent, waiting for `OPENED`.
+    Opening(SessionId),
+    Open(SessionId),
+}
+
+struct PageEntry {
+    events: mpsc::Sender<PageEvent>,
+    attach: Attach,
+}
+
+impl PageEntry {
+    fn session(&self) -> Option<SessionId> {
+        match self.attach {
+            Attach::Opening(s) | Attach::Open(s) => Some(s),
+            Attach::Waiting { .. } => None,
+        }
+    }
+}
+
+/// Source of virtual-channel byte streams.
+pub(crate) enum VcSource {
+    Listen(TcpListener),
+    Connect(VcTarget),
+}
+
+trait VcStream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> VcStream for T {}
+type BoxStream = Box<dyn VcStream>;
+
+impl VcSource {
+    /// Binds the listener of `--vc-listen` (so the address is known before the task runs).
+    pub(crate) async fn bind(mode: &VcMode) -> std::io::Result<(VcSource, Option<SocketAddr>)> {
+        match mode {
+            VcMode::Listen(addr) => {
+                let l = TcpListener::bind(addr).await?;
+                let local = l.local_addr()?;
+                Ok((VcSource::Listen(l), Some(local)))
+            }
+            VcMode::Connect(t) => Ok((VcSource::Connect(t.clone()), None)),
+        }
+    }
+
+    async fn dial(target: &VcTarget) -> std::io::Result<BoxStream> {
+        Ok(match target {
+            VcTarget::Tcp(hostport) => {
+                let s = TcpStream::connect(hostport.as_str()).await?;
+                let _ = s.set_nodelay(true);
+                Box::new(s)
+            }
+            VcTarget::Unix(path) => Box::new(UnixStream::connect(path).await?),
+        })
+    }
+
+    /// The next stream: an accepted daemon connection, or a successful dial after backoff.
+    async fn next(&self, backoff: &mut Duration) -> BoxStream {
+        match self {
+            VcSource::Listen(l) => loop {
+                match l.accept().await {
+                    Ok((s, peer)) => {
+                        info!(%peer, "vdimediad connected on the virtual channel");
+                        let _ = s.set_nodelay(true);
+                        return Box::new(s);
+                    }
+                    Err(e) => {
+                        // EMFILE and friends: do not spin.
+                        warn!(error = %e, "virtual-channel accept failed");
+                        tokio::time::sleep(BACKOFF_MIN).await;
+                    }
+                }
+            },
+            VcSource::Connect(target) => loop {
+                match Self::dial(target).await {
+                    Ok(s) => {
+                        info!(%target, "connected to vdimediad on the virtual channel");
+                        return s;
+                    }
+                    Err(e) => {
+                        if *backoff == BACKOFF_MIN {
+                            warn!(%target, error = %e, "cannot reach vdimediad; redialling with backoff");
+                        } else {
+                            debug!(%target, error = %e, retry_in_ms = backoff.as_millis() as u64, "redial failed");
+                        }
+                        tokio::time::sleep(*backoff).await;
+                        *backoff = (*backoff * 2).min(BACKOFF_MAX);
+                    }
+                }
+            },
+        }
+    }
+}
+
+/// Why [`VcTask::run_channel`] returned.
+enum ChannelEnd {
+    Lost(String),
+    Shutdown,
+}
+
+/// The single task that owns the virtual channel and the page ↔ session map.
+pub(crate) struct VcTask {
+    source: VcSource,
+    commands: mpsc::Receiver<VcCommand>,
+    shutdown: watch::Receiver<bool>,
+    pages: HashMap<PageId, PageEntry>,
+    sessions: HashMap<SessionId, PageId>,
+}
+
+impl VcTask {
+    pub(crate) fn new(
+        source: VcSource,
+        commands: mpsc::Receiver<VcCommand>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        VcTask {
+            source,
+            commands,
+            shutdown,
+            pages: HashMap::new(),
+            sessions: HashMap::new(),
+        }
+    }
+
+    pub(crate) async fn run(mut self) {
+        let mut backoff = BACKOFF_MIN;
+        loop {
+            // Disconnected: answer pages with no_engine until a stream arrives.
+            let stream = {
+                let next = self.source.next(&mut backoff);
+                tokio::pin!(next);
+                loop {
+                    tokio::select! {
+                        s = &mut next => break s,
+                        cmd = self.commands.recv() => match cmd {
+                            Some(cmd) => command_disconnected(&mut self.pages, cmd),
+                            None => return,
+                        },
+                        // Dropping the senders tells every page task to close its WebSocket.
+                        _ = self.shutdown.changed() => return self.pages.clear(),
+                    }
+                }
+            };
+            match self.run_channel(stream, &mut backoff).await {
+                ChannelEnd::Shutdown => return self.detach_all_on_shutdown(),
+                ChannelEnd::Lost(why) => {
+                    warn!(reason = %why, pages = self.pages.len(), "virtual channel lost");
+                    self.lose_all(&why);
+                    if matches!(self.source, VcSource::Connect(_)) {
+                        // A daemon that drops right away should not be hammered.
+                        tokio::select! {
+                            _ = tokio::time::sleep(backoff) => {}
+                            _ = self.shutdown.changed() => return self.detach_all_on_shutdown(),
+                        }
+                        backoff = (backoff * 2).min(BACKOFF_MAX);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn command_disconnected(pages: &mut HashMap<PageId, PageEntry>, cmd: VcCommand) {
+    {
+        match cmd {
+            VcCommand::Open { page, events, .. } => {
+                let _ = events.try_send(PageEvent::status_down(
+                    StatusReason::NoEngine,
+                    "no vdimediad on the virtual channel",
+                ));
+                debug!(page, "no engine for page");
+            }
+            VcCommand::Send { page, message } => {
+                // Pages are detached when the channel drops; this is a race with that.
+                debug!(page, id = ?message.id(), "message from a detached page dropped");
+            }
+            VcCommand::Close { page, .. } => {
+                pages.remove(&page);
+            }
+        }
+    }
+}
+
+impl VcTask {
+    async fn run_channel(&mut self, stream: BoxStream, backoff: &mut Duration) -> ChannelEnd {
+        let (mut rd, wr) = tokio::io::split(stream);
+        let backlog = Arc::new(AtomicUsize::new(0));
+        let (wtx, wrx) = mpsc::unbounded_channel::<Vec<u8>>();
+        let mut writer = tokio::spawn(write_frames(wr, wrx, backlog.clone()));
+        let mut ch = Channel::new(ChannelConfig::vda(AGENT), Instant::now());
+        let mut welcome: Option<Welcome> = None;
+        let handshake_deadline = tokio::time::sleep(HANDSHAKE_TIMEOUT);
+        tokio::pin!(handshake_deadline);
+        let mut buf = vec![0u8; 16 * 1024];
+        let io = Io {
+            wtx: &wtx,
+            backlog: &backlog,
+        };
+        io.flush(&mut ch);
+
+        let end = loop {
+            let timeout = ch.poll_timeout();
+            let sleep = async {
+                match timeout {
+                    Some(t) => tokio::time::sleep_until(tokio::time::Instant::from_std(t)).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                r = rd.read(&mut buf) => match r {
+                    Ok(0) => break ChannelEnd::Lost("vdimediad closed the virtual channel".into()),
+                    Ok(n) => ch.handle_input(&buf[..n], Instant::now()),
+                    Err(e) => break ChannelEnd::Lost(format!("virtual channel read failed: {e}")),
+                },
+                cmd = self.commands.recv() => match cmd {
+                    Some(cmd) => self.command(cmd, &mut ch, welcome.as_ref(), &io),
+                    None => break ChannelEnd::Shutdown,
+                },
+                () = sleep => ch.handle_timeout(Instant::now()),
+                () = &mut handshake_deadline, if welcome.is_none() => {
+                    break ChannelEnd::Lost(format!("vdimediad did not answer HELLO within {} s", HANDSHAKE_TIMEOUT.as_secs()));
+                }
+                r = &mut writer => {
+                    let why = match r { Ok(Err(e)) => format!("virtual channel write failed: {e}"), _ => "virtual channel writer ended".into() };
+                    break ChannelEnd::Lost(why);
+                }
+                extra = accept_extra(&self.source) => {
+                    // One daemon at a time: a second one would split pages across engines.
+                    if let Some(peer) = extra {
+                        warn!(%peer, "refused a second virtual-channel connection: one daemon is already attached");
+                    }
+                }
+                _ = self.shutdown.changed() => break ChannelEnd::Shutdown,
+            }
+            io.flush(&mut ch);
+            if let Some(end) = self.drain_events(&mut ch, &mut welcome, &io, backoff) {
+                break end;
+            }
+            io.flush(&mut ch);
+        };
+
+        if matches!(end, ChannelEnd::Shutdown) {
+            for (page, entry) in self.pages.drain() {
+                if let Some(sid) = entry.session() {
+                    ch.close_session(sid, ErrorCode::Normal, "bridge shutting down");
+                    debug!(page, session = sid, "session closed at shutdown");
+                }
+            }
+            self.sessions.clear();
+            io.flush(&mut ch);
+            drop(wtx);
+            let _ = tokio::time::timeout(SHUTDOWN_FLUSH, &mut writer).await;
+        }
+        writer.abort();
+        end
+    }
+
+    fn command(
+        &mut self,
+        cmd: VcCommand,
+        ch: &mut Channel,
+        welcome: Option<&Welcome>,
+        io: &Io<'_>,
+    ) {
+        match cmd {
+            VcCommand::Open {
+                page,
+                open,
+                min_version,
+                max_version,
+                events,
+            } => match welcome {
+                None => {
+                    debug!(page, "page waits for the channel handshake");
+                    self.pages.insert(
+                        page,
+                        PageEntry {
+                            events,
+                            attach: Attach::Waiting {
+                                open,
+                                min_version,
+                                max_version,
+                            },
+                        },
+                    );
+                }
+                Some(w) => self.open(page, open, min_version, max_version, events, ch, w),
+            },
+            VcCommand::Send { page, message } => {
+                let Some(entry) = self.pages.get(&page) else {
+                    debug!(page, "message from an unknown page dropped");
+                    return;
+                };
+                let id = message.id();
+                let refuse = |body: ErrorBody| match id {
+                    Some(id) if matches!(message, Message::Request(_)) => {
+                        PageEvent::Message(Message::response_err(id, body))
+                    }
+                    _ => PageEvent::Error(body),
+                };
+                let ev = match entry.attach {
+                    Attach::Open(sid) if io.backlog.load(Ordering::Relaxed) > WRITE_BACKLOG_MAX => {
+                        warn!(
+                            page,
+                            session = sid,
+                            "virtual channel congested; message refused"
+                        );
+                        Some(refuse(ErrorBody::new(
+                            ErrorCode::LimitExceeded,
+                            "the virtual channel is congested; retry later",
+                        )))
+                    }
+                    Attach::Open(sid) => match ch.send(sid, &message) {
+                        Ok(_) => None,
+                        Err(e) => {
+                            warn!(page, session = sid, error = %e, "message not sent");
+                            Some(refuse(ErrorBody::new(
+                                ErrorCode::SessionClosed,
+                                format!("not sent: {e}"),
+                            )))
+                        }
+                    },
+                    _ => Some(refuse(ErrorBody::new(
+                        ErrorCode::InvalidState,
+                        "the session is not open yet",
+                    ))),
+                };
+                if let Some(ev) = ev {
+                    self.deliver(page, ev, ch);
+                }
+            }
+            VcCommand::Close { page, code, reason } => {
+                if let Some(entry) = self.pages.remove(&page)
+                    && let Some(sid) = entry.session()
+                {
+                    self.sessions.remove(&sid);
+                    ch.close_session(sid, code, &reason);
+                    info!(page, session = sid, %reason, "session closed by the page side");
+                }
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn open(
+        &mut self,
+        page: PageId,
+        open: Open,
+        min_version: u16,
+        max_version: u16,
+        events: mpsc::Sender<PageEvent>,
+        ch: &mut Channel,
+        welcome: &Welcome,
+    ) {
+        if !(min_version..=max_version).contains(&welcome.version) {
+            info!(
+                page,
+                min_version,
+                max_version,
+                channel_version = welcome.version,
+                "page SDK version does not match the channel"
+            );
+            let _ = events.try_send(PageEvent::status_down(
+                StatusReason::VersionMismatch,
+                format!(
+                    "the page SDK speaks protocol versions {min_version}..={max_version}; the channel to {} uses version {}",
+                    welcome.engine, welcome.version
+                ),
+            ));
+            return;
+        }
+        match ch.open_session(open.clone()) {
+            Ok(sid) => {
+                info!(
+                    page,
+                    session = sid,
+                    origin = open.origin.as_deref().unwrap_or(""),
+                    "session opening"
+                );
+                self.sessions.insert(sid, page);
+                self.pages.insert(
+                    page,
+                    PageEntry {
+                        events,
+                        attach: Attach::Opening(sid),
+                    },
+                );
+            }
+            Err(e) => {
+                warn!(page, error = %e, "cannot open a session");
+                let _ = events.try_send(PageEvent::status_down(
+                    StatusReason::EngineRejected,
+                    format!("cannot open a session: {e}"),
+                ));
+            }
+        }
+    }
+
+    /// Applies channel events; `Some` when the channel is over.
+    fn drain_events(
+        &mut self,
+        ch: &mut Channel,
+        welcome: &mut Option<Welcome>,
+        io: &Io<'_>,
+        backoff: &mut Duration,
+    ) -> Option<ChannelEnd> {
+        while let Some(ev) = ch.poll_event() {
+            match ev {
+                ChannelEvent::Ready(w) => {
+                    info!(engine = %w.engine, version = w.version, os = %w.os, arch = %w.arch, max_frame = w.max_frame,
+                          "virtual channel ready");
+                    *backoff = BACKOFF_MIN;
+                    let waiting: Vec<PageId> = self
+                        .pages
+                        .iter()
+                        .filter(|(_, e)| matches!(e.attach, Attach::Waiting { .. }))
+                        .map(|(p, _)| *p)
+                        .collect();
+                    for page in waiting {
+                        if let Some(PageEntry {
+                            events,
+                            attach:
+                                Attach::Waiting {
+                                    open,
+                                    min_version,
+                                    max_version,
+                                },
+                        }) = self.pages.remove(&page)
+                        {
+                            self.open(page, open, min_version, max_version, events, ch, &w);
+                        }
+                    }
+                    *welcome = Some(w);
+                    io.flush(ch);
+                }
+                ChannelEvent::Rejected(r) => {
+                    error!(code = %r.code, message = %r.message, endpoint_min = r.min_version, endpoint_max = r.max_version,
+                           "vdimediad rejected the channel");
+                    let (reason, msg) = if r.code == ErrorCode::VersionMismatch {
+                        (
+                            StatusReason::VersionMismatch,
+                            format!(
+                                "vdimediad speaks protocol versions {}..={}, the bridge {}..={}",
+                                r.min_version,
+                                r.max_version,
+                                vdimedia_protocol::MIN_VERSION,
+                                vdimedia_protocol::MAX_VERSION
+                            ),
+                        )
+                    } else {
+                        (
+                            StatusReason::EngineRejected,
+                            format!("vdimediad rejected the channel: {}", r.message),
+                        )
+                    };
+                    for (_, entry) in self.pages.drain() {
+                        let _ = entry
+                            .events
+                            .try_send(PageEvent::status_down(reason, msg.clone()));
+                    }
+                    self.sessions.clear();
+                    return Some(ChannelEnd::Lost(format!("rejected: {}", r.message)));
+                }
+                ChannelEvent::SessionOpened { session, .. } => {
+                    let Some(&page) = self.sessions.get(&session) else {
+                        debug!(session, "OPENED for a session no page holds");
+                        continue;
+                    };
+                    if let Some(entry) = self.pages.get_mut(&page) {
+                        entry.attach = Attach::Open(session);
+                    }
+                    let status = match welcome {
+                        Some(w) => PageEvent::status_up(w),
+                        None => continue,
+                    };
+                    info!(page, session, "session open; page redirected");
+                    self.deliver(page, status, ch);
+                }
+                ChannelEvent::Message { session, message } => match self.sessions.get(&session) {
+                    Some(&page) => self.deliver(page, PageEvent::Message(message), ch),
+                    None => debug!(session, "message for a closed session dropped"),
+                },
+                ChannelEvent::SessionClosed {
+                    session,
+                    code,
+                    reason,
+                    by_peer,
+                } => {
+                    if ch.is_closed() {
+                        // The whole channel is ending (`Closed` follows): pages get
+                        // channel_lost from `lose_all`, not a per-session close.
+                        continue;
+                    }
+                    let Some(page) = self.sessions.remove(&session) else {
+                        continue;
+                    };
+                    let Some(entry) = self.pages.remove(&page) else {
+                        continue;
+                    };
+                    if by_peer {
+                        info!(page, session, %code, %reason, "vdimediad closed the session");
+                        let opened = matches!(entry.attach, Attach::Open(_));
+                        let _ = entry.events.try_send(PageEvent::EngineClosed {
+                            opened,
+                            code,
+                            reason,
+                        });
+                    } else {
+                        debug!(page, session, %code, %reason, "session closed locally");
+                        let _ = entry.events.try_send(PageEvent::EngineClosed {
+                            opened: true,
+                            code,
+                            reason,
+                        });
+                    }
+                }
+                ChannelEvent::PeerError { session, error } => {
+                    warn!(session, code = %error.code, message = %error.message, "ERROR from vdimediad");
+                    if let Some(&page) = self.sessions.get(&session) {
+                        self.deliver(page, PageEvent::Error(error), ch);
+                    }
+                }
+                ChannelEvent::ProtocolError { session, error } => {
+                    warn!(session, code = %error.code, message = %error.message, "vdimediad sent a bad frame or message");
+                }
+                ChannelEvent::Closed { code, reason } => {
+                    return Some(ChannelEnd::Lost(format!(
+                        "channel closed ({code}): {reason}"
+                    )));
+                }
+                other => debug!(event = ?other, "channel event ignored by the vda side"),
+            }
+        }
+        None
+    }
+
+    /// Queues `ev` for `page` without ever waiting: a page that does not drain its queue is
+    /// detached (its session closed) rather than allowed to stall the channel.
+    fn deliver(&mut self, page: PageId, ev: PageEvent, ch: &mut Channel) {
+        let Some(entry) = self.pages.get(&page) else {
+            return;
+        };
+        match entry.events.try_send(ev) {
+            Ok(()) => {}
+            Err(e) => {
+                let full = matches!(e, mpsc::error::TrySendError::Full(_));
+                let entry = self.pages.remove(&page).expect("entry present");
+                if let Some(sid) = entry.session() {
+                    self.sessions.remove(&sid);
+                    if full {
+                        ch.close_session(
+                            sid,
+                            ErrorCode::LimitExceeded,
+                            "page is not reading its WebSocket",
+                        );
+                    } else {
+                        ch.close_session(sid, ErrorCode::Normal, "page closed");
+                    }
+                }
+                if full {
+                    warn!(page, "page does not keep up with its events; detached");
+                }
+            }
+        }
+    }
+
+    fn lose_all(&mut self, why: &str) {
+        for (page, entry) in self.pages.drain() {
+            let ev = match entry.attach {
+                Attach::Waiting { .. } => PageEvent::status_down(
+                    StatusReason::NoEngine,
+                    format!("vdimediad did not complete the handshake: {why}"),
+                ),
+                _ => PageEvent::status_down(
+                    StatusReason::ChannelLost,
+                    format!("the virtual channel to vdimediad was lost: {why}"),
+                ),
+            };
+            debug!(page, "page told the channel is lost");
+            let _ = entry.events.try_send(ev);
+        }
+        self.sessions.clear();
+    }
+
+    fn detach_all_on_shutdown(&mut self) {
+        // Dropping the senders tells every page task to close its WebSocket.
+        self.pages.clear();
+        self.sessions.clear();
+    }
+}
+
+/// The frame queue towards the writer task and its byte count.
+struct Io<'a> {
+    wtx: &'a mpsc::UnboundedSender<Vec<u8>>,
+    backlog: &'a AtomicUsize,
+}
+
+impl Io<'_> {
+    fn flush(&self, ch: &mut Channel) {
+        while let Some(frame) = ch.poll_transmit() {
+            self.backlog.fetch_add(frame.len(), Ordering::Relaxed);
+            // A closed writer is reported by its JoinHandle in the select loop.
+            let _ = self.wtx.send(frame);
+        }
+    }
+}
+
+/// Writes each frame with one `write_all` (a remoting channel plugin may map writes to
+/// channel PDUs) and flushes when the queue is empty.
+async fn write_frames<W: AsyncWrite + Unpin>(
+    mut wr: W,
+    mut rx: mpsc::UnboundedReceiver<Vec<u8>>,
+    backlog: Arc<AtomicUsize>,
+) -> std::io::Result<()> {
+    while let Some(frame) = rx.recv().await {
+        wr.write_all(&frame).await?;
+        backlog.fetch_sub(frame.len(), Ordering::Relaxed);
+        if rx.is_empty() {
+            wr.flush().await?;
+        }
+    }
+    wr.flush().await?;
+    wr.shutdown().await
+}
+
+/// In listen mode, accepts and drops connections beyond the first; never resolves otherwise.
+async fn accept_extra(source: &VcSource) -> Option<SocketAddr> {
+    match source {
+        VcSource::Listen(l) => match l.accept().await {
+            Ok((s, peer)) => {
+                drop(s);
+                Some(peer)
+            }
+            Err(_) => {
+                tokio::time::sleep(BACKOFF_MIN).await;
+                None
+            }
+        },
+        VcSource::Connect(_) => std::future::pending().await,
+    }
+}

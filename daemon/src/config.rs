@@ -1,0 +1,296 @@
+//! `vdimediad` configuration: a TOML file, validated at start with errors that name the key.
+//!
+//! Lookup order: `--config FILE` if given; else `/etc/vdimedia/vdimediad.toml` if it exists,
+//! else `/usr/lib/vdimedia/vdimediad.toml` (packaged defaults), else built-in defaults.
+//! Command-line flags override the file.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::media::AudioBackend;
+use crate::vc::VcAddr;
+
+/// Where the daemon looks when no `--config` is given, most specific first.
+pub const DEFAULT_CONFIG_PATHS: &[&str] =
+    &["/etc/vdimedia/vdimediad.toml", "/usr/lib/vdimedia/vdimediad.toml"];
+
+/// The whole configuration. Every section is optional; unknown keys are errors (a typo must
+/// not silently fall back to a default).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub vc: VcConfig,
+    #[serde(default)]
+    pub audio: AudioConfig,
+    #[serde(default)]
+    pub webrtc: WebRtcConfig,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+/// `[vc]`: how the virtual channel reaches the daemon. Exactly one of `listen` / `connect`;
+/// with neither, the daemon listens on `$XDG_RUNTIME_DIR/vdimedia/vc.sock` (or takes the socket
+/// systemd passes with socket activation, which wins over both).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct VcConfig {
+    /// `unix:/path` to listen on (a remoting client's channel plugin connects here).
+    pub listen: Option<String>,
+    /// `tcp://HOST:PORT` or `unix:/path` of a bridge to dial (development and test rigs).
+    pub connect: Option<String>,
+    /// Largest frame this side accepts and sends, bytes (docs/protocol.md, 256..=65536).
+    #[serde(default = "default_max_frame")]
+    pub max_frame: u32,
+    /// Seconds between redial attempts after a dialled channel drops (1..=300).
+    #[serde(default = "default_redial")]
+    pub redial_secs: u64,
+}
+
+impl Default for VcConfig {
+    fn default() -> Self {
+        Self { listen: None, connect: None, max_frame: default_max_frame(), redial_secs: default_redial() }
+    }
+}
+
+fn default_max_frame() -> u32 {
+    4096
+}
+fn default_redial() -> u64 {
+    2
+}
+
+/// `[audio]`: which device stack serves `getUserMedia` and playout.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AudioConfig {
+    /// `"auto"` (PipeWire when its socket answers, else ALSA), `"pipewire"` or `"alsa"`.
+    #[serde(default)]
+    pub backend: BackendChoice,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendChoice {
+    #[default]
+    Auto,
+    Pipewire,
+    Alsa,
+}
+
+impl BackendChoice {
+    pub fn resolve(self) -> AudioBackend {
+        match self {
+            BackendChoice::Auto => AudioBackend::detect(),
+            BackendChoice::Pipewire => AudioBackend::PipeWire,
+            BackendChoice::Alsa => AudioBackend::Alsa,
+        }
+    }
+}
+
+/// `[webrtc]`: engine-wide WebRTC settings.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WebRtcConfig {
+    /// Gather ICE candidates on 127.0.0.1 too. libnice skips loopback when another interface
+    /// exists and gathers nothing in a loopback-only namespace; test rigs turn this on.
+    #[serde(default)]
+    pub loopback_ice: bool,
+}
+
+/// `[limits]`: per-channel and per-session caps; a breach is a typed `limit_exceeded` error.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Peer connections one page may hold at once.
+    #[serde(default = "default_max_pcs")]
+    pub max_peer_connections: usize,
+    /// Capture tracks one page may hold at once.
+    #[serde(default = "default_max_tracks")]
+    pub max_tracks: usize,
+    /// Largest SDP accepted, bytes.
+    #[serde(default = "default_max_sdp")]
+    pub max_sdp_bytes: usize,
+}
+
+fn default_max_pcs() -> usize {
+    8
+}
+fn default_max_tracks() -> usize {
+    8
+}
+fn default_max_sdp() -> usize {
+    64 * 1024
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_peer_connections: default_max_pcs(),
+            max_tracks: default_max_tracks(),
+            max_sdp_bytes: default_max_sdp(),
+        }
+    }
+}
+
+/// `[log]`: where logs go and how much.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// A `tracing` filter such as `"info"` or `"vdimediad=debug"`; `VDIMEDIA_LOG` overrides.
+    pub level: Option<String>,
+    /// `"auto"` (journald when started by systemd, else stderr), `"journald"` or `"stderr"`.
+    #[serde(default)]
+    pub target: LogTarget,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogTarget {
+    #[default]
+    Auto,
+    Journald,
+    Stderr,
+}
+
+/// A configuration error, with the file and the offending key in the message.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: {key}: {message}")]
+    Invalid { path: PathBuf, key: &'static str, message: String },
+}
+
+impl Config {
+    /// Loads `explicit` if given, else the first of [`DEFAULT_CONFIG_PATHS`] that exists, else
+    /// the defaults. Returns the config and the path it came from.
+    pub fn load(explicit: Option<&Path>) -> Result<(Config, Option<PathBuf>), ConfigError> {
+        let path = match explicit {
+            Some(p) => Some(p.to_path_buf()),
+            None => DEFAULT_CONFIG_PATHS.iter().map(PathBuf::from).find(|p| p.exists()),
+        };
+        let Some(path) = path else {
+            return Ok((Config::default(), None));
+        };
+        let text = std::fs::read_to_string(&path)
+            .map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+        let config = Config::parse(&text, &path)?;
+        Ok((config, Some(path)))
+    }
+
+    /// Parses and validates TOML text; `path` only names the source in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text)
+            .map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })?;
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |key, message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            key,
+            message,
+        };
+        if self.vc.listen.is_some() && self.vc.connect.is_some() {
+            return Err(invalid("vc", "set either listen or connect, not both".into()));
+        }
+        if let Some(l) = &self.vc.listen {
+            match VcAddr::parse(l) {
+                Ok(VcAddr::Unix(_)) => {}
+                Ok(VcAddr::Tcp(_)) => {
+                    return Err(invalid("vc.listen", "only unix:/path can be listened on".into()));
+                }
+                Err(e) => return Err(invalid("vc.listen", e)),
+            }
+        }
+        if let Some(c) = &self.vc.connect {
+            VcAddr::parse(c).map_err(|e| invalid("vc.connect", e))?;
+        }
+        if !(256..=65536).contains(&self.vc.max_frame) {
+            return Err(invalid("vc.max_frame", format!("{} is outside 256..=65536", self.vc.max_frame)));
+        }
+        if !(1..=300).contains(&self.vc.redial_secs) {
+            return Err(invalid("vc.redial_secs", format!("{} is outside 1..=300", self.vc.redial_secs)));
+        }
+        if self.limits.max_peer_connections == 0 || self.limits.max_peer_connections > 64 {
+            return Err(invalid("limits.max_peer_connections", "must be 1..=64".into()));
+        }
+        if self.limits.max_tracks == 0 || self.limits.max_tracks > 64 {
+            return Err(invalid("limits.max_tracks", "must be 1..=64".into()));
+        }
+        if !(1024..=1 << 20).contains(&self.limits.max_sdp_bytes) {
+            return Err(invalid("limits.max_sdp_bytes", "must be 1024..=1048576".into()));
+        }
+        if let Some(level) = &self.log.level {
+            tracing_subscriber::EnvFilter::try_new(level)
+                .map_err(|e| invalid("log.level", e.to_string()))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<Config, ConfigError> {
+        Config::parse(s, Path::new("test.toml"))
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let c = parse("").unwrap();
+        assert_eq!(c, Config::default());
+        assert_eq!(c.vc.max_frame, 4096);
+        assert_eq!(c.limits.max_peer_connections, 8);
+    }
+
+    #[test]
+    fn full_file_parses() {
+        let c = parse(
+            r#"
+            [vc]
+            connect = "tcp://127.0.0.1:9003"
+            max_frame = 1600
+            [audio]
+            backend = "alsa"
+            [webrtc]
+            loopback_ice = true
+            [limits]
+            max_peer_connections = 2
+            [log]
+            level = "debug"
+            target = "stderr"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.vc.max_frame, 1600);
+        assert_eq!(c.audio.backend, BackendChoice::Alsa);
+        assert!(c.webrtc.loopback_ice);
+        assert_eq!(c.limits.max_peer_connections, 2);
+        assert_eq!(c.limits.max_tracks, 8);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = parse("[vc]\nlisten = \"tcp://1.2.3.4:5\"").unwrap_err().to_string();
+        assert!(e.contains("vc.listen"), "{e}");
+        let e = parse("[vc]\nmax_frame = 10").unwrap_err().to_string();
+        assert!(e.contains("vc.max_frame"), "{e}");
+        let e = parse("[audio]\nbackend = \"oss\"").unwrap_err().to_string();
+        assert!(e.contains("backend") || e.contains("oss"), "{e}");
+        let e = parse("[vc]\nlisen = \"unix:/x\"").unwrap_err().to_string();
+        assert!(e.contains("lisen"), "typo must be reported: {e}");
+        let e = parse("[vc]\nlisten=\"unix:/a\"\nconnect=\"unix:/b\"").unwrap_err().to_string();
+        assert!(e.contains("not both"), "{e}");
+        let e = parse("[log]\nlevel = \"[[[\"").unwrap_err().to_string();
+        assert!(e.contains("log.level"), "{e}");
+    }
+}

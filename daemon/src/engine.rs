@@ -1,0 +1,98 @@
+//! Daemon-wide state shared by every channel and session: configuration, the device stack,
+//! and the one-time GStreamer/DTLS warm-up.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+
+use tokio::sync::OnceCell;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+use vdimedia_protocol::handshake::{Capabilities, DeviceCounts, Welcome};
+
+use crate::config::Config;
+use crate::error::{EngineError, EngineResult};
+use crate::media::{AudioBackend, MediaDevices};
+
+/// Engine name and version as sent in `WELCOME.engine`.
+pub const ENGINE: &str = concat!("vdimediad/", env!("CARGO_PKG_VERSION"));
+
+/// Encoders that back each codec name the engine can offer (RFC 7587 Opus, G.722, RFC 3551
+/// PCMU/PCMA). A codec is advertised only when its elements are installed.
+const CODECS: &[(&str, &[&str])] = &[
+    ("opus", &["opusenc", "opusdec"]),
+    ("G722", &["avenc_g722", "avdec_g722"]),
+    ("PCMU", &["mulawenc", "mulawdec"]),
+    ("PCMA", &["alawenc", "alawdec"]),
+];
+
+pub struct Engine {
+    pub config: Config,
+    pub devices: MediaDevices,
+    /// Every session task, so shutdown can wait until all calls are closed.
+    pub tasks: TaskTracker,
+    /// Peer connections alive in all sessions (their pipelines exist).
+    pub peer_connections: AtomicUsize,
+    warm: OnceCell<Result<(), EngineError>>,
+}
+
+impl Engine {
+    pub fn new(config: Config) -> Arc<Self> {
+        let backend: AudioBackend = config.audio.backend.resolve();
+        info!(backend = ?backend, "audio backend chosen");
+        Arc::new(Self { devices: MediaDevices::new(backend), config, tasks: TaskTracker::new(), peer_connections: AtomicUsize::new(0), warm: OnceCell::new() })
+    }
+
+    /// Initialises GStreamer and generates the DTLS certificate once per process, off the
+    /// async threads. Called when the first channel connects: ahead of any call, yet never on
+    /// an idle daemon that no remoting session uses.
+    pub async fn warm_up(&self) -> EngineResult<()> {
+        self.warm
+            .get_or_init(|| async {
+                let started = std::time::Instant::now();
+                let r = tokio::task::spawn_blocking(crate::webrtc::prewarm)
+                    .await
+                    .unwrap_or_else(|e| Err(EngineError::operation(format!("warm-up panicked: {e}"))));
+                match &r {
+                    Ok(()) => info!(ms = started.elapsed().as_millis() as u64, "GStreamer and DTLS certificate ready"),
+                    Err(e) => warn!(error = %e, "warm-up failed; calls will fail"),
+                }
+                r
+            })
+            .await
+            .clone()
+    }
+
+    /// The `WELCOME` payload: engine identity and capabilities (installed codecs, AEC kind,
+    /// device counts). Needs GStreamer, so it warms up first.
+    pub async fn welcome(self: &Arc<Self>) -> Welcome {
+        let _ = self.warm_up().await;
+        let this = self.clone();
+        let (codecs, (inputs, outputs)) = tokio::task::spawn_blocking(move || {
+            let codecs: Vec<String> = CODECS
+                .iter()
+                .filter(|(_, elements)| elements.iter().all(|e| gst::ElementFactory::find(e).is_some()))
+                .map(|(name, _)| name.to_string())
+                .collect();
+            (codecs, this.devices.capabilities())
+        })
+        .await
+        .unwrap_or_default();
+        Welcome {
+            version: vdimedia_protocol::PROTOCOL_VERSION,
+            engine: ENGINE.to_string(),
+            os: std::env::consts::OS.to_string(),
+            arch: std::env::consts::ARCH.to_string(),
+            max_frame: self.config.vc.max_frame,
+            capabilities: Capabilities {
+                codecs,
+                // No echo canceller is wired into the capture path yet (issue: gst-plugins AEC).
+                aec: "none".to_string(),
+                audio_backend: match self.devices.backend() {
+                    AudioBackend::PipeWire => "pipewire".to_string(),
+                    AudioBackend::Alsa => "alsa".to_string(),
+                },
+                devices: DeviceCounts { audioinput: inputs, audiooutput: outputs },
+            },
+        }
+    }
+}

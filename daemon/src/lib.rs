@@ -1,0 +1,11 @@
+//! vdimediad, the endpoint media engine. Module map and what each may touch:
+//! `docs/ARCHITECTURE.md`.
+
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod logging;
+pub mod media;
+pub mod session;
+pub mod vc;
+pub mod webrtc;

@@ -1,0 +1,44 @@
+//! Endpoint audio devices and capture tracks (Media Capture and Streams) on PipeWire or ALSA.
+//!
+//! - [`devices`]: [`MediaDevices`] (`enumerateDevices`, `getUserMedia`, outputs) and
+//!   [`AudioBackend`];
+//! - [`track`]: [`LocalTrack`], whose `make_source()` gives a capture element per pipeline;
+//! - [`output`]: [`AudioOutput`], whose `make_sink()` gives a playout element;
+//! - [`constraints`]: `MediaTrackConstraints` parsing and SelectSettings.
+//!
+//! Elements are plain `gst::Element` bins (ghost pads "src"/"sink") so the WebRTC module can
+//! put them in its pipelines without knowing the backend.
+
+pub mod constraints;
+pub mod devices;
+pub mod output;
+pub mod track;
+
+mod backend_alsa;
+mod backend_pipewire;
+
+pub use devices::{AudioBackend, DEFAULT_DEVICE_ID, MediaDevices};
+pub use output::AudioOutput;
+pub use track::{LocalTrack, ProcessingPolicy};
+
+use crate::error::{EngineError, EngineResult};
+
+/// Initializes GStreamer once (idempotent, cheap after the first call).
+pub(crate) fn ensure_gst() -> EngineResult<()> {
+    gst::init().map_err(|e| {
+        let e = EngineError::operation(format!("GStreamer initialization failed: {e}"));
+        tracing::error!(target: "media", error = %e.message, "GStreamer unavailable");
+        e
+    })
+}
+
+/// Creates a GStreamer element, with an error naming the package that provides it.
+pub(crate) fn make_element(factory: &str, package: &str) -> EngineResult<gst::Element> {
+    gst::ElementFactory::make(factory).build().map_err(|_| {
+        let e = EngineError::operation(format!(
+            "GStreamer element {factory} is missing (install {package})"
+        ));
+        tracing::error!(target: "media", factory, package, "missing GStreamer element");
+        e
+    })
+}

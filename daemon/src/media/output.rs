@@ -1,0 +1,95 @@
+//! Playout outputs (`HTMLMediaElement.setSinkId`, Audio Output Devices API §2): where a remote
+//! track is heard.
+
+use gst::prelude::*;
+use tracing::debug;
+
+use super::devices::{AudioBackend, Endpoint};
+use super::track::{PW_NODE_LATENCY, element_name, gst_err};
+use super::{ensure_gst, make_element};
+use crate::error::EngineResult;
+
+/// An audio output chosen by `sinkId`. `device_id` is the W3C `deviceId` it was chosen by
+/// (`"default"` for the default output), `label` its device label.
+#[derive(Debug, Clone)]
+pub struct AudioOutput {
+    pub device_id: String,
+    pub label: String,
+    endpoint: Endpoint,
+    backend: AudioBackend,
+}
+
+impl AudioOutput {
+    pub(crate) fn new(
+        device_id: String,
+        label: String,
+        endpoint: Endpoint,
+        backend: AudioBackend,
+    ) -> Self {
+        Self {
+            device_id,
+            label,
+            endpoint,
+            backend,
+        }
+    }
+
+    /// The backend the output belongs to.
+    pub fn backend(&self) -> AudioBackend {
+        self.backend
+    }
+
+    /// A new playout element: a `gst::Bin` with one always "sink" ghost pad accepting any
+    /// `audio/x-raw` (audioconvert ! audioresample inside), ending in
+    /// `pipewiresink target-object=<node.name>` (no target for "default": PipeWire follows its
+    /// default) asking for a 20 ms graph quantum, or `alsasink device=<pcm>` with 10 ms
+    /// periods and a 60 ms buffer. Syncs on the pipeline clock. Opens the device only when
+    /// the caller's pipeline goes to PAUSED.
+    pub fn make_sink(&self) -> EngineResult<gst::Element> {
+        ensure_gst()?;
+        let bin = gst::Bin::builder()
+            .name(element_name("vdimedia-playout"))
+            .build();
+        let convert = make_element("audioconvert", "gstreamer1.0-plugins-base")?;
+        let resample = make_element("audioresample", "gstreamer1.0-plugins-base")?;
+        let sink = match &self.endpoint {
+            Endpoint::PipeWire(target) => {
+                let sink = make_element("pipewiresink", "gstreamer1.0-pipewire")?;
+                if let Some(node) = target {
+                    sink.set_property("target-object", node);
+                }
+                sink.set_property("client-name", "vdimediad");
+                // pipewiresink pushes one buffer per graph cycle: a 20 ms quantum matches
+                // 20 ms decoded frames, so playout neither starves nor queues up.
+                sink.set_property(
+                    "stream-properties",
+                    gst::Structure::builder("props")
+                        .field("media.role", "Communication")
+                        .field("node.latency", PW_NODE_LATENCY)
+                        .build(),
+                );
+                sink
+            }
+            Endpoint::Alsa(pcm) => {
+                let sink = make_element("alsasink", "gstreamer1.0-alsa")?;
+                sink.set_property("device", pcm);
+                sink.set_property("latency-time", 10_000i64);
+                sink.set_property("buffer-time", 60_000i64);
+                sink
+            }
+        };
+        bin.add_many([&convert, &resample, &sink])
+            .map_err(gst_err)?;
+        gst::Element::link_many([&convert, &resample, &sink]).map_err(gst_err)?;
+        let target = convert
+            .static_pad("sink")
+            .expect("audioconvert has a sink pad");
+        let ghost = gst::GhostPad::builder_with_target(&target)
+            .map_err(gst_err)?
+            .name("sink")
+            .build();
+        bin.add_pad(&ghost).map_err(gst_err)?;
+        debug!(target: "media", device = %self.label, endpoint = ?self.endpoint, bin = %bin.name(), "playout sink created");
+        Ok(bin.upcast())
+    }
+}

@@ -1,0 +1,628 @@
+//! One logical session = one page. Owns the page's W3C objects (peer connections, capture
+//! tracks, playout bindings) and turns each request (docs/protocol.md, "Methods") into a call
+//! on them. This is the one hop from a method name to the module that implements it:
+//!
+//! | method | implemented by |
+//! | --- | --- |
+//! | `devices.enumerate`, `media.getUserMedia` | [`crate::media::MediaDevices`] |
+//! | `track.*` | [`crate::media::LocalTrack`] + the peer connections sending it |
+//! | `pc.*` | [`crate::webrtc::PeerConnection`] (webrtcbin) |
+//! | `playout.*` | [`crate::media::AudioOutput`] sinks on the peer connection's pipeline |
+//!
+//! Requests are served one at a time, in order, like the W3C operations chain; a peer
+//! connection's events that were produced while a request ran are sent before its response
+//! (the spec fires `signalingstatechange` before `setLocalDescription` resolves).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use futures_util::{FutureExt, StreamExt};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio_stream::StreamMap;
+use tokio_stream::wrappers::UnboundedReceiverStream;
+use tracing::{Instrument, debug, info, info_span, warn};
+use vdimedia_protocol::SessionId;
+use vdimedia_protocol::api::{
+    MediaStreamConstraints, RtcConfiguration, RtcIceCandidateInit, RtcOfferOptions,
+    RtcRtpTransceiverDirection, RtcSessionDescriptionInit, RtcSignalingState,
+};
+use vdimedia_protocol::message::{ErrorBody, ErrorCode, Message, Request};
+
+use crate::engine::Engine;
+use crate::error::{EngineError, EngineResult};
+use crate::media::LocalTrack;
+use crate::vc::endpoint::Outbound;
+use crate::webrtc::{PcEvent, PcOptions, PeerConnection, TransceiverKindOrTrack};
+
+/// Longest object id a page may choose (docs/protocol.md, "Methods").
+const MAX_ID_LEN: usize = 64;
+
+/// Input to a session task from its channel.
+#[derive(Debug)]
+pub enum SessionInput {
+    Message(Message),
+    Close,
+}
+
+/// A remote track as announced by `pc.track`: which peer connection plays it, which streams
+/// it belongs to.
+struct RemoteTrack {
+    pc: String,
+    streams: Vec<String>,
+}
+
+/// An `<audio>` element bound to a remote stream (`playout.attach`): the tracks it plays now
+/// and the output they play on.
+struct Playout {
+    stream: String,
+    tracks: Vec<String>,
+    sink_id: Option<String>,
+}
+
+pub struct Session {
+    id: SessionId,
+    engine: Arc<Engine>,
+    out: mpsc::UnboundedSender<Outbound>,
+    pcs: HashMap<String, PeerConnection>,
+    events: StreamMap<String, UnboundedReceiverStream<PcEvent>>,
+    tracks: HashMap<String, LocalTrack>,
+    remote_tracks: HashMap<String, RemoteTrack>,
+    playouts: HashMap<String, Playout>,
+}
+
+impl Session {
+    pub fn new(id: SessionId, engine: Arc<Engine>, out: mpsc::UnboundedSender<Outbound>) -> Self {
+        Self {
+            id,
+            engine,
+            out,
+            pcs: HashMap::new(),
+            events: StreamMap::new(),
+            tracks: HashMap::new(),
+            remote_tracks: HashMap::new(),
+            playouts: HashMap::new(),
+        }
+    }
+
+    /// Serves requests until the channel closes the session, then closes every peer
+    /// connection and releases every device of this page.
+    pub async fn run(mut self, mut input: mpsc::UnboundedReceiver<SessionInput>) {
+        loop {
+            tokio::select! {
+                msg = input.recv() => match msg {
+                    Some(SessionInput::Message(Message::Request(req))) => {
+                        let id = req.id;
+                        let outcome = self.dispatch(req).await;
+                        self.drain_events().await;
+                        let response = match outcome {
+                            Ok(v) => Message::response_ok(id, v),
+                            Err(e) => Message::response_err(id, e.to_body()),
+                        };
+                        self.send(Outbound::Message(self.id, response));
+                    }
+                    Some(SessionInput::Message(other)) => {
+                        warn!(message = ?kind_of(&other), "page sent a non-request message; ignored");
+                        self.send(Outbound::Error(
+                            self.id,
+                            ErrorBody::new(ErrorCode::BadMessage, "pages may send requests only"),
+                        ));
+                    }
+                    Some(SessionInput::Close) | None => break,
+                },
+                Some((pc, ev)) = self.events.next(), if !self.events.is_empty() => {
+                    self.on_pc_event(&pc, ev).await;
+                }
+            }
+        }
+        self.close_all();
+    }
+
+    fn send(&self, out: Outbound) {
+        // The channel task is gone only when the channel is; then nothing can be delivered.
+        let _ = self.out.send(out);
+    }
+
+    fn emit(&self, event: &str, params: Value) {
+        self.send(Outbound::Message(self.id, Message::event(event, params)));
+    }
+
+    /// Sends every peer-connection event already produced, so they precede the response.
+    async fn drain_events(&mut self) {
+        while let Some(Some((pc, ev))) = self.events.next().now_or_never() {
+            self.on_pc_event(&pc, ev).await;
+        }
+    }
+
+    async fn on_pc_event(&mut self, pc: &str, ev: PcEvent) {
+        match ev {
+            PcEvent::SignalingStateChange(s) => {
+                info!(pc, signaling_state = ?s, "signalingstatechange");
+                self.emit("pc.signalingstatechange", json!({"pc": pc, "state": s}));
+            }
+            PcEvent::IceGatheringStateChange(s) => {
+                info!(pc, ice_gathering_state = ?s, "icegatheringstatechange");
+                self.emit("pc.icegatheringstatechange", json!({"pc": pc, "state": s}));
+            }
+            PcEvent::IceConnectionStateChange(s) => {
+                info!(pc, ice_state = ?s, "iceconnectionstatechange");
+                self.emit("pc.iceconnectionstatechange", json!({"pc": pc, "state": s}));
+            }
+            PcEvent::ConnectionStateChange(s) => {
+                info!(pc, connection_state = ?s, "connectionstatechange");
+                self.emit("pc.connectionstatechange", json!({"pc": pc, "state": s}));
+            }
+            PcEvent::IceCandidate(c) => {
+                debug!(pc, candidate = ?c.as_ref().map(|c| &c.candidate), "icecandidate");
+                self.emit("pc.icecandidate", json!({"pc": pc, "candidate": c}));
+            }
+            PcEvent::NegotiationNeeded => {
+                debug!(pc, "negotiationneeded");
+                self.emit("pc.negotiationneeded", json!({"pc": pc}));
+            }
+            PcEvent::Track { transceiver, track, streams } => {
+                info!(pc, track = %track.id, streams = ?streams, "remote track");
+                self.remote_tracks
+                    .insert(track.id.clone(), RemoteTrack { pc: pc.to_string(), streams: streams.clone() });
+                self.emit(
+                    "pc.track",
+                    json!({"pc": pc, "transceiver": transceiver, "track": track, "streams": streams}),
+                );
+                // A stream already bound to an element plays its new track at once.
+                let mut sink = None;
+                for pl in self.playouts.values_mut().filter(|p| streams.contains(&p.stream)) {
+                    if !pl.tracks.contains(&track.id) {
+                        pl.tracks.push(track.id.clone());
+                    }
+                    sink = Some(pl.sink_id.clone());
+                }
+                if let Some(sink_id) = sink {
+                    if let Err(e) = self.play_track(&track.id, sink_id.as_deref()).await {
+                        warn!(pc, track = %track.id, error = %e, "cannot play the new remote track");
+                    }
+                }
+            }
+        }
+    }
+
+    async fn dispatch(&mut self, req: Request) -> EngineResult<Value> {
+        let method = req.method.as_str();
+        let span = info_span!("request", method, id = req.id);
+        let result = self.dispatch_inner(method, req.params).instrument(span).await;
+        if let Err(e) = &result {
+            warn!(method, code = ?e.code, error = %e.message, "request failed");
+        }
+        result
+    }
+
+    async fn dispatch_inner(&mut self, method: &str, params: Value) -> EngineResult<Value> {
+        match method {
+            "devices.enumerate" => {
+                let devices = self.engine.devices.clone();
+                let list = blocking(move || devices.enumerate()).await?;
+                Ok(json!({"devices": list}))
+            }
+            "media.getUserMedia" => {
+                let p: GetUserMediaParams = parse(params)?;
+                if self.tracks.len() >= self.engine.config.limits.max_tracks {
+                    return Err(limit("capture tracks", self.engine.config.limits.max_tracks));
+                }
+                let devices = self.engine.devices.clone();
+                let tracks = blocking(move || devices.get_user_media(&p.constraints)).await?;
+                let stream_id = new_id("stream");
+                let infos: Vec<_> = tracks.iter().map(|t| t.info()).collect();
+                for t in tracks {
+                    info!(track = %t.id, device = %t.settings.device_id, label = %t.label, "capture track created");
+                    self.tracks.insert(t.id.clone(), t);
+                }
+                Ok(json!({"stream": {"id": stream_id}, "tracks": infos}))
+            }
+            "track.stop" => {
+                let p: TrackParams = parse(params)?;
+                if self.tracks.remove(&p.track).is_none() {
+                    return Err(EngineError::not_found(format!("no capture track {}", p.track)));
+                }
+                // W3C stop(): the sender keeps its place but sends nothing from now on.
+                for pc in self.pcs.values() {
+                    let _ = pc.set_track_enabled(&p.track, false);
+                }
+                info!(track = %p.track, "capture track stopped");
+                Ok(json!({}))
+            }
+            "track.setEnabled" => {
+                let p: SetEnabledParams = parse(params)?;
+                if !self.tracks.contains_key(&p.track) {
+                    return Err(EngineError::not_found(format!("no capture track {}", p.track)));
+                }
+                for pc in self.pcs.values() {
+                    let _ = pc.set_track_enabled(&p.track, p.enabled);
+                }
+                Ok(json!({}))
+            }
+            "pc.create" => {
+                let p: CreateParams = parse(params)?;
+                check_id(&p.pc)?;
+                if self.pcs.contains_key(&p.pc) {
+                    return Err(EngineError::invalid_params(format!("peer connection {} exists", p.pc)));
+                }
+                if self.pcs.len() >= self.engine.config.limits.max_peer_connections {
+                    return Err(limit("peer connections", self.engine.config.limits.max_peer_connections));
+                }
+                self.engine.warm_up().await?;
+                let (tx, rx) = mpsc::unbounded_channel();
+                let mut options = PcOptions::default();
+                options.loopback_ice |= self.engine.config.webrtc.loopback_ice;
+                let pc = PeerConnection::with_options(&p.pc, &p.configuration, options, tx)?;
+                info!(pc = %p.pc, ice_servers = p.configuration.ice_servers.len(), "peer connection created");
+                self.events.insert(p.pc.clone(), UnboundedReceiverStream::new(rx));
+                self.pcs.insert(p.pc, pc);
+                self.engine.peer_connections.fetch_add(1, Ordering::Relaxed);
+                Ok(json!({}))
+            }
+            "pc.createOffer" => {
+                let p: OfferParams = parse(params)?;
+                let d = self.pc(&p.pc)?.create_offer(&p.options).await?;
+                Ok(to_value(&d))
+            }
+            "pc.createAnswer" => {
+                let p: PcParams = parse(params)?;
+                let d = self.pc(&p.pc)?.create_answer().await?;
+                Ok(to_value(&d))
+            }
+            "pc.setLocalDescription" => {
+                let p: DescriptionParams = parse(params)?;
+                if let Some(d) = &p.description {
+                    self.check_sdp(d)?;
+                }
+                let s = self.pc(&p.pc)?.set_local_description(p.description).await?;
+                Ok(to_value(&s))
+            }
+            "pc.setRemoteDescription" => {
+                let p: DescriptionParams = parse(params)?;
+                let Some(d) = p.description else {
+                    return Err(EngineError::invalid_params("description is required"));
+                };
+                self.check_sdp(&d)?;
+                let s = self.pc(&p.pc)?.set_remote_description(d).await?;
+                Ok(to_value(&s))
+            }
+            "pc.addIceCandidate" => {
+                let p: CandidateParams = parse(params)?;
+                self.pc(&p.pc)?.add_ice_candidate(p.candidate).await?;
+                Ok(json!({}))
+            }
+            "pc.addTrack" => {
+                let p: AddTrackParams = parse(params)?;
+                let track = self
+                    .tracks
+                    .get(&p.track)
+                    .ok_or_else(|| EngineError::not_found(format!("no capture track {}", p.track)))?;
+                let source = track.make_source()?;
+                let t = self.pc(&p.pc)?.add_track(&p.track, source, p.streams)?;
+                info!(pc = %p.pc, track = %p.track, transceiver = %t.id, "track added");
+                Ok(json!({"transceiver": t}))
+            }
+            "pc.addTransceiver" => {
+                let p: AddTransceiverParams = parse(params)?;
+                let direction = p.init.direction.unwrap_or(RtcRtpTransceiverDirection::Sendrecv);
+                let t = match (&p.track, p.kind.as_deref()) {
+                    (Some(track_id), _) => {
+                        let track = self.tracks.get(track_id).ok_or_else(|| {
+                            EngineError::not_found(format!("no capture track {track_id}"))
+                        })?;
+                        let source = track.make_source()?;
+                        self.pc(&p.pc)?.add_transceiver(
+                            TransceiverKindOrTrack::Track { id: track_id.clone(), source },
+                            direction,
+                            p.init.streams,
+                        )?
+                    }
+                    (None, Some("audio")) => self.pc(&p.pc)?.add_transceiver(
+                        TransceiverKindOrTrack::Kind("audio".into()),
+                        direction,
+                        p.init.streams,
+                    )?,
+                    (None, Some(kind)) => {
+                        return Err(EngineError::new(
+                            ErrorCode::InvalidParams,
+                            format!("kind {kind:?} is not supported; only audio is remoted"),
+                        ));
+                    }
+                    (None, None) => return Err(EngineError::invalid_params("kind or track is required")),
+                };
+                Ok(json!({"transceiver": t}))
+            }
+            "pc.removeTrack" => {
+                let p: RemoveTrackParams = parse(params)?;
+                self.pc(&p.pc)?.remove_track(&p.sender)?;
+                Ok(json!({}))
+            }
+            "pc.getStats" => {
+                let p: PcParams = parse(params)?;
+                let stats = self.pc(&p.pc)?.get_stats().await?;
+                Ok(json!({"stats": stats}))
+            }
+            "pc.close" => {
+                let p: PcParams = parse(params)?;
+                let pc = self.pc(&p.pc)?.clone();
+                if !is_closed(&pc) {
+                    pc.close();
+                    self.engine.peer_connections.fetch_sub(1, Ordering::Relaxed);
+                }
+                self.drain_events().await;
+                info!(pc = %p.pc, "peer connection closed by the page");
+                Ok(json!({}))
+            }
+            "playout.attach" => {
+                let p: AttachParams = parse(params)?;
+                check_id(&p.element)?;
+                let mut tracks = self.tracks_of_stream(&p.stream);
+                for t in p.tracks {
+                    if !self.remote_tracks.contains_key(&t) {
+                        return Err(EngineError::not_found(format!("no remote track {t}")));
+                    }
+                    if !tracks.contains(&t) {
+                        tracks.push(t);
+                    }
+                }
+                let sink_id = p.sink_id.filter(|s| !s.is_empty());
+                // Attaching again replaces the element's stream: silence what it no longer has.
+                if let Some(old) = self.playouts.remove(&p.element) {
+                    for t in old.tracks.iter().filter(|t| !tracks.contains(t)) {
+                        self.stop_track(t)?;
+                    }
+                }
+                for t in &tracks {
+                    self.play_track(t, sink_id.as_deref()).await?;
+                }
+                // A stream with no remote track yet (or a local one) plays nothing now; remote
+                // tracks that join it later start playing when they arrive.
+                info!(element = %p.element, stream = %p.stream, sink = ?sink_id, tracks = tracks.len(), "playout attached");
+                self.playouts.insert(p.element, Playout { stream: p.stream, tracks, sink_id });
+                Ok(json!({}))
+            }
+            "playout.setSinkId" => {
+                let p: SinkIdParams = parse(params)?;
+                let sink_id = Some(p.sink_id).filter(|s| !s.is_empty());
+                // Validate the device even before any stream is attached, as setSinkId does.
+                let devices = self.engine.devices.clone();
+                let check = sink_id.clone();
+                blocking(move || devices.output(check.as_deref()).map(|_| ())).await?;
+                if let Some(pl) = self.playouts.get_mut(&p.element) {
+                    pl.sink_id = sink_id.clone();
+                    let tracks = pl.tracks.clone();
+                    for t in tracks {
+                        self.play_track(&t, sink_id.as_deref()).await?;
+                    }
+                } else {
+                    // No stream yet: the SDK sends the element's sinkId with playout.attach.
+                    debug!(element = %p.element, "setSinkId on an element with no stream yet");
+                }
+                info!(element = %p.element, sink = ?sink_id, "playout output set");
+                Ok(json!({}))
+            }
+            "playout.detach" => {
+                let p: ElementParams = parse(params)?;
+                if let Some(pl) = self.playouts.remove(&p.element) {
+                    for t in &pl.tracks {
+                        self.stop_track(t)?;
+                    }
+                    info!(element = %p.element, "playout detached");
+                }
+                Ok(json!({}))
+            }
+            other => Err(EngineError::new(ErrorCode::UnknownMethod, format!("unknown method {other:?}"))),
+        }
+    }
+
+    fn pc(&self, id: &str) -> EngineResult<&PeerConnection> {
+        self.pcs.get(id).ok_or_else(|| EngineError::not_found(format!("no peer connection {id}")))
+    }
+
+    fn check_sdp(&self, d: &RtcSessionDescriptionInit) -> EngineResult<()> {
+        let max = self.engine.config.limits.max_sdp_bytes;
+        if d.sdp.len() > max {
+            return Err(EngineError::new(
+                ErrorCode::LimitExceeded,
+                format!("SDP of {} bytes exceeds the limit of {max} bytes", d.sdp.len()),
+            ));
+        }
+        Ok(())
+    }
+
+    fn tracks_of_stream(&self, stream: &str) -> Vec<String> {
+        self.remote_tracks
+            .iter()
+            .filter(|(_, t)| t.streams.iter().any(|s| s == stream))
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// Stops playing a remote track (its audio is still decoded, so stats keep flowing).
+    fn stop_track(&self, track: &str) -> EngineResult<()> {
+        match self.remote_tracks.get(track).and_then(|rt| self.pcs.get(&rt.pc)) {
+            Some(pc) => pc.set_playout(track, None),
+            None => Ok(()),
+        }
+    }
+
+    async fn play_track(&self, track: &str, sink_id: Option<&str>) -> EngineResult<()> {
+        let rt = self
+            .remote_tracks
+            .get(track)
+            .ok_or_else(|| EngineError::not_found(format!("no remote track {track}")))?;
+        let pc = self.pc(&rt.pc)?;
+        let devices = self.engine.devices.clone();
+        let sink_id = sink_id.map(str::to_string);
+        let output = blocking(move || devices.output(sink_id.as_deref())).await?;
+        let sink = output.make_sink()?;
+        info!(pc = %rt.pc, track, device = %output.device_id, label = %output.label, "playing remote track");
+        pc.set_playout(track, Some(sink))
+    }
+
+    fn close_all(&mut self) {
+        let n = self.pcs.len();
+        for (id, pc) in self.pcs.drain() {
+            if !is_closed(&pc) {
+                pc.close();
+                self.engine.peer_connections.fetch_sub(1, Ordering::Relaxed);
+            }
+            debug!(pc = %id, "peer connection closed with its session");
+        }
+        self.tracks.clear();
+        self.playouts.clear();
+        self.remote_tracks.clear();
+        info!(peer_connections = n, "session closed; devices released");
+    }
+}
+
+fn is_closed(pc: &PeerConnection) -> bool {
+    pc.state().signaling_state == RtcSignalingState::Closed
+}
+
+fn kind_of(m: &Message) -> &'static str {
+    match m {
+        Message::Request(_) => "request",
+        Message::Response(_) => "response",
+        Message::Event(_) => "event",
+    }
+}
+
+fn parse<T: DeserializeOwned>(params: Value) -> EngineResult<T> {
+    serde_json::from_value(params).map_err(|e| EngineError::invalid_params(format!("bad params: {e}")))
+}
+
+fn to_value<T: serde::Serialize>(v: &T) -> Value {
+    serde_json::to_value(v).unwrap_or(Value::Null)
+}
+
+fn check_id(id: &str) -> EngineResult<()> {
+    if id.is_empty() || id.len() > MAX_ID_LEN {
+        return Err(EngineError::invalid_params(format!("ids must be 1..={MAX_ID_LEN} characters")));
+    }
+    Ok(())
+}
+
+fn limit(what: &str, n: usize) -> EngineError {
+    EngineError::new(ErrorCode::LimitExceeded, format!("at most {n} {what} per page"))
+}
+
+/// A fresh id for engine-chosen objects (streams): unique within the process.
+fn new_id(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    format!("{prefix}-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> EngineResult<T> + Send + 'static) -> EngineResult<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(EngineError::new(ErrorCode::Internal, format!("worker failed: {e}"))))
+}
+
+#[derive(Deserialize)]
+struct PcParams {
+    pc: String,
+}
+
+#[derive(Deserialize)]
+struct CreateParams {
+    pc: String,
+    #[serde(default)]
+    configuration: RtcConfiguration,
+}
+
+#[derive(Deserialize)]
+struct OfferParams {
+    pc: String,
+    #[serde(default)]
+    options: RtcOfferOptions,
+}
+
+#[derive(Deserialize)]
+struct DescriptionParams {
+    pc: String,
+    #[serde(default)]
+    description: Option<RtcSessionDescriptionInit>,
+}
+
+#[derive(Deserialize)]
+struct CandidateParams {
+    pc: String,
+    #[serde(default)]
+    candidate: Option<RtcIceCandidateInit>,
+}
+
+#[derive(Deserialize)]
+struct AddTrackParams {
+    pc: String,
+    track: String,
+    #[serde(default)]
+    streams: Vec<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct TransceiverInit {
+    #[serde(default)]
+    direction: Option<RtcRtpTransceiverDirection>,
+    #[serde(default)]
+    streams: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct AddTransceiverParams {
+    pc: String,
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    track: Option<String>,
+    #[serde(default)]
+    init: TransceiverInit,
+}
+
+#[derive(Deserialize)]
+struct RemoveTrackParams {
+    pc: String,
+    sender: String,
+}
+
+#[derive(Deserialize)]
+struct GetUserMediaParams {
+    constraints: MediaStreamConstraints,
+}
+
+#[derive(Deserialize)]
+struct TrackParams {
+    track: String,
+}
+
+#[derive(Deserialize)]
+struct SetEnabledParams {
+    track: String,
+    enabled: bool,
+}
+
+#[derive(Deserialize)]
+struct AttachParams {
+    element: String,
+    stream: String,
+    #[serde(default)]
+    tracks: Vec<String>,
+    #[serde(default, rename = "sinkId")]
+    sink_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct SinkIdParams {
+    element: String,
+    #[serde(rename = "sinkId")]
+    sink_id: String,
+}
+
+#[derive(Deserialize)]
+struct ElementParams {
+    element: String,
+}

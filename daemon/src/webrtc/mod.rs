@@ -1,0 +1,82 @@
+//! WebRTC objects (RTCPeerConnection, transceivers) backed by GStreamer webrtcbin.
+//!
+//! - [`peer_connection`]: `RTCPeerConnection` (WebRTC 1.0 §4), one pipeline per connection.
+//! - [`codecs`]: Opus / G.722 / PCMU / PCMA and their GStreamer elements.
+//! - [`ice`]: `RTCConfiguration` → STUN/TURN/policies of webrtcbin.
+//! - [`sdp`]: SDP checks and per-m-line facts (RFC 8866, JSEP RFC 8829).
+//! - [`stats`]: webrtcbin stats → W3C `RTCStats`.
+//!
+//! The module deals in GStreamer elements only; devices are the media module's business.
+
+pub mod codecs;
+pub mod ice;
+pub mod peer_connection;
+pub mod sdp;
+pub mod stats;
+
+pub use codecs::Codec;
+pub use peer_connection::{
+    LOOPBACK_ICE_ENV, PcEvent, PcOptions, PeerConnection, TransceiverKindOrTrack,
+};
+
+use crate::error::{EngineError, EngineResult};
+use gst::prelude::*;
+use std::sync::OnceLock;
+use std::time::Instant;
+
+static PREWARM: OnceLock<Result<(), String>> = OnceLock::new();
+
+/// Process-wide warm-up; call once early (first session). Initialises GStreamer and makes the
+/// DTLS certificate ahead of any call: GStreamer's dtls elements share one generated
+/// certificate per process (when no `pem` is set), so instantiating a `dtlsdec` and reading its
+/// `pem` moves the RSA key generation (hundreds of ms) out of createOffer. Idempotent and cheap
+/// after the first call. Fails with `operation_error` when GStreamer or its dtls plugin is
+/// missing.
+pub fn prewarm() -> EngineResult<()> {
+    PREWARM
+        .get_or_init(|| {
+            let t0 = Instant::now();
+            gst::init().map_err(|e| format!("GStreamer init failed: {e}"))?;
+            let dec = gst::ElementFactory::make("dtlsdec")
+                .build()
+                .map_err(|e| format!("dtlsdec is not available: {e}"))?;
+            let pem = dec.property::<Option<String>>("pem");
+            if pem.is_none_or(|p| p.is_empty()) {
+                return Err("dtlsdec produced no certificate".to_string());
+            }
+            // Loading the plugins' shared objects is the other first-call cost: instantiate one
+            // of each element a call uses, then drop them.
+            for f in [
+                "webrtcbin",
+                "nicesrc",
+                "srtpenc",
+                "rtpbin",
+                "opusenc",
+                "opusdec",
+                "rtpopuspay",
+                "rtpopusdepay",
+                "avenc_g722",
+                "mulawenc",
+                "alawenc",
+                "audioconvert",
+                "audioresample",
+            ] {
+                if gst::ElementFactory::make(f).build().is_err() {
+                    tracing::warn!(element = f, "GStreamer element missing: calls may fail");
+                }
+            }
+            tracing::info!(
+                ms = t0.elapsed().as_millis() as u64,
+                "WebRTC prewarmed (GStreamer, DTLS certificate)"
+            );
+            Ok(())
+        })
+        .clone()
+        .map_err(|e| {
+            tracing::error!(error = %e, "WebRTC prewarm failed");
+            EngineError::operation(e)
+        })
+}
+
+#[cfg(test)]
+mod tests;

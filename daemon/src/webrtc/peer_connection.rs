@@ -1,0 +1,1943 @@
+//! `RTCPeerConnection` (WebRTC 1.0 §4) backed by one GStreamer pipeline with a webrtcbin.
+//!
+//! Sending: a transceiver's raw-audio source element is linked through
+//! `queue ! volume ! audioconvert ! audioresample ! capsfilter ! <encoder> ! <payloader>` into
+//! its webrtcbin `sink_%u` pad once an answer has fixed the codec (RFC 8829 §5.10).
+//! Receiving: each webrtcbin `src_%u` pad is linked through `<depayloader> ! <decoder> !
+//! audioconvert ! audioresample` into the playout sink (or a `fakesink`, so RTCP and jitter
+//! statistics keep working while nothing is played).
+//!
+//! Events ([`PcEvent`]) are sent in the order the spec fires them, deduplicated: all state is
+//! cached under one lock and an event is sent only when the cached value changes.
+
+use super::codecs::{self, Codec};
+use super::{ice, sdp, stats};
+use crate::error::{EngineError, EngineResult};
+use gst::glib;
+use gst::prelude::*;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+use tokio::sync::mpsc::UnboundedSender;
+use vdimedia_protocol::api::*;
+use vdimedia_protocol::message::ErrorCode;
+
+/// How long a webrtcbin promise may take before the operation fails (`timeout`).
+const PROMISE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Environment variable turning on loopback ICE for every peer connection (`1`/`true`).
+pub const LOOPBACK_ICE_ENV: &str = "VDIMEDIAD_LOOPBACK_ICE";
+
+/// An event of one peer connection, in W3C firing order.
+#[allow(clippy::large_enum_variant)] // rare (once per remote track); boxing would burden callers The session dispatcher turns each into
+/// the `pc.*` event of docs/protocol.md.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PcEvent {
+    SignalingStateChange(RtcSignalingState),
+    IceGatheringStateChange(RtcIceGatheringState),
+    IceConnectionStateChange(RtcIceConnectionState),
+    ConnectionStateChange(RtcPeerConnectionState),
+    /// A local candidate to signal; `None` = gathering complete (the spec's null candidate).
+    IceCandidate(Option<RtcIceCandidateInit>),
+    NegotiationNeeded,
+    /// A remote track (fired while `setRemoteDescription` runs, before it resolves).
+    Track {
+        transceiver: TransceiverInfo,
+        track: TrackRef,
+        streams: Vec<String>,
+    },
+}
+
+/// Engine options of one peer connection (not part of `RTCConfiguration`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PcOptions {
+    /// Gather ICE candidates on 127.0.0.1 only (libnice `add-local-ip-address`): for test rigs in
+    /// loopback-only network namespaces, where libnice otherwise gathers nothing. Default: the
+    /// environment variable `VDIMEDIAD_LOOPBACK_ICE` is `1` or `true`.
+    pub loopback_ice: bool,
+    /// Codecs offered and accepted, in preference order. Default [`Codec::DEFAULT_ORDER`].
+    pub codecs: Vec<Codec>,
+}
+
+impl Default for PcOptions {
+    fn default() -> Self {
+        let loopback_ice = std::env::var(LOOPBACK_ICE_ENV)
+            .map(|v| v == "1" || v.eq_ignore_ascii_case("true"))
+            .unwrap_or(false);
+        Self {
+            loopback_ice,
+            codecs: Codec::DEFAULT_ORDER.to_vec(),
+        }
+    }
+}
+
+/// What `addTransceiver` is given: a kind (`"audio"`) or a track with its raw-audio source.
+#[derive(Debug, Clone)]
+pub enum TransceiverKindOrTrack {
+    Kind(String),
+    Track { id: String, source: gst::Element },
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+fn next_id(prefix: &str) -> String {
+    format!("{prefix}{}", NEXT_ID.fetch_add(1, Ordering::Relaxed))
+}
+
+/// The linked send path of a transceiver.
+struct SendBranch {
+    codec: Codec,
+    pt: u8,
+    elements: Vec<gst::Element>,
+    volume: gst::Element,
+}
+
+/// The linked receive path of a transceiver.
+struct RecvBranch {
+    /// Kept so the branch's elements live as long as the record (they are in the pipeline).
+    _elements: Vec<gst::Element>,
+    /// The pad the playout sink hangs off (audioresample's src).
+    tail: gst::Pad,
+    sink: gst::Element,
+}
+
+/// One `RTCRtpTransceiver` with its sender and receiver.
+struct Trans {
+    id: String,
+    trans: gst_webrtc::WebRTCRTPTransceiver,
+    kind_audio: bool,
+    sender_id: String,
+    sender_track: Option<String>,
+    /// The sender has had a track at some point (JSEP: such a transceiver is not reused).
+    ever_sent: bool,
+    source: Option<gst::Element>,
+    enabled: bool,
+    local_streams: Vec<String>,
+    sink_pad: Option<gst::Pad>,
+    send: Option<SendBranch>,
+    receiver_id: String,
+    receiver_track: String,
+    remote_streams: Vec<String>,
+    track_fired: bool,
+    current_direction: Option<RtcRtpTransceiverDirection>,
+    recv: Option<RecvBranch>,
+    /// Requested playout sink; None = discard.
+    playout: Option<gst::Element>,
+    /// The remote offer's m-line this transceiver was associated with before webrtcbin 1.22
+    /// assigns it (webrtcbin only does so while creating the answer).
+    pending_mline: Option<u32>,
+    /// Payload type and codec of the last applied answer (what the send branch encodes).
+    negotiated: Option<(u8, Codec)>,
+}
+
+struct State {
+    closed: bool,
+    signaling: RtcSignalingState,
+    gathering: RtcIceGatheringState,
+    ice: RtcIceConnectionState,
+    conn: RtcPeerConnectionState,
+    transceivers: Vec<Trans>,
+    last_offer: Option<String>,
+    last_answer: Option<String>,
+    /// (mid, ice-ufrag) per m-line of the local description, for icecandidate events.
+    local_mlines: Vec<(Option<String>, Option<String>)>,
+    remote_mlines: u32,
+    pair_logged: bool,
+    /// WebRTC 1.0 [[NegotiationNeeded]] flag.
+    negotiation_needed: bool,
+}
+
+struct Inner {
+    id: String,
+    pipeline: gst::Pipeline,
+    webrtc: gst::Element,
+    events: UnboundedSender<PcEvent>,
+    options: PcOptions,
+    st: Mutex<State>,
+    /// The W3C "operations chain": one SDP operation at a time.
+    chain: tokio::sync::Mutex<()>,
+}
+
+/// A handle to one `RTCPeerConnection`. Cheap to clone (`Arc` inside), `Send + Sync`. The
+/// pipeline is stopped on [`PeerConnection::close`] or when the last handle is dropped.
+#[derive(Clone)]
+pub struct PeerConnection {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for PeerConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerConnection")
+            .field("id", &self.inner.id)
+            .finish()
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let _ = self.pipeline.set_state(gst::State::Null);
+    }
+}
+
+fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+// ---- W3C ↔ GStreamer enum mapping ----
+
+fn signaling_from_gst(s: gst_webrtc::WebRTCSignalingState) -> RtcSignalingState {
+    use gst_webrtc::WebRTCSignalingState as G;
+    match s {
+        G::HaveLocalOffer => RtcSignalingState::HaveLocalOffer,
+        G::HaveRemoteOffer => RtcSignalingState::HaveRemoteOffer,
+        G::HaveLocalPranswer => RtcSignalingState::HaveLocalPranswer,
+        G::HaveRemotePranswer => RtcSignalingState::HaveRemotePranswer,
+        G::Closed => RtcSignalingState::Closed,
+        _ => RtcSignalingState::Stable,
+    }
+}
+
+fn gathering_from_gst(s: gst_webrtc::WebRTCICEGatheringState) -> RtcIceGatheringState {
+    use gst_webrtc::WebRTCICEGatheringState as G;
+    match s {
+        G::Gathering => RtcIceGatheringState::Gathering,
+        G::Complete => RtcIceGatheringState::Complete,
+        _ => RtcIceGatheringState::New,
+    }
+}
+
+fn ice_from_gst(s: gst_webrtc::WebRTCICEConnectionState) -> RtcIceConnectionState {
+    use gst_webrtc::WebRTCICEConnectionState as G;
+    match s {
+        G::Checking => RtcIceConnectionState::Checking,
+        G::Connected => RtcIceConnectionState::Connected,
+        G::Completed => RtcIceConnectionState::Completed,
+        G::Failed => RtcIceConnectionState::Failed,
+        G::Disconnected => RtcIceConnectionState::Disconnected,
+        G::Closed => RtcIceConnectionState::Closed,
+        _ => RtcIceConnectionState::New,
+    }
+}
+
+fn conn_from_gst(s: gst_webrtc::WebRTCPeerConnectionState) -> RtcPeerConnectionState {
+    use gst_webrtc::WebRTCPeerConnectionState as G;
+    match s {
+        G::Connecting => RtcPeerConnectionState::Connecting,
+        G::Connected => RtcPeerConnectionState::Connected,
+        G::Disconnected => RtcPeerConnectionState::Disconnected,
+        G::Failed => RtcPeerConnectionState::Failed,
+        G::Closed => RtcPeerConnectionState::Closed,
+        _ => RtcPeerConnectionState::New,
+    }
+}
+
+fn dir_from_gst(
+    d: gst_webrtc::WebRTCRTPTransceiverDirection,
+) -> Option<RtcRtpTransceiverDirection> {
+    use gst_webrtc::WebRTCRTPTransceiverDirection as G;
+    Some(match d {
+        G::Inactive => RtcRtpTransceiverDirection::Inactive,
+        G::Sendonly => RtcRtpTransceiverDirection::Sendonly,
+        G::Recvonly => RtcRtpTransceiverDirection::Recvonly,
+        G::Sendrecv => RtcRtpTransceiverDirection::Sendrecv,
+        _ => return None,
+    })
+}
+
+fn dir_to_gst(d: RtcRtpTransceiverDirection) -> gst_webrtc::WebRTCRTPTransceiverDirection {
+    use gst_webrtc::WebRTCRTPTransceiverDirection as G;
+    match d {
+        RtcRtpTransceiverDirection::Sendrecv => G::Sendrecv,
+        RtcRtpTransceiverDirection::Sendonly => G::Sendonly,
+        RtcRtpTransceiverDirection::Recvonly => G::Recvonly,
+        RtcRtpTransceiverDirection::Inactive | RtcRtpTransceiverDirection::Stopped => G::Inactive,
+    }
+}
+
+fn sends(d: Option<RtcRtpTransceiverDirection>) -> bool {
+    matches!(
+        d,
+        Some(RtcRtpTransceiverDirection::Sendrecv | RtcRtpTransceiverDirection::Sendonly)
+    )
+}
+
+fn desc_from_gst(
+    d: Option<gst_webrtc::WebRTCSessionDescription>,
+) -> Option<RtcSessionDescriptionInit> {
+    let d = d?;
+    let sdp_type = match d.type_() {
+        gst_webrtc::WebRTCSDPType::Offer => RtcSdpType::Offer,
+        gst_webrtc::WebRTCSDPType::Pranswer => RtcSdpType::Pranswer,
+        gst_webrtc::WebRTCSDPType::Answer => RtcSdpType::Answer,
+        _ => RtcSdpType::Rollback,
+    };
+    Some(RtcSessionDescriptionInit {
+        sdp_type,
+        sdp: d.sdp().as_text().unwrap_or_default(),
+    })
+}
+
+fn op_err(msg: impl Into<String>) -> EngineError {
+    EngineError::operation(msg)
+}
+
+impl Trans {
+    fn new(trans: gst_webrtc::WebRTCRTPTransceiver) -> Self {
+        let kind_audio = trans.kind() != gst_webrtc::WebRTCKind::Video;
+        Trans {
+            id: next_id("tr"),
+            trans,
+            kind_audio,
+            sender_id: next_id("snd"),
+            sender_track: None,
+            ever_sent: false,
+            source: None,
+            enabled: true,
+            local_streams: Vec::new(),
+            sink_pad: None,
+            send: None,
+            receiver_id: next_id("rcv"),
+            receiver_track: next_id("rtrack"),
+            remote_streams: Vec::new(),
+            track_fired: false,
+            current_direction: None,
+            recv: None,
+            playout: None,
+            pending_mline: None,
+            negotiated: None,
+        }
+    }
+
+    fn track_ref(&self) -> TrackRef {
+        TrackRef {
+            id: self.receiver_track.clone(),
+            kind: "audio".into(),
+            label: "remote audio".into(),
+        }
+    }
+
+    fn info(&self) -> TransceiverInfo {
+        TransceiverInfo {
+            id: self.id.clone(),
+            mid: self.trans.mid().map(|m| m.to_string()),
+            direction: dir_from_gst(self.trans.direction())
+                .unwrap_or(RtcRtpTransceiverDirection::Inactive),
+            current_direction: self.current_direction,
+            sender: SenderInfo {
+                id: self.sender_id.clone(),
+                track: self.sender_track.clone(),
+            },
+            receiver: ReceiverInfo {
+                id: self.receiver_id.clone(),
+                track: self.track_ref(),
+            },
+        }
+    }
+
+    fn mline(&self) -> Option<u32> {
+        let m = self.trans.mlineindex();
+        if m != u32::MAX {
+            Some(m)
+        } else {
+            self.pending_mline
+        }
+    }
+}
+
+impl PeerConnection {
+    /// `new RTCPeerConnection(configuration)`: builds and starts the pipeline (webrtcbin in
+    /// PLAYING, no media yet). Options come from [`PcOptions::default`] (environment).
+    pub fn new(
+        id: &str,
+        config: &RtcConfiguration,
+        events: UnboundedSender<PcEvent>,
+    ) -> EngineResult<Self> {
+        Self::with_options(id, config, PcOptions::default(), events)
+    }
+
+    /// As [`PeerConnection::new`] with explicit engine options.
+    pub fn with_options(
+        id: &str,
+        config: &RtcConfiguration,
+        options: PcOptions,
+        events: UnboundedSender<PcEvent>,
+    ) -> EngineResult<Self> {
+        gst::init().map_err(|e| op_err(format!("GStreamer init failed: {e}")))?;
+        if options.codecs.is_empty() {
+            return Err(EngineError::invalid_params("no codecs enabled"));
+        }
+        let ice_settings = ice::settings(config)?;
+        let pipeline = gst::Pipeline::with_name(&format!("pc-{id}"));
+        let webrtc = gst::ElementFactory::make("webrtcbin")
+            .name("webrtcbin")
+            .build()
+            .map_err(|e| op_err(format!("webrtcbin is not available: {e}")))?;
+        webrtc.set_property("bundle-policy", ice_settings.bundle_policy);
+        if ice_settings.relay_only {
+            webrtc.set_property(
+                "ice-transport-policy",
+                gst_webrtc::WebRTCICETransportPolicy::Relay,
+            );
+        }
+        if let Some(stun) = &ice_settings.stun_server {
+            webrtc.set_property("stun-server", stun);
+        }
+        for turn in &ice_settings.turn_servers {
+            let ok = webrtc.emit_by_name::<bool>("add-turn-server", &[turn]);
+            if !ok {
+                tracing::warn!(pc = id, "webrtcbin refused a TURN server URL");
+                return Err(EngineError::invalid_params(
+                    "TURN server URL refused by webrtcbin",
+                ));
+            }
+        }
+        pipeline.add(&webrtc).map_err(|e| op_err(e.to_string()))?;
+        if options.loopback_ice {
+            let agent = webrtc.property::<gst_webrtc::WebRTCICE>("ice-agent");
+            let ok = agent.emit_by_name::<bool>("add-local-ip-address", &[&"127.0.0.1"]);
+            tracing::debug!(pc = id, ok, "loopback ICE: gathering on 127.0.0.1 only");
+        }
+
+        let inner = Arc::new(Inner {
+            id: id.to_string(),
+            pipeline: pipeline.clone(),
+            webrtc: webrtc.clone(),
+            events,
+            options,
+            st: Mutex::new(State {
+                closed: false,
+                signaling: RtcSignalingState::Stable,
+                gathering: RtcIceGatheringState::New,
+                ice: RtcIceConnectionState::New,
+                conn: RtcPeerConnectionState::New,
+                transceivers: Vec::new(),
+                last_offer: None,
+                last_answer: None,
+                local_mlines: Vec::new(),
+                remote_mlines: 0,
+                pair_logged: false,
+                negotiation_needed: false,
+            }),
+            chain: tokio::sync::Mutex::new(()),
+        });
+        Self::connect_signals(&inner);
+
+        let pc_id = id.to_string();
+        if let Some(bus) = pipeline.bus() {
+            // No main loop here: log from the posting thread and drop, so nothing piles up.
+            bus.set_sync_handler(move |_, msg| {
+                match msg.view() {
+                    gst::MessageView::Error(e) => tracing::error!(
+                        pc = %pc_id, src = ?msg.src().map(|s| s.path_string()), error = %e.error(),
+                        debug = ?e.debug(), "pipeline error"),
+                    gst::MessageView::Warning(w) => tracing::warn!(
+                        pc = %pc_id, src = ?msg.src().map(|s| s.path_string()), warning = %w.error(),
+                        "pipeline warning"),
+                    _ => {}
+                }
+                gst::BusSyncReply::Drop
+            });
+        }
+        pipeline
+            .set_state(gst::State::Playing)
+            .map_err(|e| op_err(format!("pipeline did not start: {e}")))?;
+        tracing::info!(pc = id, ?config.bundle_policy, relay = ice_settings.relay_only, "peer connection created");
+        Ok(PeerConnection { inner })
+    }
+
+    fn connect_signals(inner: &Arc<Inner>) {
+        let w = &inner.webrtc;
+        let weak = Arc::downgrade(inner);
+        let get = move |weak: &Weak<Inner>| weak.upgrade();
+
+        let wk = weak.clone();
+        w.connect_notify(Some("signaling-state"), move |_, _| {
+            if let Some(i) = get(&wk) {
+                i.sync_states();
+            }
+        });
+        let wk = weak.clone();
+        w.connect_notify(Some("ice-connection-state"), move |_, _| {
+            if let Some(i) = get(&wk) {
+                i.sync_states();
+            }
+        });
+        let wk = weak.clone();
+        w.connect_notify(Some("connection-state"), move |_, _| {
+            if let Some(i) = get(&wk) {
+                i.sync_states();
+            }
+        });
+        let wk = weak.clone();
+        w.connect_notify(Some("ice-gathering-state"), move |el, _| {
+            if let Some(i) = get(&wk) {
+                let g = gathering_from_gst(el.property("ice-gathering-state"));
+                let mut st = lock(&i.st);
+                i.set_gathering(&mut st, g);
+            }
+        });
+        let wk = weak.clone();
+        w.connect("on-ice-candidate", false, move |values| {
+            let i = get(&wk)?;
+            let mline = values.get(1).and_then(|v| v.get::<u32>().ok())?;
+            let cand = values.get(2).and_then(|v| v.get::<String>().ok())?;
+            i.on_local_candidate(mline, cand);
+            None
+        });
+        let wk = weak.clone();
+        // webrtcbin 1.22 fires this when it starts (nothing to negotiate yet) and not again
+        // after addTrack while its flag is set; the spec's flag is kept here instead
+        // (`update_negotiation_needed`).
+        w.connect("on-negotiation-needed", false, move |_| {
+            let i = get(&wk)?;
+            tracing::trace!(pc = %i.id, "webrtcbin on-negotiation-needed (ignored)");
+            None
+        });
+        let wk = weak.clone();
+        w.connect_pad_added(move |_, pad| {
+            if pad.direction() != gst::PadDirection::Src {
+                return;
+            }
+            if let Some(i) = get(&wk)
+                && let Err(e) = i.on_src_pad(pad)
+            {
+                tracing::error!(pc = %i.id, pad = %pad.name(), error = %e, "cannot link received audio");
+            }
+        });
+    }
+
+    fn closed_err(&self) -> EngineError {
+        EngineError::invalid_state(format!("peer connection {} is closed", self.inner.id))
+    }
+
+    fn check_open(&self) -> EngineResult<()> {
+        if lock(&self.inner.st).closed {
+            Err(self.closed_err())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// `createOffer(options)` (WebRTC 1.0 §4.4.3.2 createOffer). Only in `stable` or
+    /// `have-local-offer`, else `invalid_state`. `offerToReceiveAudio` adds a recvonly audio
+    /// transceiver when there is none, as Chromium does. `iceRestart` is not supported by
+    /// webrtcbin 1.22 and is ignored with a warning.
+    pub async fn create_offer(
+        &self,
+        options: &RtcOfferOptions,
+    ) -> EngineResult<RtcSessionDescriptionInit> {
+        let _chain = self.inner.chain.lock().await;
+        self.create_offer_locked(options).await
+    }
+
+    async fn create_offer_locked(
+        &self,
+        options: &RtcOfferOptions,
+    ) -> EngineResult<RtcSessionDescriptionInit> {
+        let i = &self.inner;
+        {
+            let st = lock(&i.st);
+            if st.closed {
+                return Err(self.closed_err());
+            }
+            if !matches!(
+                st.signaling,
+                RtcSignalingState::Stable | RtcSignalingState::HaveLocalOffer
+            ) {
+                return Err(EngineError::invalid_state(format!(
+                    "createOffer in signaling state {:?}",
+                    st.signaling
+                )));
+            }
+        }
+        if options.ice_restart {
+            tracing::warn!(pc = %i.id, "iceRestart is not supported by webrtcbin 1.22; ignored");
+        }
+        let wants_audio = match &options.offer_to_receive_audio {
+            Some(serde_json::Value::Bool(b)) => *b,
+            Some(serde_json::Value::Number(n)) => n.as_f64().unwrap_or(0.0) > 0.0,
+            _ => false,
+        };
+        if wants_audio && !lock(&i.st).transceivers.iter().any(|t| t.kind_audio) {
+            self.add_transceiver(
+                TransceiverKindOrTrack::Kind("audio".into()),
+                RtcRtpTransceiverDirection::Recvonly,
+                Vec::new(),
+            )?;
+        }
+        let reply = i
+            .promise("create-offer", |p| {
+                i.webrtc
+                    .emit_by_name::<()>("create-offer", &[&None::<gst::Structure>, p]);
+            })
+            .await?;
+        let desc = reply
+            .as_ref()
+            .and_then(|s| s.get::<gst_webrtc::WebRTCSessionDescription>("offer").ok())
+            .ok_or_else(|| op_err("webrtcbin returned no offer"))?;
+        let sdp = desc.sdp().as_text().map_err(|e| op_err(e.to_string()))?;
+        lock(&i.st).last_offer = Some(sdp.clone());
+        tracing::debug!(pc = %i.id, "offer created");
+        Ok(RtcSessionDescriptionInit {
+            sdp_type: RtcSdpType::Offer,
+            sdp,
+        })
+    }
+
+    /// `createAnswer()` (WebRTC 1.0 §4.4.3.2). Only in `have-remote-offer` or
+    /// `have-local-pranswer`, else `invalid_state`.
+    pub async fn create_answer(&self) -> EngineResult<RtcSessionDescriptionInit> {
+        let _chain = self.inner.chain.lock().await;
+        self.create_answer_locked().await
+    }
+
+    async fn create_answer_locked(&self) -> EngineResult<RtcSessionDescriptionInit> {
+        let i = &self.inner;
+        {
+            let st = lock(&i.st);
+            if st.closed {
+                return Err(self.closed_err());
+            }
+            if !matches!(
+                st.signaling,
+                RtcSignalingState::HaveRemoteOffer | RtcSignalingState::HaveLocalPranswer
+            ) {
+                return Err(EngineError::invalid_state(format!(
+                    "createAnswer in signaling state {:?}",
+                    st.signaling
+                )));
+            }
+        }
+        let reply = i
+            .promise("create-answer", |p| {
+                i.webrtc
+                    .emit_by_name::<()>("create-answer", &[&None::<gst::Structure>, p]);
+            })
+            .await?;
+        let desc = reply
+            .as_ref()
+            .and_then(|s| s.get::<gst_webrtc::WebRTCSessionDescription>("answer").ok())
+            .ok_or_else(|| op_err("webrtcbin returned no answer"))?;
+        let sdp = desc.sdp().as_text().map_err(|e| op_err(e.to_string()))?;
+        lock(&i.st).last_answer = Some(sdp.clone());
+        tracing::debug!(pc = %i.id, "answer created");
+        Ok(RtcSessionDescriptionInit {
+            sdp_type: RtcSdpType::Answer,
+            sdp,
+        })
+    }
+
+    /// `setLocalDescription(description)` (WebRTC 1.0 §4.4.1.5). `None` (or an empty `sdp`) is
+    /// the implicit form: an offer in `stable`/`have-local-offer`/`have-remote-pranswer`, else an
+    /// answer. A type not allowed in the current state → `invalid_state`; SDP webrtcbin rejects →
+    /// `invalid_sdp` with its reason. `rollback` is not supported (`operation_error`).
+    pub async fn set_local_description(
+        &self,
+        desc: Option<RtcSessionDescriptionInit>,
+    ) -> EngineResult<PcState> {
+        let _chain = self.inner.chain.lock().await;
+        let i = &self.inner;
+        let signaling = {
+            let st = lock(&i.st);
+            if st.closed {
+                return Err(self.closed_err());
+            }
+            st.signaling
+        };
+        let implicit_offer = matches!(
+            signaling,
+            RtcSignalingState::Stable
+                | RtcSignalingState::HaveLocalOffer
+                | RtcSignalingState::HaveRemotePranswer
+        );
+        let desc = match desc {
+            None => {
+                if implicit_offer {
+                    self.create_offer_locked(&RtcOfferOptions::default())
+                        .await?
+                } else {
+                    self.create_answer_locked().await?
+                }
+            }
+            Some(d) if d.sdp.trim().is_empty() && d.sdp_type != RtcSdpType::Rollback => {
+                let last = {
+                    let st = lock(&i.st);
+                    match d.sdp_type {
+                        RtcSdpType::Offer => st.last_offer.clone(),
+                        _ => st.last_answer.clone(),
+                    }
+                };
+                match (last, d.sdp_type) {
+                    (Some(sdp), t) => RtcSessionDescriptionInit { sdp_type: t, sdp },
+                    (None, RtcSdpType::Offer) => {
+                        self.create_offer_locked(&RtcOfferOptions::default())
+                            .await?
+                    }
+                    (None, _) => self.create_answer_locked().await?,
+                }
+            }
+            Some(d) => d,
+        };
+        let allowed = match desc.sdp_type {
+            RtcSdpType::Offer => matches!(
+                signaling,
+                RtcSignalingState::Stable | RtcSignalingState::HaveLocalOffer
+            ),
+            RtcSdpType::Answer | RtcSdpType::Pranswer => {
+                matches!(
+                    signaling,
+                    RtcSignalingState::HaveRemoteOffer | RtcSignalingState::HaveLocalPranswer
+                )
+            }
+            RtcSdpType::Rollback => {
+                tracing::warn!(pc = %i.id, "rollback requested: not supported by webrtcbin 1.22");
+                return Err(op_err("rollback is not supported by this engine"));
+            }
+        };
+        if !allowed {
+            tracing::warn!(pc = %i.id, ?desc.sdp_type, ?signaling, "setLocalDescription in wrong state");
+            return Err(EngineError::invalid_state(format!(
+                "setLocalDescription({:?}) in signaling state {signaling:?}",
+                desc.sdp_type
+            )));
+        }
+        self.apply_description(true, desc).await
+    }
+
+    /// `setRemoteDescription(description)` (WebRTC 1.0 §4.4.1.6). Fires `track` for every
+    /// transceiver that starts receiving, before it resolves. Wrong state → `invalid_state`;
+    /// malformed SDP or SDP webrtcbin rejects → `invalid_sdp`.
+    pub async fn set_remote_description(
+        &self,
+        desc: RtcSessionDescriptionInit,
+    ) -> EngineResult<PcState> {
+        let _chain = self.inner.chain.lock().await;
+        let i = &self.inner;
+        let signaling = {
+            let st = lock(&i.st);
+            if st.closed {
+                return Err(self.closed_err());
+            }
+            st.signaling
+        };
+        let allowed = match desc.sdp_type {
+            RtcSdpType::Offer => matches!(
+                signaling,
+                RtcSignalingState::Stable | RtcSignalingState::HaveRemoteOffer
+            ),
+            RtcSdpType::Answer | RtcSdpType::Pranswer => {
+                matches!(
+                    signaling,
+                    RtcSignalingState::HaveLocalOffer | RtcSignalingState::HaveRemotePranswer
+                )
+            }
+            RtcSdpType::Rollback => {
+                tracing::warn!(pc = %i.id, "rollback requested: not supported by webrtcbin 1.22");
+                return Err(op_err("rollback is not supported by this engine"));
+            }
+        };
+        if !allowed {
+            tracing::warn!(pc = %i.id, ?desc.sdp_type, ?signaling, "setRemoteDescription in wrong state");
+            return Err(EngineError::invalid_state(format!(
+                "setRemoteDescription({:?}) in signaling state {signaling:?}",
+                desc.sdp_type
+            )));
+        }
+        self.apply_description(false, desc).await
+    }
+
+    async fn apply_description(
+        &self,
+        local: bool,
+        desc: RtcSessionDescriptionInit,
+    ) -> EngineResult<PcState> {
+        let i = &self.inner;
+        let msg = sdp::parse(&desc.sdp).inspect_err(|e| {
+            tracing::warn!(pc = %i.id, local, reason = %e.message, "bad SDP");
+        })?;
+        let gst_type = match desc.sdp_type {
+            RtcSdpType::Offer => gst_webrtc::WebRTCSDPType::Offer,
+            RtcSdpType::Pranswer => gst_webrtc::WebRTCSDPType::Pranswer,
+            _ => gst_webrtc::WebRTCSDPType::Answer,
+        };
+        let gdesc = gst_webrtc::WebRTCSessionDescription::new(gst_type, msg.clone());
+        let previous_mlines = if local {
+            // Candidates start to flow while set-local-description runs; they need the mids.
+            let mlines = msg
+                .medias()
+                .enumerate()
+                .map(|(n, m)| (sdp::media_mid(m), sdp::ufrag(&msg, n as u32)))
+                .collect();
+            Some(std::mem::replace(&mut lock(&i.st).local_mlines, mlines))
+        } else {
+            None
+        };
+        let signal = if local {
+            "set-local-description"
+        } else {
+            "set-remote-description"
+        };
+        let result = i
+            .promise(signal, |p| {
+                i.webrtc.emit_by_name::<()>(signal, &[&gdesc, p]);
+            })
+            .await;
+        if let Err(e) = result {
+            if let Some(prev) = previous_mlines {
+                lock(&i.st).local_mlines = prev;
+            }
+            let e = if e.code == ErrorCode::OperationError {
+                EngineError::new(ErrorCode::InvalidSdp, e.message)
+            } else {
+                e
+            };
+            tracing::warn!(pc = %i.id, local, reason = %e.message, "description rejected by webrtcbin");
+            return Err(e);
+        }
+        tracing::info!(pc = %i.id, local, sdp_type = ?desc.sdp_type, "description applied");
+        i.sync_states();
+
+        let transceivers = i.webrtc_transceivers();
+        tracing::debug!(pc = %i.id, n = transceivers.len(), kinds = ?transceivers.iter().map(|t| t.kind()).collect::<Vec<_>>(), "webrtcbin transceivers");
+        {
+            let mut st = lock(&i.st);
+            // Adopt transceivers webrtcbin created for the remote offer's m-lines.
+            for t in transceivers {
+                if !st.transceivers.iter().any(|r| r.trans == t) {
+                    st.transceivers.push(Trans::new(t));
+                }
+            }
+            if !local {
+                st.remote_mlines = msg.medias_len();
+            }
+        }
+        if !local {
+            if desc.sdp_type == RtcSdpType::Offer {
+                i.associate_remote_offer(&msg);
+                i.prepare_answer(&msg);
+            }
+            i.fire_tracks(&msg);
+        }
+        if desc.sdp_type == RtcSdpType::Answer {
+            i.on_negotiated(&msg, local);
+            i.update_negotiation_needed();
+        }
+        Ok(self.state())
+    }
+
+    /// `addIceCandidate(candidate)` (WebRTC 1.0 §4.4.1.7). `None` or an empty `candidate` is
+    /// end-of-candidates (accepted, nothing to do for webrtcbin). Without a remote description →
+    /// `invalid_state`; neither `sdpMid` nor `sdpMLineIndex` → `invalid_params` (TypeError); an
+    /// m-line that does not exist or a malformed candidate → `operation_error`.
+    pub async fn add_ice_candidate(
+        &self,
+        candidate: Option<RtcIceCandidateInit>,
+    ) -> EngineResult<()> {
+        let _chain = self.inner.chain.lock().await;
+        let i = &self.inner;
+        let (remote_mlines, mids) = {
+            let st = lock(&i.st);
+            if st.closed {
+                return Err(self.closed_err());
+            }
+            let mids: Vec<(Option<String>, Option<u32>)> = st
+                .transceivers
+                .iter()
+                .map(|t| (t.trans.mid().map(|m| m.to_string()), t.mline()))
+                .collect();
+            (st.remote_mlines, mids)
+        };
+        if i.webrtc
+            .property::<Option<gst_webrtc::WebRTCSessionDescription>>("remote-description")
+            .is_none()
+        {
+            return Err(EngineError::invalid_state(
+                "addIceCandidate before setRemoteDescription",
+            ));
+        }
+        let Some(c) = candidate else {
+            tracing::debug!(pc = %i.id, "remote end-of-candidates");
+            return Ok(());
+        };
+        let text = c.candidate.trim().trim_start_matches("a=");
+        if text.is_empty() {
+            tracing::debug!(pc = %i.id, "remote end-of-candidates");
+            return Ok(());
+        }
+        let mline = match (c.sdp_m_line_index, &c.sdp_mid) {
+            (Some(m), _) => m,
+            (None, Some(mid)) => mids
+                .iter()
+                .find(|(m, _)| m.as_deref() == Some(mid.as_str()))
+                .and_then(|(_, l)| *l)
+                .ok_or_else(|| op_err(format!("no m-line with mid {mid:?}")))?,
+            (None, None) => {
+                return Err(EngineError::invalid_params(
+                    "candidate needs sdpMid or sdpMLineIndex",
+                ));
+            }
+        };
+        if mline >= remote_mlines {
+            return Err(op_err(format!(
+                "sdpMLineIndex {mline} out of range ({remote_mlines} m-lines)"
+            )));
+        }
+        let fields: Vec<&str> = text.split_whitespace().collect();
+        if !fields.first().is_some_and(|f| f.starts_with("candidate:"))
+            || fields.len() < 8
+            || fields[6] != "typ"
+        {
+            tracing::warn!(pc = %i.id, candidate = %text, "malformed remote candidate");
+            return Err(op_err(format!("malformed ICE candidate {text:.80}")));
+        }
+        tracing::debug!(pc = %i.id, mline, candidate = %text, "remote candidate");
+        i.webrtc
+            .emit_by_name::<()>("add-ice-candidate", &[&mline, &text]);
+        Ok(())
+    }
+
+    /// `addTrack(track, ...streams)` (WebRTC 1.0 §5.1). `source` produces raw audio of any
+    /// format; it is linked through an encoder for the negotiated codec once an answer is
+    /// applied. Reuses a transceiver that never sent and has no track (JSEP §5.10), e.g. one
+    /// created by a remote offer, so the answer becomes sendrecv.
+    pub fn add_track(
+        &self,
+        track_id: &str,
+        source: gst::Element,
+        streams: Vec<String>,
+    ) -> EngineResult<TransceiverInfo> {
+        self.check_open()?;
+        let i = &self.inner;
+        {
+            let st = lock(&i.st);
+            if st
+                .transceivers
+                .iter()
+                .any(|t| t.sender_track.as_deref() == Some(track_id))
+            {
+                return Err(EngineError::new(
+                    ErrorCode::InvalidAccess,
+                    format!("track {track_id} is already added"),
+                ));
+            }
+        }
+        // JSEP reuse: a transceiver of the right kind whose sender never had a track.
+        let reuse = {
+            let st = lock(&i.st);
+            st.transceivers
+                .iter()
+                .position(|t| t.kind_audio && !t.ever_sent && t.sender_track.is_none())
+                // A sender emptied by removeTrack is reused too: webrtcbin 1.22 cannot renegotiate
+                // a direction change, so removeTrack keeps the m-line sending and a later
+                // addTrack fills it again without renegotiation (what replaceTrack would do).
+                .or_else(|| {
+                    st.transceivers.iter().position(|t| {
+                        t.kind_audio
+                            && t.sender_track.is_none()
+                            && sends(dir_from_gst(t.trans.direction()))
+                    })
+                })
+        };
+        let info = if let Some(idx) = reuse {
+            let trans = lock(&i.st).transceivers[idx].trans.clone();
+            let new_dir = match dir_from_gst(trans.direction()) {
+                Some(RtcRtpTransceiverDirection::Recvonly) => RtcRtpTransceiverDirection::Sendrecv,
+                Some(RtcRtpTransceiverDirection::Inactive) => RtcRtpTransceiverDirection::Sendonly,
+                Some(d) => d,
+                None => RtcRtpTransceiverDirection::Sendrecv,
+            };
+            trans.set_direction(dir_to_gst(new_dir));
+            let mut st = lock(&i.st);
+            let t = &mut st.transceivers[idx];
+            t.sender_track = Some(track_id.to_string());
+            t.ever_sent = true;
+            t.source = Some(source);
+            t.local_streams = streams;
+            if let (true, Some((pt, codec))) = (
+                sends(t.current_direction) && t.sink_pad.is_some(),
+                t.negotiated,
+            ) {
+                // Already negotiated to send: start at once.
+                if let Err(e) = i.link_send(t, pt, codec) {
+                    tracing::error!(pc = %i.id, error = %e, "cannot link send branch");
+                }
+            }
+            t.info()
+        } else {
+            let pad = i
+                .webrtc
+                .request_pad_simple("sink_%u")
+                .ok_or_else(|| op_err("webrtcbin gave no sink pad"))?;
+            let trans = pad.property::<gst_webrtc::WebRTCRTPTransceiver>("transceiver");
+            trans.set_direction(gst_webrtc::WebRTCRTPTransceiverDirection::Sendrecv);
+            trans.set_codec_preferences(Some(&i.offer_caps()));
+            set_msid(&pad, &streams);
+            let mut t = Trans::new(trans);
+            t.kind_audio = true;
+            t.sender_track = Some(track_id.to_string());
+            t.ever_sent = true;
+            t.source = Some(source);
+            t.local_streams = streams;
+            t.sink_pad = Some(pad);
+            let info = t.info();
+            lock(&i.st).transceivers.push(t);
+            info
+        };
+        tracing::info!(pc = %i.id, track = track_id, transceiver = %info.id, "track added");
+        i.update_negotiation_needed();
+        Ok(info)
+    }
+
+    /// `addTransceiver(trackOrKind, init)` (WebRTC 1.0 §5.1). Only `"audio"` kind is supported
+    /// (`video` → `invalid_params`, the spec's TypeError for an unknown kind; the engine is
+    /// audio-only).
+    pub fn add_transceiver(
+        &self,
+        kind_or_track: TransceiverKindOrTrack,
+        direction: RtcRtpTransceiverDirection,
+        streams: Vec<String>,
+    ) -> EngineResult<TransceiverInfo> {
+        self.check_open()?;
+        let i = &self.inner;
+        if direction == RtcRtpTransceiverDirection::Stopped {
+            return Err(EngineError::invalid_params(
+                "direction \"stopped\" is not allowed in addTransceiver",
+            ));
+        }
+        let (track, pad, trans) = match kind_or_track {
+            TransceiverKindOrTrack::Kind(kind) => {
+                if kind != "audio" {
+                    return Err(EngineError::invalid_params(format!(
+                        "kind {kind:?} is not supported (audio only)"
+                    )));
+                }
+                let trans = i
+                    .webrtc
+                    .emit_by_name::<Option<gst_webrtc::WebRTCRTPTransceiver>>(
+                        "add-transceiver",
+                        &[&dir_to_gst(direction), &i.offer_caps()],
+                    )
+                    .ok_or_else(|| op_err("webrtcbin refused add-transceiver"))?;
+                (None, None, trans)
+            }
+            TransceiverKindOrTrack::Track { id, source } => {
+                if lock(&i.st)
+                    .transceivers
+                    .iter()
+                    .any(|t| t.sender_track.as_deref() == Some(id.as_str()))
+                {
+                    return Err(EngineError::new(
+                        ErrorCode::InvalidAccess,
+                        format!("track {id} is already added"),
+                    ));
+                }
+                let pad = i
+                    .webrtc
+                    .request_pad_simple("sink_%u")
+                    .ok_or_else(|| op_err("webrtcbin gave no sink pad"))?;
+                let trans = pad.property::<gst_webrtc::WebRTCRTPTransceiver>("transceiver");
+                trans.set_direction(dir_to_gst(direction));
+                trans.set_codec_preferences(Some(&i.offer_caps()));
+                set_msid(&pad, &streams);
+                (Some((id, source)), Some(pad), trans)
+            }
+        };
+        let mut t = Trans::new(trans);
+        t.kind_audio = true;
+        t.local_streams = streams;
+        t.sink_pad = pad;
+        if let Some((id, source)) = track {
+            t.sender_track = Some(id);
+            t.ever_sent = true;
+            t.source = Some(source);
+        }
+        let info = t.info();
+        lock(&i.st).transceivers.push(t);
+        tracing::info!(pc = %i.id, transceiver = %info.id, ?direction, "transceiver added");
+        i.update_negotiation_needed();
+        Ok(info)
+    }
+
+    /// `removeTrack(sender)` (WebRTC 1.0 §5.1): the sender stops sending RTP (its source is
+    /// unlinked and stopped, releasing the device) and `sender.track` becomes null.
+    /// Deviation: the direction is NOT changed to recvonly/inactive and no negotiationneeded
+    /// fires, because webrtcbin 1.22 rejects direction changes in renegotiation ("transceiver
+    /// direction changes are not implemented"); a later `addTrack` reuses this sender without
+    /// renegotiation. Unknown sender → `not_found`.
+    pub fn remove_track(&self, sender_id: &str) -> EngineResult<()> {
+        self.check_open()?;
+        let i = &self.inner;
+        let source = {
+            let mut st = lock(&i.st);
+            let t = st
+                .transceivers
+                .iter_mut()
+                .find(|t| t.sender_id == sender_id)
+                .ok_or_else(|| EngineError::not_found(format!("no sender {sender_id}")))?;
+            if t.sender_track.is_none() {
+                return Ok(());
+            }
+            t.sender_track = None;
+            t.source.take()
+        };
+        // The encoder branch stays linked (same SSRC and sequence numbers when a track is
+        // added again); only the source goes, which releases its device.
+        if let Some(source) = source {
+            i.detach_source(&source);
+        }
+        tracing::info!(pc = %i.id, sender = sender_id, "track removed");
+        i.update_negotiation_needed();
+        Ok(())
+    }
+
+    /// `MediaStreamTrack.enabled` for a track this connection sends: a disabled audio track
+    /// sends silence (Media Capture §4.3.1.1), by muting the branch's `volume`. Unknown track →
+    /// `not_found`.
+    pub fn set_track_enabled(&self, track_id: &str, enabled: bool) -> EngineResult<()> {
+        let mut st = lock(&self.inner.st);
+        let mut found = false;
+        for t in st
+            .transceivers
+            .iter_mut()
+            .filter(|t| t.sender_track.as_deref() == Some(track_id))
+        {
+            found = true;
+            t.enabled = enabled;
+            if let Some(b) = &t.send {
+                b.volume.set_property("mute", !enabled);
+            }
+        }
+        if !found {
+            return Err(EngineError::not_found(format!(
+                "track {track_id} is not sent by {}",
+                self.inner.id
+            )));
+        }
+        tracing::info!(pc = %self.inner.id, track = track_id, enabled, "track enabled changed");
+        Ok(())
+    }
+
+    /// Where a remote track (the receiver's track id) is played: `Some(sink)` = that sink element
+    /// (must have a static `sink` pad accepting raw audio), `None` = decoded and discarded. Can
+    /// be called before the track has media and at any time mid-call (the sink is swapped while
+    /// the pad is idle): this is `setSinkId`. Unknown track → `not_found`.
+    pub fn set_playout(
+        &self,
+        remote_track_id: &str,
+        sink: Option<gst::Element>,
+    ) -> EngineResult<()> {
+        self.check_open()?;
+        let i = &self.inner;
+        let mut st = lock(&i.st);
+        let t = st
+            .transceivers
+            .iter_mut()
+            .find(|t| t.receiver_track == remote_track_id)
+            .ok_or_else(|| EngineError::not_found(format!("no remote track {remote_track_id}")))?;
+        t.playout = sink.clone();
+        let Some(recv) = t.recv.as_mut() else {
+            tracing::info!(pc = %i.id, track = remote_track_id, sink = ?sink.as_ref().map(|s| s.name()), "playout set (no media yet)");
+            return Ok(());
+        };
+        let new_sink = match sink {
+            Some(s) => s,
+            None => make_fakesink()?,
+        };
+        if new_sink == recv.sink {
+            return Ok(());
+        }
+        prepare_sink(&new_sink);
+        let old = std::mem::replace(&mut recv.sink, new_sink.clone());
+        swap_sink(&i.pipeline, &i.id, &recv.tail, old, new_sink, None);
+        Ok(())
+    }
+
+    /// `getStats()` (WebRTC 1.0 §8.2): W3C RTCStats objects from webrtcbin (`inbound-rtp`,
+    /// `outbound-rtp`, `remote-inbound-rtp`, `candidate-pair`, `local-candidate`, `transport`, …),
+    /// spec names in camelCase; `timestamp` in ms.
+    pub async fn get_stats(&self) -> EngineResult<Vec<serde_json::Value>> {
+        self.check_open()?;
+        let i = &self.inner;
+        let reply = i
+            .promise("get-stats", |p| {
+                i.webrtc
+                    .emit_by_name::<()>("get-stats", &[&None::<gst::Pad>, p]);
+            })
+            .await?;
+        Ok(reply.map(|s| stats::reply_to_json(&s)).unwrap_or_default())
+    }
+
+    /// The attributes of the connection now (`PcState` of docs/protocol.md).
+    pub fn state(&self) -> PcState {
+        let i = &self.inner;
+        // Descriptions stay readable after close(), as in the spec.
+        let d = |name: &str| {
+            desc_from_gst(
+                i.webrtc
+                    .property::<Option<gst_webrtc::WebRTCSessionDescription>>(name),
+            )
+        };
+        let (local, remote, cur_l, cur_r, pend_l, pend_r) = (
+            d("local-description"),
+            d("remote-description"),
+            d("current-local-description"),
+            d("current-remote-description"),
+            d("pending-local-description"),
+            d("pending-remote-description"),
+        );
+        let st = lock(&i.st);
+        PcState {
+            signaling_state: st.signaling,
+            ice_gathering_state: st.gathering,
+            ice_connection_state: st.ice,
+            connection_state: st.conn,
+            local_description: local,
+            remote_description: remote,
+            current_local_description: cur_l,
+            current_remote_description: cur_r,
+            pending_local_description: pend_l,
+            pending_remote_description: pend_r,
+            transceivers: st
+                .transceivers
+                .iter()
+                .filter(|t| t.kind_audio)
+                .map(Trans::info)
+                .collect(),
+        }
+    }
+
+    /// The id given at construction.
+    pub fn id(&self) -> &str {
+        &self.inner.id
+    }
+
+    /// `close()` (WebRTC 1.0 §4.4.1.3): pipeline to NULL (sources and sinks released), states
+    /// `closed`, no events fired (as the spec says). Idempotent.
+    pub fn close(&self) {
+        let i = &self.inner;
+        {
+            let mut st = lock(&i.st);
+            if st.closed {
+                return;
+            }
+            st.closed = true;
+            st.signaling = RtcSignalingState::Closed;
+            st.ice = RtcIceConnectionState::Closed;
+            st.conn = RtcPeerConnectionState::Closed;
+        }
+        let _ = i.pipeline.set_state(gst::State::Null);
+        let mut st = lock(&i.st);
+        for t in st.transceivers.iter_mut() {
+            t.source = None;
+            t.send = None;
+            t.recv = None;
+            t.playout = None;
+        }
+        tracing::info!(pc = %i.id, "peer connection closed");
+    }
+}
+
+fn set_msid(pad: &gst::Pad, streams: &[String]) {
+    // webrtcbin pads have "msid" from 1.24 on; 1.22 writes no a=msid.
+    if let Some(s) = streams.first()
+        && pad.find_property("msid").is_some()
+    {
+        pad.set_property("msid", s);
+    }
+}
+
+/// Replaces the sink hanging off `tail` while the pad is idle (between buffers): unlink, old
+/// sink to NULL and out, new sink in and linked, then `then` (used to chain a second swap).
+fn swap_sink(
+    pipeline: &gst::Pipeline,
+    pc_id: &str,
+    tail: &gst::Pad,
+    old: gst::Element,
+    new: gst::Element,
+    then: Option<Box<dyn FnOnce() + Send>>,
+) {
+    prepare_sink(&new);
+    let pipeline = pipeline.clone();
+    let pc_id = pc_id.to_string();
+    let job = Mutex::new(Some((old, new, then)));
+    tail.add_probe(gst::PadProbeType::IDLE, move |pad, _| {
+        let Some((old, new, then)) = job.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+            return gst::PadProbeReturn::Remove;
+        };
+        if let Some(peer) = pad.peer() {
+            let _ = pad.unlink(&peer);
+        }
+        let _ = old.set_state(gst::State::Null);
+        let _ = pipeline.remove(&old);
+        let linked = pipeline.add(&new).is_ok()
+            && new.static_pad("sink").is_some_and(|sp| pad.link(&sp).is_ok())
+            && new.sync_state_with_parent().is_ok();
+        if linked {
+            tracing::info!(pc = %pc_id, sink = %new.name(), "playout sink swapped");
+        } else {
+            // An unlinked decoder would stop the connection's reception (not-linked): discard.
+            tracing::error!(pc = %pc_id, sink = %new.name(), "playout sink could not be linked; discarding audio");
+            let _ = new.set_state(gst::State::Null);
+            let _ = pipeline.remove(&new);
+            if let Ok(fake) = make_fakesink() {
+                let _ = pipeline.add(&fake);
+                if let Some(sp) = fake.static_pad("sink") {
+                    let _ = pad.link(&sp);
+                }
+                let _ = fake.sync_state_with_parent();
+            }
+        }
+        if let Some(then) = then {
+            then();
+        }
+        gst::PadProbeReturn::Remove
+    });
+}
+
+fn make_fakesink() -> EngineResult<gst::Element> {
+    let s = codecs::make("fakesink")?;
+    s.set_property("sync", true);
+    Ok(s)
+}
+
+/// A sink added to a PLAYING pipeline must not wait for preroll, or the pipeline loses its state.
+fn prepare_sink(sink: &gst::Element) {
+    if sink.find_property("async").is_some() {
+        sink.set_property("async", false);
+    }
+}
+
+impl Inner {
+    /// Runs a webrtcbin action taking a `GstPromise` and waits for its reply (with a timeout).
+    async fn promise(
+        &self,
+        what: &str,
+        emit: impl FnOnce(&gst::Promise),
+    ) -> EngineResult<Option<gst::Structure>> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let promise = gst::Promise::with_change_func(move |reply| {
+            let r = match reply {
+                Ok(s) => Ok(s.map(|s| s.to_owned())),
+                Err(e) => Err(format!("{e:?}")),
+            };
+            let _ = tx.send(r);
+        });
+        emit(&promise);
+        let reply = match tokio::time::timeout(PROMISE_TIMEOUT, rx).await {
+            Err(_) => {
+                tracing::error!(pc = %self.id, what, "webrtcbin did not answer in time");
+                return Err(EngineError::new(
+                    ErrorCode::Timeout,
+                    format!("{what} timed out"),
+                ));
+            }
+            Ok(Err(_)) => return Err(op_err(format!("{what}: promise dropped"))),
+            Ok(Ok(Err(e))) => return Err(op_err(format!("{what}: promise {e}"))),
+            Ok(Ok(Ok(r))) => r,
+        };
+        if let Some(s) = &reply
+            && let Ok(err) = s.get::<glib::Error>("error")
+        {
+            return Err(op_err(format!("{what}: {}", err.message())));
+        }
+        Ok(reply)
+    }
+
+    fn webrtc_transceivers(&self) -> Vec<gst_webrtc::WebRTCRTPTransceiver> {
+        let mut out = Vec::new();
+        for idx in 0..64i32 {
+            match self
+                .webrtc
+                .emit_by_name::<Option<gst_webrtc::WebRTCRTPTransceiver>>(
+                    "get-transceiver",
+                    &[&idx],
+                ) {
+                Some(t) => out.push(t),
+                None => break,
+            }
+        }
+        out
+    }
+
+    /// codec-preferences for our offers: every enabled codec with its default payload type.
+    fn offer_caps(&self) -> gst::Caps {
+        let mut caps = gst::Caps::new_empty();
+        {
+            let caps = caps.get_mut().expect("new caps are writable");
+            for c in &self.options.codecs {
+                caps.append_structure(c.preference_structure(c.default_payload_type()));
+            }
+        }
+        caps
+    }
+
+    /// JSEP §5.10 "apply a remote offer": every audio m-line gets a transceiver now (webrtcbin
+    /// 1.22 would only make them inside create-answer, too late for `track` events and for
+    /// `addTrack` to reuse them): an unassociated audio transceiver if there is one, else a new
+    /// recvonly one.
+    fn associate_remote_offer(&self, offer: &gst_sdp::SDPMessage) {
+        for (idx, media) in offer.medias().enumerate() {
+            let idx = idx as u32;
+            if media.media() != Some("audio") {
+                continue;
+            }
+            {
+                let mut st = lock(&self.st);
+                if st.transceivers.iter().any(|t| t.mline() == Some(idx)) {
+                    continue;
+                }
+                if let Some(t) = st
+                    .transceivers
+                    .iter_mut()
+                    .find(|t| t.kind_audio && t.mline().is_none())
+                {
+                    t.pending_mline = Some(idx);
+                    continue;
+                }
+            }
+            let trans = self
+                .webrtc
+                .emit_by_name::<Option<gst_webrtc::WebRTCRTPTransceiver>>(
+                    "add-transceiver",
+                    &[
+                        &gst_webrtc::WebRTCRTPTransceiverDirection::Recvonly,
+                        &self.offer_caps(),
+                    ],
+                );
+            let Some(trans) = trans else {
+                tracing::error!(pc = %self.id, mline = idx, "webrtcbin refused add-transceiver");
+                continue;
+            };
+            let mut t = Trans::new(trans);
+            t.kind_audio = true;
+            t.pending_mline = Some(idx);
+            tracing::debug!(pc = %self.id, mline = idx, transceiver = %t.id, "transceiver for remote m-line");
+            lock(&self.st).transceivers.push(t);
+        }
+    }
+
+    /// Before answering a remote offer: codec-preferences from the offer's own payload types
+    /// (webrtcbin intersects caps, so PTs must match), restricted to our codecs; non-audio
+    /// m-lines are set inactive (the engine is audio-only).
+    fn prepare_answer(&self, offer: &gst_sdp::SDPMessage) {
+        let st = lock(&self.st);
+        for t in &st.transceivers {
+            let Some(media) = t.mline().and_then(|m| offer.media(m)) else {
+                continue;
+            };
+            if media.media() != Some("audio") {
+                t.trans
+                    .set_direction(gst_webrtc::WebRTCRTPTransceiverDirection::Inactive);
+                continue;
+            }
+            let mut caps = gst::Caps::new_empty();
+            {
+                let caps = caps.get_mut().expect("new caps are writable");
+                for (pt, codec) in sdp::media_codecs(media) {
+                    if !self.options.codecs.contains(&codec) {
+                        continue;
+                    }
+                    let mut s = codec.preference_structure(pt);
+                    if codec == Codec::Opus {
+                        // Do not contradict an explicit remote fmtp (caps intersection would fail).
+                        s.remove_field("useinbandfec");
+                        if !sdp::fmtp(media, pt)
+                            .iter()
+                            .any(|(k, _)| k == "useinbandfec")
+                        {
+                            s.set("useinbandfec", "1");
+                        }
+                    }
+                    caps.append_structure(s);
+                }
+            }
+            if caps.is_empty() {
+                tracing::warn!(pc = %self.id, mline = ?t.mline(), "remote offer has no codec we support");
+            }
+            t.trans.set_codec_preferences(Some(&caps));
+        }
+    }
+
+    /// Fires `track` for transceivers whose remote side sends (W3C "process remote tracks").
+    fn fire_tracks(&self, remote: &gst_sdp::SDPMessage) {
+        let mut st = lock(&self.st);
+        if st.closed {
+            return;
+        }
+        let mut events = Vec::new();
+        for t in st.transceivers.iter_mut() {
+            let Some(media) = t.mline().and_then(|m| remote.media(m)) else {
+                continue;
+            };
+            if !t.kind_audio || media.media() != Some("audio") {
+                continue;
+            }
+            t.remote_streams = sdp::media_msid_streams(media);
+            let remote_sends = sends(Some(sdp::media_direction(media)));
+            if remote_sends && !t.track_fired {
+                t.track_fired = true;
+                events.push(PcEvent::Track {
+                    transceiver: t.info(),
+                    track: t.track_ref(),
+                    streams: t.remote_streams.clone(),
+                });
+                tracing::info!(pc = %self.id, track = %t.receiver_track, transceiver = %t.id, "remote track");
+            }
+        }
+        for e in events {
+            let _ = self.events.send(e);
+        }
+    }
+
+    /// After an answer is applied: current directions, negotiated codecs, send branches.
+    fn on_negotiated(&self, answer: &gst_sdp::SDPMessage, local_answer: bool) {
+        let mut st = lock(&self.st);
+        if st.closed {
+            return;
+        }
+        let mut to_link = Vec::new();
+        for (idx, t) in st.transceivers.iter_mut().enumerate() {
+            let Some(media) = t.mline().and_then(|m| answer.media(m)) else {
+                continue;
+            };
+            let d = sdp::media_direction(media);
+            t.current_direction = Some(if local_answer { d } else { sdp::reverse(d) });
+            let negotiated = sdp::media_codecs(media)
+                .into_iter()
+                .find(|(_, c)| self.options.codecs.contains(c));
+            tracing::info!(pc = %self.id, transceiver = %t.id, mid = ?t.trans.mid(),
+                current_direction = ?t.current_direction, codec = ?negotiated.map(|n| n.1),
+                pt = ?negotiated.map(|n| n.0), "negotiated");
+            t.negotiated = negotiated;
+            if let Some((pt, codec)) = negotiated
+                && sends(t.current_direction)
+                && t.source.is_some()
+                && t.send
+                    .as_ref()
+                    .is_none_or(|b| b.codec != codec || b.pt != pt)
+            {
+                to_link.push((idx, pt, codec));
+            }
+        }
+        for (idx, pt, codec) in to_link {
+            if let Err(e) = self.link_send(&mut st.transceivers[idx], pt, codec) {
+                tracing::error!(pc = %self.id, error = %e, "cannot link send branch");
+            }
+        }
+    }
+
+    /// Makes sure the encoder branch for (pt, codec) feeds the transceiver's sink pad, then
+    /// links the source into it.
+    fn link_send(&self, t: &mut Trans, pt: u8, codec: Codec) -> EngineResult<()> {
+        if t.send
+            .as_ref()
+            .is_some_and(|b| b.codec == codec && b.pt == pt)
+        {
+            return self.attach_source(t);
+        }
+        if let Some(old) = t.send.take() {
+            if let Some(source) = &t.source {
+                self.detach_source(source);
+            }
+            self.unlink_send(old, t.sink_pad.as_ref());
+        }
+        if t.sink_pad.is_none() {
+            let mline = t
+                .mline()
+                .ok_or_else(|| op_err("transceiver has no m-line"))?;
+            // webrtcbin 1.22 adds the sink pad itself when an answer makes a transceiver send.
+            let pad = match self.webrtc.static_pad(&format!("sink_{mline}")) {
+                Some(p) => p,
+                None => self
+                    .webrtc
+                    .request_pad_simple(&format!("sink_{mline}"))
+                    .ok_or_else(|| op_err(format!("webrtcbin gave no sink_{mline} pad")))?,
+            };
+            let pt_trans = pad.property::<gst_webrtc::WebRTCRTPTransceiver>("transceiver");
+            if pt_trans != t.trans {
+                tracing::error!(pc = %self.id, mline, "webrtcbin bound sink pad to another transceiver");
+            }
+            set_msid(&pad, &t.local_streams);
+            t.sink_pad = Some(pad);
+        }
+        let sink_pad = t.sink_pad.clone().expect("set above");
+        let (raw_caps, enc, pay) = codec.make_encoder(pt)?;
+        let queue = codecs::make("queue")?;
+        let volume = codecs::make("volume")?;
+        volume.set_property("mute", !t.enabled);
+        let conv = codecs::make("audioconvert")?;
+        let resample = codecs::make("audioresample")?;
+        let capsf = codecs::make("capsfilter")?;
+        capsf.set_property("caps", &raw_caps);
+        let elements = vec![
+            queue.clone(),
+            volume.clone(),
+            conv,
+            resample,
+            capsf,
+            enc,
+            pay.clone(),
+        ];
+        self.pipeline
+            .add_many(&elements)
+            .map_err(|e| op_err(e.to_string()))?;
+        let built = (|| {
+            gst::Element::link_many(&elements).map_err(|e| op_err(format!("send branch: {e}")))?;
+            let pay_src = pay
+                .static_pad("src")
+                .ok_or_else(|| op_err("payloader has no src pad"))?;
+            pay_src
+                .link(&sink_pad)
+                .map_err(|e| op_err(format!("payloader → webrtcbin: {e:?}")))?;
+            Ok::<_, EngineError>(())
+        })();
+        if let Err(e) = built {
+            for el in &elements {
+                let _ = el.set_state(gst::State::Null);
+                let _ = self.pipeline.remove(el);
+            }
+            return Err(e);
+        }
+        for e in elements.iter().rev() {
+            let _ = e.sync_state_with_parent();
+        }
+        tracing::info!(pc = %self.id, transceiver = %t.id, ?codec, pt, "send branch linked");
+        t.send = Some(SendBranch {
+            codec,
+            pt,
+            elements,
+            volume,
+        });
+        self.attach_source(t)
+    }
+
+    /// Links the transceiver's source (if any) into its send branch (if any) and starts it.
+    fn attach_source(&self, t: &mut Trans) -> EngineResult<()> {
+        let (Some(source), Some(branch)) = (&t.source, &t.send) else {
+            return Ok(());
+        };
+        let queue = &branch.elements[0];
+        if queue.static_pad("sink").is_some_and(|p| p.is_linked()) {
+            return Ok(());
+        }
+        if source.parent().is_none() {
+            self.pipeline
+                .add(source)
+                .map_err(|e| op_err(format!("source: {e}")))?;
+        }
+        if let Err(e) = source.link(queue) {
+            let _ = self.pipeline.remove(source);
+            return Err(op_err(format!("source → encoder: {e}")));
+        }
+        source
+            .sync_state_with_parent()
+            .map_err(|e| op_err(format!("source did not start: {e}")))?;
+        tracing::info!(pc = %self.id, transceiver = %t.id, track = ?t.sender_track, "sending");
+        Ok(())
+    }
+
+    /// Unlinks and stops a source (NULL releases its device) and takes it out of the pipeline.
+    fn detach_source(&self, source: &gst::Element) {
+        for pad in source.src_pads() {
+            if let Some(peer) = pad.peer() {
+                let _ = pad.unlink(&peer);
+            }
+        }
+        let _ = source.set_state(gst::State::Null);
+        if source.parent().is_some() {
+            let _ = self.pipeline.remove(source);
+        }
+    }
+
+    /// Unlinks a send branch from webrtcbin and removes its elements.
+    fn unlink_send(&self, b: SendBranch, sink_pad: Option<&gst::Pad>) {
+        if let (Some(pay), Some(sink_pad)) = (b.elements.last(), sink_pad)
+            && let Some(src) = pay.static_pad("src")
+        {
+            let _ = src.unlink(sink_pad);
+        }
+        for e in &b.elements {
+            let _ = e.set_state(gst::State::Null);
+            let _ = self.pipeline.remove(e);
+        }
+    }
+
+    /// A webrtcbin src pad appeared (remote RTP of a new SSRC arrived): depayload, decode,
+    /// play out. On any failure the pad still gets a fakesink: an unlinked src pad would stop
+    /// ALL reception of the connection with not-linked.
+    fn on_src_pad(&self, pad: &gst::Pad) -> EngineResult<()> {
+        let r = self.link_src_pad(pad);
+        if r.is_err()
+            && !pad.is_linked()
+            && let Ok(sink) = codecs::make("fakesink")
+        {
+            sink.set_property("sync", false);
+            sink.set_property("async", false);
+            let _ = self.pipeline.add(&sink);
+            if let Some(sp) = sink.static_pad("sink") {
+                let _ = pad.link(&sp);
+            }
+            let _ = sink.sync_state_with_parent();
+        }
+        r
+    }
+
+    fn link_src_pad(&self, pad: &gst::Pad) -> EngineResult<()> {
+        let caps = pad
+            .current_caps()
+            .ok_or_else(|| op_err("src pad without caps"))?;
+        let s = caps.structure(0).ok_or_else(|| op_err("empty caps"))?;
+        let codec = codecs::codec_of_caps(s).ok_or_else(|| {
+            op_err(format!(
+                "received a stream we cannot decode ({caps}); discarding"
+            ))
+        })?;
+        let trans = pad
+            .find_property("transceiver")
+            .map(|_| pad.property::<gst_webrtc::WebRTCRTPTransceiver>("transceiver"));
+        let mut st = lock(&self.st);
+        if st.closed {
+            return Err(op_err("closed"));
+        }
+        let mut t = trans.and_then(|tr| st.transceivers.iter_mut().find(|t| t.trans == tr));
+        let playout = t.as_ref().and_then(|t| t.playout.clone());
+        let previous = t.as_mut().and_then(|t| t.recv.take());
+        // A second SSRC on the same transceiver (the remote restarted its sender): the new
+        // branch starts on a fakesink and the playout sink moves over once the old one lets go.
+        let sink = match (&playout, &previous) {
+            (Some(p), None) => p.clone(),
+            _ => make_fakesink()?,
+        };
+        prepare_sink(&sink);
+        let (depay, dec) = codec.make_decoder()?;
+        let conv = codecs::make("audioconvert")?;
+        let resample = codecs::make("audioresample")?;
+        let elements = vec![depay.clone(), dec, conv, resample.clone()];
+        self.pipeline
+            .add_many(&elements)
+            .map_err(|e| op_err(e.to_string()))?;
+        let tail = resample
+            .static_pad("src")
+            .expect("audioresample has a src pad");
+        let linked = (|| {
+            self.pipeline
+                .add(&sink)
+                .map_err(|e| op_err(format!("playout sink: {e}")))?;
+            gst::Element::link_many(&elements).map_err(|e| op_err(e.to_string()))?;
+            let sink_pad = sink
+                .static_pad("sink")
+                .ok_or_else(|| op_err("playout sink has no sink pad"))?;
+            tail.link(&sink_pad)
+                .map_err(|e| op_err(format!("decoder → playout: {e:?}")))?;
+            let _ = sink.sync_state_with_parent();
+            for e in elements.iter().rev() {
+                let _ = e.sync_state_with_parent();
+            }
+            pad.link(
+                &depay
+                    .static_pad("sink")
+                    .expect("depayloader has a sink pad"),
+            )
+            .map_err(|e| op_err(format!("webrtcbin → depayloader: {e:?}")))?;
+            Ok::<_, EngineError>(())
+        })();
+        if let Err(e) = linked {
+            for el in elements.iter().chain(std::iter::once(&sink)) {
+                let _ = el.set_state(gst::State::Null);
+                let _ = self.pipeline.remove(el);
+            }
+            if let (Some(t), Some(prev)) = (t, previous) {
+                t.recv = Some(prev);
+            }
+            return Err(e);
+        }
+        tracing::info!(pc = %self.id, pad = %pad.name(), ?codec, sink = %sink.name(), "receiving");
+        let Some(t) = t else { return Ok(()) };
+        match (previous, playout) {
+            (Some(prev), Some(p)) if prev.sink == p => {
+                let (pipeline, pc_id) = (self.pipeline.clone(), self.id.clone());
+                let (new_tail, new_fake) = (tail.clone(), sink.clone());
+                t.recv = Some(RecvBranch {
+                    _elements: elements,
+                    tail,
+                    sink: p.clone(),
+                });
+                let fake = make_fakesink()?;
+                swap_sink(
+                    &self.pipeline,
+                    &self.id,
+                    &prev.tail,
+                    prev.sink,
+                    fake,
+                    Some(Box::new(move || {
+                        swap_sink(&pipeline, &pc_id, &new_tail, new_fake, p, None);
+                    })),
+                );
+            }
+            _ => {
+                t.recv = Some(RecvBranch {
+                    _elements: elements,
+                    tail,
+                    sink,
+                })
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads webrtcbin's signaling, ICE connection and connection states and sends the changed
+    /// ones, in that order (the spec fires iceconnectionstatechange before connectionstatechange).
+    fn sync_states(&self) {
+        let sig = signaling_from_gst(self.webrtc.property("signaling-state"));
+        let ice = ice_from_gst(self.webrtc.property("ice-connection-state"));
+        let conn = conn_from_gst(self.webrtc.property("connection-state"));
+        let mut log_pair = false;
+        let mut st = lock(&self.st);
+        if st.closed {
+            return;
+        }
+        if st.signaling != sig {
+            st.signaling = sig;
+            tracing::info!(pc = %self.id, state = ?sig, "signalingstatechange");
+            let _ = self.events.send(PcEvent::SignalingStateChange(sig));
+        }
+        if st.ice != ice {
+            st.ice = ice;
+            tracing::info!(pc = %self.id, state = ?ice, "iceconnectionstatechange");
+            let _ = self.events.send(PcEvent::IceConnectionStateChange(ice));
+            if matches!(
+                ice,
+                RtcIceConnectionState::Connected | RtcIceConnectionState::Completed
+            ) && !st.pair_logged
+            {
+                st.pair_logged = true;
+                log_pair = true;
+            }
+        }
+        if st.conn != conn {
+            st.conn = conn;
+            tracing::info!(pc = %self.id, state = ?conn, "connectionstatechange");
+            let _ = self.events.send(PcEvent::ConnectionStateChange(conn));
+        }
+        drop(st);
+        if log_pair {
+            self.log_selected_pair();
+        }
+    }
+
+    /// WebRTC 1.0 §4.7.3 "update the negotiation-needed flag", with §4.7.2's check reduced to
+    /// what an audio-only engine has: a transceiver not yet in a description, or whose
+    /// direction differs from the one the current local description says (for an answer, as
+    /// limited by the remote offer). Fires `negotiationneeded` only in `stable` and only when
+    /// the flag goes from false to true.
+    fn update_negotiation_needed(&self) {
+        use RtcRtpTransceiverDirection as D;
+        let local = self
+            .webrtc
+            .property::<Option<gst_webrtc::WebRTCSessionDescription>>("current-local-description");
+        let remote = self
+            .webrtc
+            .property::<Option<gst_webrtc::WebRTCSessionDescription>>("current-remote-description");
+        let mut st = lock(&self.st);
+        if st.closed || st.signaling != RtcSignalingState::Stable {
+            return;
+        }
+        let needed = st.transceivers.iter().filter(|t| t.kind_audio).any(|t| {
+            let dir = dir_from_gst(t.trans.direction()).unwrap_or(D::Inactive);
+            let (Some(m), Some(local)) = (t.mline(), &local) else {
+                return true;
+            };
+            let Some(lm) = local.sdp().media(m) else {
+                return true;
+            };
+            let ldir = sdp::media_direction(lm);
+            if local.type_() == gst_webrtc::WebRTCSDPType::Offer {
+                ldir != dir
+            } else {
+                let offered = remote
+                    .as_ref()
+                    .and_then(|r| {
+                        r.sdp()
+                            .media(m)
+                            .map(|rm| sdp::reverse(sdp::media_direction(rm)))
+                    })
+                    .unwrap_or(D::Sendrecv);
+                ldir != sdp::intersect(dir, offered)
+            }
+        });
+        if !needed {
+            st.negotiation_needed = false;
+            return;
+        }
+        if st.negotiation_needed {
+            return;
+        }
+        st.negotiation_needed = true;
+        tracing::info!(pc = %self.id, "negotiationneeded");
+        let _ = self.events.send(PcEvent::NegotiationNeeded);
+    }
+
+    fn set_gathering(&self, st: &mut State, g: RtcIceGatheringState) {
+        if st.closed || st.gathering == g {
+            return;
+        }
+        st.gathering = g;
+        tracing::info!(pc = %self.id, state = ?g, "icegatheringstatechange");
+        let _ = self.events.send(PcEvent::IceGatheringStateChange(g));
+        if g == RtcIceGatheringState::Complete {
+            let _ = self.events.send(PcEvent::IceCandidate(None));
+        }
+    }
+
+    fn on_local_candidate(&self, mline: u32, candidate: String) {
+        let mut st = lock(&self.st);
+        if st.closed || candidate.trim().is_empty() {
+            return;
+        }
+        // The spec has gathering start before the first candidate.
+        if st.gathering != RtcIceGatheringState::Gathering {
+            self.set_gathering(&mut st, RtcIceGatheringState::Gathering);
+        }
+        let (mid, ufrag) = st
+            .local_mlines
+            .get(mline as usize)
+            .cloned()
+            .unwrap_or((None, None));
+        let candidate = candidate.trim_start_matches("a=").to_string();
+        tracing::debug!(pc = %self.id, mline, %candidate, "local candidate");
+        let _ = self
+            .events
+            .send(PcEvent::IceCandidate(Some(RtcIceCandidateInit {
+                candidate,
+                sdp_mid: mid,
+                sdp_m_line_index: Some(mline),
+                username_fragment: ufrag,
+            })));
+    }
+
+    /// Logs the selected ICE candidate pair (from get-stats) once the connection is up.
+    fn log_selected_pair(&self) {
+        let pc_id = self.id.clone();
+        let promise = gst::Promise::with_change_func(move |reply| {
+            let Ok(Some(reply)) = reply else { return };
+            let all = stats::reply_to_json(reply);
+            let by_id =
+                |id: &serde_json::Value| all.iter().find(|s| s.get("id") == Some(id)).cloned();
+            for pair in all.iter().filter(|s| s["type"] == "candidate-pair") {
+                let local = pair
+                    .get("localCandidateId")
+                    .and_then(by_id)
+                    .unwrap_or_default();
+                let remote = pair
+                    .get("remoteCandidateId")
+                    .and_then(by_id)
+                    .unwrap_or_default();
+                tracing::info!(pc = %pc_id,
+                    local = %format!("{}:{} {} {}", local["address"].as_str().unwrap_or("?"), local["port"], local["candidateType"].as_str().unwrap_or("?"), local["protocol"].as_str().unwrap_or("?")),
+                    remote = %format!("{}:{} {} {}", remote["address"].as_str().unwrap_or("?"), remote["port"], remote["candidateType"].as_str().unwrap_or("?"), remote["protocol"].as_str().unwrap_or("?")),
+                    "selected candidate pair");
+            }
+        });
+        self.webrtc
+            .emit_by_name::<()>("get-stats", &[&None::<gst::Pad>, &promise]);
+    }
+}

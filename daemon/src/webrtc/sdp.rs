@@ -1,0 +1,236 @@
+//! SDP (RFC 8866) reading helpers for JSEP (RFC 8829): syntax checks before webrtcbin sees a
+//! description, and the per-m-line facts the engine needs (codecs in order, direction, mid,
+//! ice-ufrag, msid streams).
+
+use super::codecs::Codec;
+use crate::error::{EngineError, EngineResult};
+use gst_sdp::{SDPMediaRef, SDPMessage, SDPMessageRef};
+use vdimedia_protocol::api::RtcRtpTransceiverDirection;
+use vdimedia_protocol::message::ErrorCode;
+
+/// Largest SDP accepted (bytes). Real audio SDPs are 1–6 KB.
+pub const MAX_SDP_BYTES: usize = 256 * 1024;
+
+/// Parses SDP text after a strict line-syntax check (`<letter>=<value>` lines, `v=0` first),
+/// because `gst_sdp_message_parse_buffer` accepts almost any text.
+pub fn parse(text: &str) -> EngineResult<SDPMessage> {
+    gst::init().map_err(|e| EngineError::operation(format!("GStreamer init failed: {e}")))?;
+    if text.len() > MAX_SDP_BYTES {
+        return Err(EngineError::new(
+            ErrorCode::LimitExceeded,
+            format!("SDP of {} bytes is larger than {MAX_SDP_BYTES}", text.len()),
+        ));
+    }
+    let mut lines = text
+        .lines()
+        .map(|l| l.trim_end_matches('\r'))
+        .filter(|l| !l.is_empty());
+    if lines.next() != Some("v=0") {
+        return Err(invalid("SDP must start with the line v=0"));
+    }
+    let mut has_o = false;
+    let mut has_s = false;
+    for (n, line) in lines.enumerate() {
+        let b = line.as_bytes();
+        if b.len() < 2 || !b[0].is_ascii_lowercase() || b[1] != b'=' {
+            return Err(invalid(format!(
+                "SDP line {} is not <type>=<value>: {:.60}",
+                n + 2,
+                line
+            )));
+        }
+        has_o |= b[0] == b'o';
+        has_s |= b[0] == b's';
+        if b[0] == b'm' {
+            let f: Vec<&str> = line[2..].split_whitespace().collect();
+            if f.len() < 4
+                || f[1]
+                    .split('/')
+                    .next()
+                    .and_then(|p| p.parse::<u16>().ok())
+                    .is_none()
+            {
+                return Err(invalid(format!(
+                    "SDP line {} is a malformed m= line: {:.60}",
+                    n + 2,
+                    line
+                )));
+            }
+        }
+    }
+    if !has_o || !has_s {
+        return Err(invalid("SDP lacks the o= or s= line"));
+    }
+    SDPMessage::parse_buffer(text.as_bytes())
+        .map_err(|e| invalid(format!("SDP does not parse: {e}")))
+}
+
+fn invalid(msg: impl Into<String>) -> EngineError {
+    EngineError::new(ErrorCode::InvalidSdp, msg)
+}
+
+/// The supported codecs of an m-line with their payload types, in the m-line's format order.
+pub fn media_codecs(media: &SDPMediaRef) -> Vec<(u8, Codec)> {
+    let mut out = Vec::new();
+    for fmt in media.formats() {
+        let Ok(pt) = fmt.parse::<u8>() else { continue };
+        let codec = rtpmap(media, pt)
+            .and_then(|(name, rate)| Codec::from_rtpmap(&name, rate))
+            // Static payload types may omit a=rtpmap (RFC 3551).
+            .or(match pt {
+                0 => Some(Codec::Pcmu),
+                8 => Some(Codec::Pcma),
+                9 => Some(Codec::G722),
+                _ => None,
+            });
+        if let Some(c) = codec {
+            out.push((pt, c));
+        }
+    }
+    out
+}
+
+/// `a=rtpmap:<pt> <name>/<rate>[/<channels>]` of a payload type.
+fn rtpmap(media: &SDPMediaRef, pt: u8) -> Option<(String, u32)> {
+    let prefix = format!("{pt} ");
+    media
+        .attributes()
+        .filter(|a| a.key() == "rtpmap")
+        .find_map(|a| {
+            let v = a.value()?.strip_prefix(&prefix)?;
+            let mut it = v.trim().split('/');
+            let name = it.next()?.to_string();
+            let rate = it.next()?.parse().ok()?;
+            Some((name, rate))
+        })
+}
+
+/// The `a=fmtp:<pt>` parameters of a payload type as key/value pairs.
+pub fn fmtp(media: &SDPMediaRef, pt: u8) -> Vec<(String, String)> {
+    let prefix = format!("{pt} ");
+    media
+        .attributes()
+        .filter(|a| a.key() == "fmtp")
+        .filter_map(|a| a.value()?.strip_prefix(&prefix).map(str::to_string))
+        .flat_map(|v| {
+            v.split(';')
+                .filter_map(|kv| {
+                    let (k, v) = kv.trim().split_once('=')?;
+                    Some((k.trim().to_string(), v.trim().to_string()))
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// The direction attribute of an m-line (RFC 8866 §6.7; default sendrecv). A port of 0 means
+/// the m-line is rejected: inactive.
+pub fn media_direction(media: &SDPMediaRef) -> RtcRtpTransceiverDirection {
+    if media.port() == 0 {
+        return RtcRtpTransceiverDirection::Inactive;
+    }
+    for a in media.attributes() {
+        match a.key() {
+            "sendrecv" => return RtcRtpTransceiverDirection::Sendrecv,
+            "sendonly" => return RtcRtpTransceiverDirection::Sendonly,
+            "recvonly" => return RtcRtpTransceiverDirection::Recvonly,
+            "inactive" => return RtcRtpTransceiverDirection::Inactive,
+            _ => {}
+        }
+    }
+    RtcRtpTransceiverDirection::Sendrecv
+}
+
+/// `a=mid` of an m-line.
+pub fn media_mid(media: &SDPMediaRef) -> Option<String> {
+    media.attribute_val("mid").map(str::to_string)
+}
+
+/// `a=ice-ufrag` of m-line `idx`, falling back to the session level.
+pub fn ufrag(msg: &SDPMessageRef, idx: u32) -> Option<String> {
+    msg.media(idx)
+        .and_then(|m| m.attribute_val("ice-ufrag"))
+        .or_else(|| msg.attribute_val("ice-ufrag"))
+        .map(str::to_string)
+}
+
+/// Stream ids of `a=msid:<stream-id> <track-id>` lines (RFC 8830) of an m-line; `-` means none.
+pub fn media_msid_streams(media: &SDPMediaRef) -> Vec<String> {
+    media
+        .attributes()
+        .filter(|a| a.key() == "msid")
+        .filter_map(|a| a.value()?.split_whitespace().next().map(str::to_string))
+        .filter(|s| s != "-")
+        .collect()
+}
+
+/// The direction seen from the other side (what the remote's `sendonly` means for us).
+pub fn reverse(d: RtcRtpTransceiverDirection) -> RtcRtpTransceiverDirection {
+    use RtcRtpTransceiverDirection::*;
+    match d {
+        Sendonly => Recvonly,
+        Recvonly => Sendonly,
+        other => other,
+    }
+}
+
+/// The direction both sides allow: sending if both send, receiving if both receive.
+pub fn intersect(
+    a: RtcRtpTransceiverDirection,
+    b: RtcRtpTransceiverDirection,
+) -> RtcRtpTransceiverDirection {
+    use RtcRtpTransceiverDirection::*;
+    let s = |d| matches!(d, Sendrecv | Sendonly);
+    let r = |d| matches!(d, Sendrecv | Recvonly);
+    match (s(a) && s(b), r(a) && r(b)) {
+        (true, true) => Sendrecv,
+        (true, false) => Sendonly,
+        (false, true) => Recvonly,
+        (false, false) => Inactive,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OFFER: &str = "v=0\r\no=- 1 0 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n\
+        m=audio 9 UDP/TLS/RTP/SAVPF 111 9 0 8 126\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=sendonly\r\n\
+        a=ice-ufrag:abcd\r\na=msid:s1 t1\r\na=rtpmap:111 opus/48000/2\r\na=fmtp:111 minptime=10;useinbandfec=1\r\n\
+        a=rtpmap:9 G722/8000\r\na=rtpmap:126 telephone-event/8000\r\n";
+
+    #[test]
+    fn reads_codecs_direction_and_ids() {
+        let msg = parse(OFFER).unwrap();
+        let m = msg.media(0).unwrap();
+        assert_eq!(
+            media_codecs(m),
+            vec![
+                (111, Codec::Opus),
+                (9, Codec::G722),
+                (0, Codec::Pcmu),
+                (8, Codec::Pcma)
+            ]
+        );
+        assert_eq!(media_direction(m), RtcRtpTransceiverDirection::Sendonly);
+        assert_eq!(media_mid(m).as_deref(), Some("0"));
+        assert_eq!(ufrag(&msg, 0).as_deref(), Some("abcd"));
+        assert_eq!(media_msid_streams(m), vec!["s1".to_string()]);
+        assert!(fmtp(m, 111).contains(&("useinbandfec".into(), "1".into())));
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        assert_eq!(parse("hello").unwrap_err().code, ErrorCode::InvalidSdp);
+        assert_eq!(
+            parse("v=0\r\nthis is not sdp\r\n").unwrap_err().code,
+            ErrorCode::InvalidSdp
+        );
+        assert_eq!(
+            parse("v=0\r\no=- 1 0 IN IP4 0.0.0.0\r\ns=-\r\nm=audio x\r\n")
+                .unwrap_err()
+                .code,
+            ErrorCode::InvalidSdp
+        );
+    }
+}

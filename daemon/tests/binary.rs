@@ -1,0 +1,115 @@
+//! The built `vdimediad` and `vdimediactl` binaries as an admin meets them: start, status over
+//! the real socket, a lazy idle footprint, clean SIGTERM, and configuration errors that name
+//! the key.
+
+use std::io::Read;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const DAEMON: &str = env!("CARGO_BIN_EXE_vdimediad");
+const CTL: &str = env!("CARGO_BIN_EXE_vdimediactl");
+
+fn tempdir(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("vdimediad-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn wait_for_path(p: &Path, child: &mut Child) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !p.exists() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("daemon exited early: {status}");
+        }
+        assert!(Instant::now() < deadline, "{} never appeared", p.display());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Kills the daemon if a test fails half-way, so no process outlives the test.
+struct Reaper(Child);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn threads_of(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task")).map(|d| d.count()).unwrap_or(0)
+}
+
+#[test]
+fn starts_answers_status_and_stops_cleanly_on_sigterm() {
+    let dir = tempdir("sigterm");
+    let sock = dir.join("vc.sock");
+    let mut reaper = Reaper(
+        Command::new(DAEMON)
+            .args(["--listen", &format!("unix:{}", sock.display()), "--backend", "alsa"])
+            .env("VDIMEDIA_LOG", "info")
+            .env_remove("JOURNAL_STREAM")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let child = &mut reaper.0;
+    wait_for_path(&sock, child);
+
+    // Idle: no GStreamer, no pipeline, so just the runtime's thread(s).
+    let idle_threads = threads_of(child.id());
+    assert!(idle_threads <= 3, "idle daemon runs {idle_threads} threads");
+
+    let out = Command::new(CTL).args(["status", "--vc", &format!("unix:{}", sock.display())]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "status failed: {stdout} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("engine:   vdimediad/"), "{stdout}");
+    assert!(stdout.contains("opus"), "{stdout}");
+
+    let started = Instant::now();
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "daemon did not stop within 5 s of SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut log = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut log).unwrap();
+    assert!(status.success(), "exit status {status}; log:\n{log}");
+    assert!(log.contains("SIGTERM") && log.contains("stopped"), "log:\n{log}");
+}
+
+#[test]
+fn status_of_a_daemon_that_is_not_there_fails_with_a_reason() {
+    let dir = tempdir("nodaemon");
+    let out = Command::new(CTL)
+        .args(["status", "--vc", &format!("unix:{}", dir.join("none.sock").display())])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("none.sock"), "{err}");
+}
+
+#[test]
+fn configuration_errors_name_the_key_and_exit_78() {
+    let dir = tempdir("config");
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, "[vc]\nmax_frame = 7\n").unwrap();
+    let out = Command::new(DAEMON).args(["--config", bad.to_str().unwrap(), "--check-config"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("vc.max_frame") && err.contains("bad.toml"), "{err}");
+
+    let good = dir.join("good.toml");
+    std::fs::write(&good, "[vc]\nconnect = \"tcp://127.0.0.1:9003\"\n[webrtc]\nloopback_ice = true\n").unwrap();
+    let out = Command::new(DAEMON).args(["--config", good.to_str().unwrap(), "--check-config"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let out = Command::new(DAEMON).args(["--connect", "http://x"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(64));
+}

@@ -111,10 +111,7 @@ pub struct FileConfig {
 pub enum WsSecurity {
     /// `wss://` with the given PEM files, or a self-signed certificate kept in `state_dir`
     /// when `cert`/`key` are `None`.
-    Tls {
-        cert: Option<PathBuf>,
-        key: Option<PathBuf>,
-    },
+    Tls { cert: Option<PathBuf>, key: Option<PathBuf> },
     /// Plain `ws://`, only allowed on a loopback listen address.
     Insecure,
 }
@@ -178,24 +175,15 @@ pub struct Config {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("invalid config file {path}: {source}")]
-    Parse {
-        path: PathBuf,
-        source: Box<toml::de::Error>,
-    },
+    Parse { path: PathBuf, source: Box<toml::de::Error> },
     #[error("invalid {key}: {message}")]
     Invalid { key: &'static str, message: String },
 }
 
 fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        key,
-        message: message.into(),
-    }
+    ConfigError::Invalid { key, message: message.into() }
 }
 
 impl Config {
@@ -204,10 +192,7 @@ impl Config {
     pub fn with_defaults() -> Config {
         Config {
             listen: DEFAULT_LISTEN,
-            security: WsSecurity::Tls {
-                cert: None,
-                key: None,
-            },
+            security: WsSecurity::Tls { cert: None, key: None },
             state_dir: default_state_dir(),
             vc: VcMode::Listen(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9003)),
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
@@ -230,9 +215,9 @@ impl Config {
     fn merge(cli: &Cli, file: FileConfig) -> Result<Config, ConfigError> {
         let listen = match (cli.listen, file.listen) {
             (Some(a), _) => a,
-            (None, Some(s)) => s
-                .parse()
-                .map_err(|e| invalid("listen", format!("{s:?} is not IP:PORT ({e})")))?,
+            (None, Some(s)) => {
+                s.parse().map_err(|e| invalid("listen", format!("{s:?} is not IP:PORT ({e})")))?
+            }
             (None, None) => DEFAULT_LISTEN,
         };
         let insecure = cli.insecure_ws || file.insecure_ws.unwrap_or(false);
@@ -242,10 +227,7 @@ impl Config {
             (file.cert, file.key)
         };
         if cert.is_some() != key.is_some() {
-            return Err(invalid(
-                "cert/key",
-                "give both a certificate and its key, or neither",
-            ));
+            return Err(invalid("cert/key", "give both a certificate and its key, or neither"));
         }
         let security = if insecure {
             if cert.is_some() {
@@ -266,73 +248,43 @@ impl Config {
         } else {
             WsSecurity::Tls { cert, key }
         };
-        let state_dir = cli
-            .state_dir
-            .clone()
-            .or(file.state_dir)
-            .unwrap_or_else(default_state_dir);
+        let state_dir = cli.state_dir.clone().or(file.state_dir).unwrap_or_else(default_state_dir);
 
-        let vc_listen = cli.vc_listen.clone().or(if cli.vc_connect.is_some() {
-            None
-        } else {
-            file.vc_listen
-        });
-        let vc_connect = cli.vc_connect.clone().or(if cli.vc_listen.is_some() {
-            None
-        } else {
-            file.vc_connect
-        });
+        let vc_listen =
+            cli.vc_listen.clone().or(if cli.vc_connect.is_some() { None } else { file.vc_listen });
+        let vc_connect =
+            cli.vc_connect.clone().or(if cli.vc_listen.is_some() { None } else { file.vc_connect });
         let vc = match (vc_listen, vc_connect) {
             (Some(_), Some(_)) => {
-                return Err(invalid(
-                    "vc",
-                    "vc_listen and vc_connect are exclusive: choose one mode",
-                ));
+                return Err(invalid("vc", "vc_listen and vc_connect are exclusive: choose one mode"));
             }
             (Some(l), None) => VcMode::Listen(parse_vc_listen(&l)?),
             (None, Some(c)) => VcMode::Connect(parse_vc_target(&c)?),
             (None, None) => VcMode::Listen(parse_vc_listen(DEFAULT_VC_LISTEN)?),
         };
 
-        let max_message_bytes = cli
-            .max_message_bytes
-            .or(file.max_message_bytes)
-            .unwrap_or(DEFAULT_MAX_MESSAGE_BYTES);
+        let max_message_bytes =
+            cli.max_message_bytes.or(file.max_message_bytes).unwrap_or(DEFAULT_MAX_MESSAGE_BYTES);
         if !(1024..=16 * 1024 * 1024).contains(&max_message_bytes) {
             return Err(invalid(
                 "max_message_bytes",
                 format!("{max_message_bytes} is outside 1024..=16777216"),
             ));
         }
-        let max_pages = cli
-            .max_pages
-            .or(file.max_pages)
-            .unwrap_or(DEFAULT_MAX_PAGES);
+        let max_pages = cli.max_pages.or(file.max_pages).unwrap_or(DEFAULT_MAX_PAGES);
         if !(1..=4096).contains(&max_pages) {
-            return Err(invalid(
-                "max_pages",
-                format!("{max_pages} is outside 1..=4096"),
-            ));
+            return Err(invalid("max_pages", format!("{max_pages} is outside 1..=4096")));
         }
-        let hello_ms = cli
-            .hello_timeout_ms
-            .or(file.hello_timeout_ms)
-            .unwrap_or(DEFAULT_HELLO_TIMEOUT_MS);
+        let hello_ms = cli.hello_timeout_ms.or(file.hello_timeout_ms).unwrap_or(DEFAULT_HELLO_TIMEOUT_MS);
         if !(100..=60_000).contains(&hello_ms) {
-            return Err(invalid(
-                "hello_timeout_ms",
-                format!("{hello_ms} is outside 100..=60000"),
-            ));
+            return Err(invalid("hello_timeout_ms", format!("{hello_ms} is outside 100..=60000")));
         }
         let allow_origins = if cli.allow_origins.is_empty() {
             file.allow_origins.unwrap_or_default()
         } else {
             cli.allow_origins.clone()
         };
-        if let Some(bad) = allow_origins
-            .iter()
-            .find(|o| o.is_empty() || o.ends_with('/'))
-        {
+        if let Some(bad) = allow_origins.iter().find(|o| o.is_empty() || o.ends_with('/')) {
             return Err(invalid(
                 "allow_origins",
                 format!("{bad:?} is not an origin like https://host[:port]"),
@@ -353,25 +305,16 @@ impl Config {
 }
 
 fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.into(),
-        source,
-    })?;
-    toml::from_str(&text).map_err(|source| ConfigError::Parse {
-        path: path.into(),
-        source: Box::new(source),
-    })
+    let text =
+        std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+    toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.into(), source: Box::new(source) })
 }
 
 /// `$STATE_DIRECTORY` (set by systemd's `StateDirectory=`; the first entry if several) or
 /// `/var/lib/vdimedia-bridge`.
 pub fn default_state_dir() -> PathBuf {
     std::env::var_os("STATE_DIRECTORY")
-        .and_then(|v| {
-            v.to_str()
-                .and_then(|s| s.split(':').next())
-                .map(PathBuf::from)
-        })
+        .and_then(|v| v.to_str().and_then(|s| s.split(':').next()).map(PathBuf::from))
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR))
 }
@@ -394,27 +337,18 @@ pub fn parse_vc_target(s: &str) -> Result<VcTarget, ConfigError> {
             .rsplit_once(':')
             .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p != 0));
         if !ok {
-            return Err(invalid(
-                "vc_connect",
-                format!("{s:?}: expected tcp://HOST:PORT"),
-            ));
+            return Err(invalid("vc_connect", format!("{s:?}: expected tcp://HOST:PORT")));
         }
         return Ok(VcTarget::Tcp(rest.to_string()));
     }
     if let Some(rest) = s.strip_prefix("unix:") {
         let path = rest.strip_prefix("//").unwrap_or(rest);
         if !path.starts_with('/') {
-            return Err(invalid(
-                "vc_connect",
-                format!("{s:?}: expected unix:/ABSOLUTE/PATH"),
-            ));
+            return Err(invalid("vc_connect", format!("{s:?}: expected unix:/ABSOLUTE/PATH")));
         }
         return Ok(VcTarget::Unix(PathBuf::from(path)));
     }
-    Err(invalid(
-        "vc_connect",
-        format!("{s:?}: expected unix:PATH or tcp://HOST:PORT"),
-    ))
+    Err(invalid("vc_connect", format!("{s:?}: expected unix:PATH or tcp://HOST:PORT")))
 }
 
 #[cfg(test)]
@@ -431,13 +365,7 @@ mod tests {
     fn defaults() {
         let c = Config::from_cli(&cli(&[])).unwrap();
         assert_eq!(c.listen, DEFAULT_LISTEN);
-        assert_eq!(
-            c.security,
-            WsSecurity::Tls {
-                cert: None,
-                key: None
-            }
-        );
+        assert_eq!(c.security, WsSecurity::Tls { cert: None, key: None });
         assert_eq!(c.vc, VcMode::Listen("127.0.0.1:9003".parse().unwrap()));
         assert_eq!(c.max_pages, 64);
         assert_eq!(c.max_message_bytes, 1 << 20);
@@ -451,8 +379,7 @@ mod tests {
         assert_eq!(c.security, WsSecurity::Insecure);
         let e = Config::from_cli(&cli(&["--insecure-ws", "--listen", "0.0.0.0:9100"])).unwrap_err();
         assert!(e.to_string().contains("loopback"), "{e}");
-        let e =
-            Config::from_cli(&cli(&["--insecure-ws", "--listen", "192.168.1.2:9100"])).unwrap_err();
+        let e = Config::from_cli(&cli(&["--insecure-ws", "--listen", "192.168.1.2:9100"])).unwrap_err();
         assert!(e.to_string().contains("loopback"), "{e}");
     }
 
@@ -462,10 +389,7 @@ mod tests {
             parse_vc_target("unix:/run/user/1000/vdimedia/vc.sock").unwrap(),
             VcTarget::Unix("/run/user/1000/vdimedia/vc.sock".into())
         );
-        assert_eq!(
-            parse_vc_target("unix:///tmp/x.sock").unwrap(),
-            VcTarget::Unix("/tmp/x.sock".into())
-        );
+        assert_eq!(parse_vc_target("unix:///tmp/x.sock").unwrap(), VcTarget::Unix("/tmp/x.sock".into()));
         assert_eq!(
             parse_vc_target("tcp://thin-client:9003").unwrap(),
             VcTarget::Tcp("thin-client:9003".into())
@@ -475,14 +399,8 @@ mod tests {
         assert!(parse_vc_target("http://x:1").is_err());
         assert!(parse_vc_listen("tcp://localhost:9003").is_err());
         assert!(
-            Cli::try_parse_from([
-                "b",
-                "--vc-listen",
-                "tcp://127.0.0.1:1",
-                "--vc-connect",
-                "unix:/x"
-            ])
-            .is_err()
+            Cli::try_parse_from(["b", "--vc-listen", "tcp://127.0.0.1:1", "--vc-connect", "unix:/x"])
+                .is_err()
         );
     }
 
@@ -496,13 +414,7 @@ mod tests {
             "listen = \"127.0.0.1:9555\"\nvc_connect = \"unix:/tmp/vc.sock\"\nmax_pages = 8\n",
         )
         .unwrap();
-        let c = Config::from_cli(&cli(&[
-            "--config",
-            path.to_str().unwrap(),
-            "--max-pages",
-            "9",
-        ]))
-        .unwrap();
+        let c = Config::from_cli(&cli(&["--config", path.to_str().unwrap(), "--max-pages", "9"])).unwrap();
         assert_eq!(c.listen.port(), 9555);
         assert_eq!(c.vc, VcMode::Connect(VcTarget::Unix("/tmp/vc.sock".into())));
         assert_eq!(c.max_pages, 9);

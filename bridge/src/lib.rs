@@ -43,15 +43,9 @@ const COMMAND_QUEUE: usize = 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum BridgeError {
     #[error("cannot listen for pages on {addr}: {source}")]
-    ListenWs {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    ListenWs { addr: SocketAddr, source: std::io::Error },
     #[error("cannot listen for vdimediad on {mode}: {source}")]
-    ListenVc {
-        mode: VcMode,
-        source: std::io::Error,
-    },
+    ListenVc { mode: VcMode, source: std::io::Error },
     #[error("TLS: {0}")]
     Tls(#[from] tls::TlsError),
 }
@@ -73,33 +67,19 @@ impl Bridge {
     /// a tokio runtime.
     pub async fn start(config: Config) -> Result<Bridge, BridgeError> {
         let tls = match &config.security {
-            WsSecurity::Tls { cert, key } => Some(tls::load_or_generate(
-                cert.as_deref(),
-                key.as_deref(),
-                &config.state_dir,
-            )?),
+            WsSecurity::Tls { cert, key } => {
+                Some(tls::load_or_generate(cert.as_deref(), key.as_deref(), &config.state_dir)?)
+            }
             WsSecurity::Insecure => None,
         };
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| BridgeError::ListenWs {
-                    addr: config.listen,
-                    source,
-                })?;
-        let ws_addr = listener
-            .local_addr()
-            .map_err(|source| BridgeError::ListenWs {
-                addr: config.listen,
-                source,
-            })?;
-        let (source, vc_addr) =
-            vc::VcSource::bind(&config.vc)
-                .await
-                .map_err(|source| BridgeError::ListenVc {
-                    mode: config.vc.clone(),
-                    source,
-                })?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| BridgeError::ListenWs { addr: config.listen, source })?;
+        let ws_addr =
+            listener.local_addr().map_err(|source| BridgeError::ListenWs { addr: config.listen, source })?;
+        let (source, vc_addr) = vc::VcSource::bind(&config.vc)
+            .await
+            .map_err(|source| BridgeError::ListenVc { mode: config.vc.clone(), source })?;
 
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
@@ -117,8 +97,7 @@ impl Bridge {
         });
         let acceptor = tokio::spawn(accept_pages(
             listener,
-            tls.as_ref()
-                .map(|t| tokio_rustls::TlsAcceptor::from(t.server_config.clone())),
+            tls.as_ref().map(|t| tokio_rustls::TlsAcceptor::from(t.server_config.clone())),
             shared,
             config.max_pages,
             config.hello_timeout,
@@ -141,14 +120,7 @@ impl Bridge {
             }
             None => info!(vc = %config.vc, "dialling vdimediad"),
         }
-        Ok(Bridge {
-            ws_addr,
-            vc_addr,
-            tls,
-            shutdown,
-            acceptor,
-            vc,
-        })
+        Ok(Bridge { ws_addr, vc_addr, tls, shutdown, acceptor, vc })
     }
 
     /// The bound WebSocket address (useful with port 0).
@@ -168,11 +140,7 @@ impl Bridge {
 
     /// `wss://ADDR/` or `ws://ADDR/`.
     pub fn url(&self) -> String {
-        format!(
-            "{}://{}/",
-            if self.tls.is_some() { "wss" } else { "ws" },
-            self.ws_addr
-        )
+        format!("{}://{}/", if self.tls.is_some() { "wss" } else { "ws" }, self.ws_addr)
     }
 
     /// Starts a clean stop: no new pages, every session closed (`CLOSE normal`), every
@@ -233,15 +201,10 @@ async fn accept_pages(
         }
     }
     drop(listener);
-    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
-        while tasks.join_next().await.is_some() {}
-    })
-    .await;
+    let drained =
+        tokio::time::timeout(SHUTDOWN_GRACE, async { while tasks.join_next().await.is_some() {} }).await;
     if drained.is_err() {
-        warn!(
-            pages = tasks.len(),
-            "pages did not close in time; dropping them"
-        );
+        warn!(pages = tasks.len(), "pages did not close in time; dropping them");
         tasks.abort_all();
     }
 }

@@ -79,11 +79,7 @@ pub(crate) enum PageEvent {
     /// An `ERROR` from the engine or the bridge, sent as `{"type":"error","error":…}`.
     Error(ErrorBody),
     /// The session ended without the page asking; `opened` tells whether `OPENED` had come.
-    EngineClosed {
-        opened: bool,
-        code: ErrorCode,
-        reason: String,
-    },
+    EngineClosed { opened: bool, code: ErrorCode, reason: String },
 }
 
 impl PageEvent {
@@ -98,19 +94,13 @@ impl PageEvent {
             "arch": w.arch,
             "capabilities": w.capabilities,
         });
-        PageEvent::Status {
-            redirected: true,
-            text: v.to_string(),
-        }
+        PageEvent::Status { redirected: true, text: v.to_string() }
     }
 
     /// `{"type":"status","redirected":false,"reason","message"}`.
     pub(crate) fn status_down(reason: StatusReason, message: impl Into<String>) -> PageEvent {
         let v = json!({"type": "status", "redirected": false, "reason": reason.as_str(), "message": message.into()});
-        PageEvent::Status {
-            redirected: false,
-            text: v.to_string(),
-        }
+        PageEvent::Status { redirected: false, text: v.to_string() }
     }
 }
 
@@ -178,9 +168,7 @@ pub(crate) async fn refuse_busy(
     // The callback's signature is tungstenite's.
     #[allow(clippy::result_large_err)]
     let refuse = move |_: &Request, _: Response| -> Result<Response, ErrorResponse> {
-        let mut r = ErrorResponse::new(Some(format!(
-            "vdimedia-bridge serves at most {max_pages} pages"
-        )));
+        let mut r = ErrorResponse::new(Some(format!("vdimedia-bridge serves at most {max_pages} pages")));
         *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
         Err(r)
     };
@@ -200,13 +188,8 @@ pub(crate) async fn refuse_busy(
     warn!(%peer, max_pages, "page refused: too many pages");
 }
 
-async fn serve_ws<S>(
-    stream: S,
-    peer: SocketAddr,
-    page: PageId,
-    shared: Arc<PageShared>,
-    deadline: Instant,
-) where
+async fn serve_ws<S>(stream: S, peer: SocketAddr, page: PageId, shared: Arc<PageShared>, deadline: Instant)
+where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut origin: Option<String> = None;
@@ -214,10 +197,7 @@ async fn serve_ws<S>(
     #[allow(clippy::result_large_err)]
     let callback = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
         let h = |name: header::HeaderName| {
-            req.headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
+            req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
         };
         origin = h(header::ORIGIN);
         agent = h(header::USER_AGENT);
@@ -250,11 +230,7 @@ async fn serve_ws<S>(
     if matches!(p.state, State::Opening | State::Redirected) {
         let _ = shared
             .vc
-            .send(VcCommand::Close {
-                page,
-                code: ErrorCode::Normal,
-                reason: "page closed".into(),
-            })
+            .send(VcCommand::Close { page, code: ErrorCode::Normal, reason: "page closed".into() })
             .await;
     }
     info!(page, reason = %why, "page disconnected");
@@ -361,29 +337,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Page<S> {
                             "send {\"type\":\"hello\",\"sdk\",\"min_version\",\"max_version\"} first",
                         )
                     } else {
-                        (
-                            ErrorCode::SessionClosed,
-                            "not redirected: send hello to try again",
-                        )
+                        (ErrorCode::SessionClosed, "not redirected: send hello to try again")
                     };
                     debug!(page = self.id, "message outside a session refused");
                     self.reply_error(text, ErrorBody::new(code, msg)).await
                 }
             },
             State::Opening => {
-                self.reply_error(
-                    text,
-                    ErrorBody::new(ErrorCode::InvalidState, "wait for the status message"),
-                )
-                .await
+                self.reply_error(text, ErrorBody::new(ErrorCode::InvalidState, "wait for the status message"))
+                    .await
             }
             State::Redirected => match Message::from_json(text.as_bytes()) {
                 Ok(message) => {
                     if !self.take_token() {
-                        let body = ErrorBody::new(
-                            ErrorCode::LimitExceeded,
-                            "too many messages; slow down",
-                        );
+                        let body = ErrorBody::new(ErrorCode::LimitExceeded, "too many messages; slow down");
                         return match message {
                             Message::Request(r) => {
                                 self.send_message(&Message::response_err(r.id, body)).await
@@ -393,10 +360,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Page<S> {
                     }
                     self.shared
                         .vc
-                        .send(VcCommand::Send {
-                            page: self.id,
-                            message,
-                        })
+                        .send(VcCommand::Send { page: self.id, message })
                         .await
                         .map_err(|_| "bridge stopping".to_string())
                 }
@@ -437,29 +401,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Page<S> {
         }
         let allowed = &self.shared.allow_origins;
         if !allowed.is_empty() && !self.origin.as_ref().is_some_and(|o| allowed.contains(o)) {
-            warn!(
-                page = self.id,
-                origin = self.origin.as_deref().unwrap_or("(none)"),
-                "origin not allowed"
-            );
+            warn!(page = self.id, origin = self.origin.as_deref().unwrap_or("(none)"), "origin not allowed");
             self.state = State::Detached;
             let ev = PageEvent::status_down(
                 StatusReason::NotAllowed,
-                format!(
-                    "origin {} is not allowed by the bridge",
-                    self.origin.as_deref().unwrap_or("(none)")
-                ),
+                format!("origin {} is not allowed by the bridge", self.origin.as_deref().unwrap_or("(none)")),
             );
             return self.on_event(ev).await;
         }
         let (tx, rx) = mpsc::channel(PAGE_QUEUE);
         self.events = Some(rx);
         self.state = State::Opening;
-        let open = Open {
-            origin: self.origin.clone(),
-            agent: self.agent.clone(),
-            sdk: h.sdk,
-        };
+        let open = Open { origin: self.origin.clone(), agent: self.agent.clone(), sdk: h.sdk };
         let cmd = VcCommand::Open {
             page: self.id,
             open,
@@ -467,21 +420,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Page<S> {
             max_version: h.max_version,
             events: tx,
         };
-        self.shared
-            .vc
-            .send(cmd)
-            .await
-            .map_err(|_| "bridge stopping".to_string())
+        self.shared.vc.send(cmd).await.map_err(|_| "bridge stopping".to_string())
     }
 
     async fn on_event(&mut self, ev: PageEvent) -> Result<(), String> {
         match ev {
             PageEvent::Status { redirected, text } => {
-                self.state = if redirected {
-                    State::Redirected
-                } else {
-                    State::Detached
-                };
+                self.state = if redirected { State::Redirected } else { State::Detached };
                 if !redirected {
                     info!(page = self.id, status = %text, "page not redirected");
                 }
@@ -489,11 +434,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Page<S> {
             }
             PageEvent::Message(m) => self.send_message(&m).await,
             PageEvent::Error(e) => self.send_error(e).await,
-            PageEvent::EngineClosed {
-                opened,
-                code,
-                reason,
-            } => {
+            PageEvent::EngineClosed { opened, code, reason } => {
                 self.state = State::Detached;
                 let ev = PageEvent::status_down(
                     StatusReason::EngineRejected,
@@ -506,13 +447,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Page<S> {
                     self.send_text(text).await?;
                 }
                 if opened {
-                    let cc = if code == ErrorCode::Normal {
-                        CloseCode::Normal
-                    } else {
-                        CloseCode::Error
-                    };
-                    self.close(cc, &format!("vdimediad closed the session: {code}"))
-                        .await;
+                    let cc = if code == ErrorCode::Normal { CloseCode::Normal } else { CloseCode::Error };
+                    self.close(cc, &format!("vdimediad closed the session: {code}")).await;
                     return Err(format!("engine closed the session ({code}): {reason}"));
                 }
                 Ok(())
@@ -529,12 +465,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Page<S> {
             State::Opening | State::Redirected => {
                 self.state = State::Detached;
                 if *self.shared.shutdown.borrow() {
-                    self.close(CloseCode::Away, "vdimedia-bridge shutting down")
-                        .await;
+                    self.close(CloseCode::Away, "vdimedia-bridge shutting down").await;
                     return Err("bridge shutting down".into());
                 }
-                self.close(CloseCode::Error, "session detached by the bridge")
-                    .await;
+                self.close(CloseCode::Error, "session detached by the bridge").await;
                 Err("detached by the bridge (queue overflow or shutdown)".into())
             }
         }
@@ -562,10 +496,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Page<S> {
             true
         } else {
             if !self.throttled {
-                warn!(
-                    page = self.id,
-                    "page exceeds {RATE_PER_SEC} messages/s; messages refused"
-                );
+                warn!(page = self.id, "page exceeds {RATE_PER_SEC} messages/s; messages refused");
                 self.throttled = true;
             }
             false
@@ -573,14 +504,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Page<S> {
     }
 
     async fn send_message(&mut self, m: &Message) -> Result<(), String> {
-        let text =
-            String::from_utf8(m.to_json()).map_err(|e| format!("message is not UTF-8: {e}"))?;
+        let text = String::from_utf8(m.to_json()).map_err(|e| format!("message is not UTF-8: {e}"))?;
         self.send_text(text).await
     }
 
     async fn send_error(&mut self, e: ErrorBody) -> Result<(), String> {
-        self.send_text(json!({"type": "error", "error": e}).to_string())
-            .await
+        self.send_text(json!({"type": "error", "error": e}).to_string()).await
     }
 
     async fn send_text(&mut self, text: String) -> Result<(), String> {
@@ -600,10 +529,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Page<S> {
         while reason.len() > 123 {
             reason.pop();
         }
-        let frame = CloseFrame {
-            code,
-            reason: reason.into(),
-        };
+        let frame = CloseFrame { code, reason: reason.into() };
         let _ = tokio::time::timeout(Duration::from_secs(2), self.ws.close(Some(frame))).await;
     }
 }

@@ -37,26 +37,14 @@ pub struct TlsMaterial {
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("cannot read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("cannot write {path}: {source}")]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Write { path: PathBuf, source: std::io::Error },
     #[error("{path}: not a PEM {what}: {message}")]
-    Pem {
-        path: PathBuf,
-        what: &'static str,
-        message: String,
-    },
+    Pem { path: PathBuf, what: &'static str, message: String },
     #[error("{path}: the certificate cannot be parsed: {message}")]
     Certificate { path: PathBuf, message: String },
-    #[error(
-        "found {present} but not {missing}: delete it to regenerate both, or pass --cert/--key"
-    )]
+    #[error("found {present} but not {missing}: delete it to regenerate both, or pass --cert/--key")]
     HalfGenerated { present: PathBuf, missing: PathBuf },
     #[error("cannot generate a self-signed certificate: {0}")]
     Generate(#[from] rcgen::Error),
@@ -83,32 +71,20 @@ pub fn load_or_generate(
                     true
                 }
                 (true, false) => {
-                    return Err(TlsError::HalfGenerated {
-                        present: c,
-                        missing: k,
-                    });
+                    return Err(TlsError::HalfGenerated { present: c, missing: k });
                 }
                 (false, true) => {
-                    return Err(TlsError::HalfGenerated {
-                        present: k,
-                        missing: c,
-                    });
+                    return Err(TlsError::HalfGenerated { present: k, missing: c });
                 }
             };
             (c, k, generated)
         }
     };
-    let cert_pem = fs::read(&cert_path).map_err(|source| TlsError::Read {
-        path: cert_path.clone(),
-        source,
-    })?;
-    let key_pem = fs::read(&key_path).map_err(|source| TlsError::Read {
-        path: key_path.clone(),
-        source,
-    })?;
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
-        .collect::<Result<_, _>>()
-        .map_err(|e| TlsError::Pem {
+    let cert_pem =
+        fs::read(&cert_path).map_err(|source| TlsError::Read { path: cert_path.clone(), source })?;
+    let key_pem = fs::read(&key_path).map_err(|source| TlsError::Read { path: key_path.clone(), source })?;
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(&cert_pem).collect::<Result<_, _>>().map_err(|e| TlsError::Pem {
             path: cert_path.clone(),
             what: "certificate",
             message: e.to_string(),
@@ -125,10 +101,8 @@ pub fn load_or_generate(
         what: "private key",
         message: e.to_string(),
     })?;
-    let spki_sha256 = spki_sha256(&leaf).map_err(|message| TlsError::Certificate {
-        path: cert_path.clone(),
-        message,
-    })?;
+    let spki_sha256 =
+        spki_sha256(&leaf).map_err(|message| TlsError::Certificate { path: cert_path.clone(), message })?;
 
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut server_config = rustls::ServerConfig::builder_with_provider(provider)
@@ -156,27 +130,15 @@ pub fn spki_sha256(cert: &CertificateDer<'_>) -> Result<String, String> {
 
 fn generate(state_dir: &Path, cert_path: &Path, key_path: &Path) -> Result<(), TlsError> {
     if !state_dir.exists() {
-        fs::create_dir_all(state_dir).map_err(|source| TlsError::Write {
-            path: state_dir.into(),
-            source,
-        })?;
+        fs::create_dir_all(state_dir).map_err(|source| TlsError::Write { path: state_dir.into(), source })?;
         // The directory holds a private key: keep it to the service's user.
-        fs::set_permissions(state_dir, fs::Permissions::from_mode(0o700)).map_err(|source| {
-            TlsError::Write {
-                path: state_dir.into(),
-                source,
-            }
-        })?;
+        fs::set_permissions(state_dir, fs::Permissions::from_mode(0o700))
+            .map_err(|source| TlsError::Write { path: state_dir.into(), source })?;
     }
-    let mut params =
-        rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])?;
+    let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])?;
     params.distinguished_name = rcgen::DistinguishedName::new();
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "vdimedia-bridge 127.0.0.1");
-    params
-        .distinguished_name
-        .push(rcgen::DnType::OrganizationName, "vdimedia");
+    params.distinguished_name.push(rcgen::DnType::CommonName, "vdimedia-bridge 127.0.0.1");
+    params.distinguished_name.push(rcgen::DnType::OrganizationName, "vdimedia");
     let key_pair = rcgen::KeyPair::generate()?;
     let cert = params.self_signed(&key_pair)?;
     // Key first, both via a temporary name and rename, so a crash never leaves a certificate
@@ -189,20 +151,10 @@ fn generate(state_dir: &Path, cert_path: &Path, key_path: &Path) -> Result<(), T
 
 fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), TlsError> {
     let tmp = path.with_extension("tmp");
-    let err = |source| TlsError::Write {
-        path: path.into(),
-        source,
-    };
+    let err = |source| TlsError::Write { path: path.into(), source };
     let _ = fs::remove_file(&tmp);
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(err)?;
-    f.write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .map_err(err)?;
+    let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp).map_err(err)?;
+    f.write_all(bytes).and_then(|()| f.sync_all()).map_err(err)?;
     fs::rename(&tmp, path).map_err(err)
 }
 
@@ -216,11 +168,7 @@ mod tests {
         let _ = fs::remove_dir_all(&dir);
         let a = load_or_generate(None, None, &dir).unwrap();
         assert!(a.generated);
-        let mode = fs::metadata(dir.join(GENERATED_KEY))
-            .unwrap()
-            .permissions()
-            .mode()
-            & 0o777;
+        let mode = fs::metadata(dir.join(GENERATED_KEY)).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         let b = load_or_generate(None, None, &dir).unwrap();
         assert!(!b.generated);
@@ -230,16 +178,9 @@ mod tests {
         assert_eq!(a.spki_sha256.len(), 44);
 
         fs::remove_file(dir.join(GENERATED_KEY)).unwrap();
-        assert!(matches!(
-            load_or_generate(None, None, &dir),
-            Err(TlsError::HalfGenerated { .. })
-        ));
+        assert!(matches!(load_or_generate(None, None, &dir), Err(TlsError::HalfGenerated { .. })));
         fs::write(dir.join("junk.pem"), "not pem").unwrap();
-        let e = load_or_generate(
-            Some(&dir.join("junk.pem")),
-            Some(&dir.join("junk.pem")),
-            &dir,
-        );
+        let e = load_or_generate(Some(&dir.join("junk.pem")), Some(&dir.join("junk.pem")), &dir);
         assert!(matches!(e, Err(TlsError::Pem { .. })), "{:?}", e.err());
         fs::remove_dir_all(&dir).ok();
     }

@@ -39,21 +39,11 @@ const SHUTDOWN_FLUSH: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 pub(crate) enum VcCommand {
     /// The page sent its `hello`: open a logical session for it. Its events go to `events`.
-    Open {
-        page: PageId,
-        open: Open,
-        min_version: u16,
-        max_version: u16,
-        events: mpsc::Sender<PageEvent>,
-    },
+    Open { page: PageId, open: Open, min_version: u16, max_version: u16, events: mpsc::Sender<PageEvent> },
     /// A parsed message of an attached page.
     Send { page: PageId, message: Message },
     /// The page left (or was refused): forget it and close its session.
-    Close {
-        page: PageId,
-        code: ErrorCode,
-        reason: String,
-    },
+    Close { page: PageId, code: ErrorCode, reason: String },
 }
 
 enum Attach {
@@ -175,13 +165,7 @@ impl VcTask {
         commands: mpsc::Receiver<VcCommand>,
         shutdown: watch::Receiver<bool>,
     ) -> Self {
-        VcTask {
-            source,
-            commands,
-            shutdown,
-            pages: HashMap::new(),
-            sessions: HashMap::new(),
-        }
+        VcTask { source, commands, shutdown, pages: HashMap::new(), sessions: HashMap::new() }
     }
 
     pub(crate) async fn run(mut self) {
@@ -254,10 +238,7 @@ impl VcTask {
         let handshake_deadline = tokio::time::sleep(HANDSHAKE_TIMEOUT);
         tokio::pin!(handshake_deadline);
         let mut buf = vec![0u8; 16 * 1024];
-        let io = Io {
-            wtx: &wtx,
-            backlog: &backlog,
-        };
+        let io = Io { wtx: &wtx, backlog: &backlog };
         io.flush(&mut ch);
 
         let end = loop {
@@ -317,33 +298,14 @@ impl VcTask {
         end
     }
 
-    fn command(
-        &mut self,
-        cmd: VcCommand,
-        ch: &mut Channel,
-        welcome: Option<&Welcome>,
-        io: &Io<'_>,
-    ) {
+    fn command(&mut self, cmd: VcCommand, ch: &mut Channel, welcome: Option<&Welcome>, io: &Io<'_>) {
         match cmd {
-            VcCommand::Open {
-                page,
-                open,
-                min_version,
-                max_version,
-                events,
-            } => match welcome {
+            VcCommand::Open { page, open, min_version, max_version, events } => match welcome {
                 None => {
                     debug!(page, "page waits for the channel handshake");
                     self.pages.insert(
                         page,
-                        PageEntry {
-                            events,
-                            attach: Attach::Waiting {
-                                open,
-                                min_version,
-                                max_version,
-                            },
-                        },
+                        PageEntry { events, attach: Attach::Waiting { open, min_version, max_version } },
                     );
                 }
                 Some(w) => self.open(page, open, min_version, max_version, events, ch, w),
@@ -362,11 +324,7 @@ impl VcTask {
                 };
                 let ev = match entry.attach {
                     Attach::Open(sid) if io.backlog.load(Ordering::Relaxed) > WRITE_BACKLOG_MAX => {
-                        warn!(
-                            page,
-                            session = sid,
-                            "virtual channel congested; message refused"
-                        );
+                        warn!(page, session = sid, "virtual channel congested; message refused");
                         Some(refuse(ErrorBody::new(
                             ErrorCode::LimitExceeded,
                             "the virtual channel is congested; retry later",
@@ -376,16 +334,10 @@ impl VcTask {
                         Ok(_) => None,
                         Err(e) => {
                             warn!(page, session = sid, error = %e, "message not sent");
-                            Some(refuse(ErrorBody::new(
-                                ErrorCode::SessionClosed,
-                                format!("not sent: {e}"),
-                            )))
+                            Some(refuse(ErrorBody::new(ErrorCode::SessionClosed, format!("not sent: {e}"))))
                         }
                     },
-                    _ => Some(refuse(ErrorBody::new(
-                        ErrorCode::InvalidState,
-                        "the session is not open yet",
-                    ))),
+                    _ => Some(refuse(ErrorBody::new(ErrorCode::InvalidState, "the session is not open yet"))),
                 };
                 if let Some(ev) = ev {
                     self.deliver(page, ev, ch);
@@ -433,20 +385,9 @@ impl VcTask {
         }
         match ch.open_session(open.clone()) {
             Ok(sid) => {
-                info!(
-                    page,
-                    session = sid,
-                    origin = open.origin.as_deref().unwrap_or(""),
-                    "session opening"
-                );
+                info!(page, session = sid, origin = open.origin.as_deref().unwrap_or(""), "session opening");
                 self.sessions.insert(sid, page);
-                self.pages.insert(
-                    page,
-                    PageEntry {
-                        events,
-                        attach: Attach::Opening(sid),
-                    },
-                );
+                self.pages.insert(page, PageEntry { events, attach: Attach::Opening(sid) });
             }
             Err(e) => {
                 warn!(page, error = %e, "cannot open a session");
@@ -481,12 +422,7 @@ impl VcTask {
                     for page in waiting {
                         if let Some(PageEntry {
                             events,
-                            attach:
-                                Attach::Waiting {
-                                    open,
-                                    min_version,
-                                    max_version,
-                                },
+                            attach: Attach::Waiting { open, min_version, max_version },
                         }) = self.pages.remove(&page)
                         {
                             self.open(page, open, min_version, max_version, events, ch, &w);
@@ -516,9 +452,7 @@ impl VcTask {
                         )
                     };
                     for (_, entry) in self.pages.drain() {
-                        let _ = entry
-                            .events
-                            .try_send(PageEvent::status_down(reason, msg.clone()));
+                        let _ = entry.events.try_send(PageEvent::status_down(reason, msg.clone()));
                     }
                     self.sessions.clear();
                     return Some(ChannelEnd::Lost(format!("rejected: {}", r.message)));
@@ -542,12 +476,7 @@ impl VcTask {
                     Some(&page) => self.deliver(page, PageEvent::Message(message), ch),
                     None => debug!(session, "message for a closed session dropped"),
                 },
-                ChannelEvent::SessionClosed {
-                    session,
-                    code,
-                    reason,
-                    by_peer,
-                } => {
+                ChannelEvent::SessionClosed { session, code, reason, by_peer } => {
                     if ch.is_closed() {
                         // The whole channel is ending (`Closed` follows): pages get
                         // channel_lost from `lose_all`, not a per-session close.
@@ -562,18 +491,10 @@ impl VcTask {
                     if by_peer {
                         info!(page, session, %code, %reason, "vdimediad closed the session");
                         let opened = matches!(entry.attach, Attach::Open(_));
-                        let _ = entry.events.try_send(PageEvent::EngineClosed {
-                            opened,
-                            code,
-                            reason,
-                        });
+                        let _ = entry.events.try_send(PageEvent::EngineClosed { opened, code, reason });
                     } else {
                         debug!(page, session, %code, %reason, "session closed locally");
-                        let _ = entry.events.try_send(PageEvent::EngineClosed {
-                            opened: true,
-                            code,
-                            reason,
-                        });
+                        let _ = entry.events.try_send(PageEvent::EngineClosed { opened: true, code, reason });
                     }
                 }
                 ChannelEvent::PeerError { session, error } => {
@@ -586,9 +507,7 @@ impl VcTask {
                     warn!(session, code = %error.code, message = %error.message, "vdimediad sent a bad frame or message");
                 }
                 ChannelEvent::Closed { code, reason } => {
-                    return Some(ChannelEnd::Lost(format!(
-                        "channel closed ({code}): {reason}"
-                    )));
+                    return Some(ChannelEnd::Lost(format!("channel closed ({code}): {reason}")));
                 }
                 other => debug!(event = ?other, "channel event ignored by the vda side"),
             }
@@ -610,11 +529,7 @@ impl VcTask {
                 if let Some(sid) = entry.session() {
                     self.sessions.remove(&sid);
                     if full {
-                        ch.close_session(
-                            sid,
-                            ErrorCode::LimitExceeded,
-                            "page is not reading its WebSocket",
-                        );
+                        ch.close_session(sid, ErrorCode::LimitExceeded, "page is not reading its WebSocket");
                     } else {
                         ch.close_session(sid, ErrorCode::Normal, "page closed");
                     }

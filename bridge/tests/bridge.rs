@@ -25,34 +25,19 @@ async fn hello_redirects_and_reports_engine() {
     assert_eq!(st["version"], 1);
     assert_eq!(st["engine"], "vdimediad/0.1.0-test");
     assert_eq!(st["os"], std::env::consts::OS);
-    assert_eq!(
-        st["capabilities"]["codecs"],
-        json!(["opus", "G722", "PCMU", "PCMA"])
-    );
+    assert_eq!(st["capabilities"]["codecs"], json!(["opus", "G722", "PCMU", "PCMA"]));
     assert_eq!(st["capabilities"]["devices"]["audiooutput"], 3);
     // The engine saw the page's origin, agent and SDK version in OPEN.
-    let ev = engine
-        .expect(|e| matches!(e, ChannelEvent::SessionOpened { .. }))
-        .await;
-    let ChannelEvent::SessionOpened {
-        open: Some(open), ..
-    } = ev
-    else {
-        panic!("{ev:?}")
-    };
+    let ev = engine.expect(|e| matches!(e, ChannelEvent::SessionOpened { .. })).await;
+    let ChannelEvent::SessionOpened { open: Some(open), .. } = ev else { panic!("{ev:?}") };
     assert_eq!(open.origin.as_deref(), Some("https://softphone.example"));
     assert_eq!(open.agent.as_deref(), Some("Chromium/156 test"));
     assert_eq!(open.sdk.as_deref(), Some("0.1.0"));
 
     // Page disconnect closes the session on the engine.
     drop(p);
-    let ev = engine
-        .expect(|e| matches!(e, ChannelEvent::SessionClosed { .. }))
-        .await;
-    assert!(
-        matches!(ev, ChannelEvent::SessionClosed { by_peer: true, .. }),
-        "{ev:?}"
-    );
+    let ev = engine.expect(|e| matches!(e, ChannelEvent::SessionClosed { .. })).await;
+    assert!(matches!(ev, ChannelEvent::SessionClosed { by_peer: true, .. }), "{ev:?}");
     bridge.shutdown();
     bridge.wait().await;
 }
@@ -68,14 +53,8 @@ async fn two_pages_get_their_own_responses_and_events() {
 
     // Interleave requests with the same ids on both pages.
     for id in 1..=20u64 {
-        a.send(
-            json!({"type":"request","id":id,"method":"pc.create","params":{"pc":format!("a{id}")}}),
-        )
-        .await;
-        b.send(
-            json!({"type":"request","id":id,"method":"pc.create","params":{"pc":format!("b{id}")}}),
-        )
-        .await;
+        a.send(json!({"type":"request","id":id,"method":"pc.create","params":{"pc":format!("a{id}")}})).await;
+        b.send(json!({"type":"request","id":id,"method":"pc.create","params":{"pc":format!("b{id}")}})).await;
     }
     let mut session_a = None;
     let mut session_b = None;
@@ -83,18 +62,10 @@ async fn two_pages_get_their_own_responses_and_events() {
         let ra = a.recv().await;
         assert_eq!(ra["type"], "response");
         assert_eq!(ra["id"], id);
-        assert_eq!(
-            ra["result"]["params"]["pc"],
-            format!("a{id}"),
-            "page a got {ra}"
-        );
+        assert_eq!(ra["result"]["params"]["pc"], format!("a{id}"), "page a got {ra}");
         let rb = b.recv().await;
         assert_eq!(rb["id"], id);
-        assert_eq!(
-            rb["result"]["params"]["pc"],
-            format!("b{id}"),
-            "page b got {rb}"
-        );
+        assert_eq!(rb["result"]["params"]["pc"], format!("b{id}"), "page b got {rb}");
         session_a.get_or_insert(ra["result"]["session"].clone());
         session_b.get_or_insert(rb["result"]["session"].clone());
         assert_eq!(Some(&ra["result"]["session"]), session_a.as_ref());
@@ -138,9 +109,7 @@ async fn garbage_gets_a_typed_error_and_the_page_keeps_working() {
     assert!(e["error"]["code"].is_string(), "{e}");
 
     // Binary frames are refused.
-    futures_util::SinkExt::send(&mut p.ws, WsMessage::binary(vec![0u8, 1, 2]))
-        .await
-        .unwrap();
+    futures_util::SinkExt::send(&mut p.ws, WsMessage::binary(vec![0u8, 1, 2])).await.unwrap();
     let e = p.recv().await;
     assert_eq!(e["type"], "error");
     assert_eq!(e["error"]["code"], "bad_message");
@@ -165,10 +134,7 @@ async fn garbage_gets_a_typed_error_and_the_page_keeps_working() {
     assert_eq!(r["id"], 1);
     // The engine saw only well-formed messages.
     while let Ok(ev) = engine.events.try_recv() {
-        assert!(
-            !matches!(ev, ChannelEvent::ProtocolError { .. }),
-            "engine got garbage: {ev:?}"
-        );
+        assert!(!matches!(ev, ChannelEvent::ProtocolError { .. }), "engine got garbage: {ev:?}");
     }
     bridge.shutdown();
     bridge.wait().await;
@@ -211,8 +177,7 @@ async fn version_mismatch_between_page_and_channel() {
     let bridge = start(test_config()).await;
     let _engine = Engine::dial(bridge.vc_addr().unwrap()).await;
     let mut p = page(bridge.ws_addr(), "https://softphone.example").await;
-    p.send(json!({"type":"hello","sdk":"9.0.0","min_version":2,"max_version":3}))
-        .await;
+    p.send(json!({"type":"hello","sdk":"9.0.0","min_version":2,"max_version":3})).await;
     let st = p.recv().await;
     assert_eq!(st["redirected"], false, "{st}");
     assert_eq!(st["reason"], "version_mismatch");
@@ -231,12 +196,8 @@ async fn engine_rejecting_the_channel_is_version_mismatch() {
     let tcp = TcpStream::connect(bridge.vc_addr().unwrap()).await.unwrap();
     // Once HELLO is readable the bridge holds the channel and waits for the handshake.
     let mut peek = [0u8; 4];
-    tokio::time::timeout(WAIT, tcp.peek(&mut peek))
-        .await
-        .expect("bridge sends HELLO")
-        .unwrap();
-    p.send(json!({"type":"hello","sdk":"0.1.0","min_version":1,"max_version":1}))
-        .await;
+    tokio::time::timeout(WAIT, tcp.peek(&mut peek)).await.expect("bridge sends HELLO").unwrap();
+    p.send(json!({"type":"hello","sdk":"0.1.0","min_version":1,"max_version":1})).await;
     // Let the hello reach the channel task (it waits there for the handshake, up to 5 s).
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut cfg = ChannelConfig::endpoint(engine_welcome());
@@ -286,15 +247,11 @@ async fn engine_closing_a_session_tells_that_page_only() {
     let mut b = page(bridge.ws_addr(), "https://b.example").await;
     assert_eq!(a.hello().await["redirected"], true);
     assert_eq!(b.hello().await["redirected"], true);
-    a.send(json!({"type":"request","id":1,"method":"test.close"}))
-        .await;
+    a.send(json!({"type":"request","id":1,"method":"test.close"})).await;
     let st = a.recv().await;
     assert_eq!(st["redirected"], false, "{st}");
     assert_eq!(st["reason"], "engine_rejected");
-    assert!(
-        st["message"].as_str().unwrap().contains("invalid_state"),
-        "{st}"
-    );
+    assert!(st["message"].as_str().unwrap().contains("invalid_state"), "{st}");
     let (code, _) = a.recv_close().await.expect("close frame");
     assert_eq!(code, 1011);
     let r = b.request(1, "pc.create", json!({"pc":"b"})).await;
@@ -331,9 +288,7 @@ async fn page_limit_and_message_size_limit() {
     assert_eq!(b.hello().await["redirected"], true);
     // A third page is refused at the handshake with 503.
     let tcp = TcpStream::connect(bridge.ws_addr()).await.unwrap();
-    let req = format!("ws://{}/", bridge.ws_addr())
-        .into_client_request()
-        .unwrap();
+    let req = format!("ws://{}/", bridge.ws_addr()).into_client_request().unwrap();
     match tokio_tungstenite::client_async(req, tcp).await {
         Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 503),
         other => panic!("third page not refused: {:?}", other.map(|_| ())),
@@ -362,10 +317,7 @@ async fn vc_connect_mode_over_unix_socket() {
     cfg.vc = VcMode::Connect(VcTarget::Unix(path.clone()));
     let bridge = start(cfg).await;
     assert!(bridge.vc_addr().is_none());
-    let (s, _) = tokio::time::timeout(WAIT, listener.accept())
-        .await
-        .expect("bridge dials")
-        .unwrap();
+    let (s, _) = tokio::time::timeout(WAIT, listener.accept()).await.expect("bridge dials").unwrap();
     let mut engine = Engine::spawn(s, ChannelConfig::endpoint(engine_welcome()));
     engine.expect(|e| matches!(e, ChannelEvent::Hello(_))).await;
     let mut p = page(bridge.ws_addr(), "https://softphone.example").await;
@@ -375,10 +327,7 @@ async fn vc_connect_mode_over_unix_socket() {
     // The daemon restarts: the bridge redials.
     engine.kill().await;
     assert_eq!(p.recv().await["reason"], "channel_lost");
-    let (s, _) = tokio::time::timeout(WAIT, listener.accept())
-        .await
-        .expect("bridge redials")
-        .unwrap();
+    let (s, _) = tokio::time::timeout(WAIT, listener.accept()).await.expect("bridge redials").unwrap();
     let mut engine = Engine::spawn(s, ChannelConfig::endpoint(engine_welcome()));
     engine.expect(|e| matches!(e, ChannelEvent::Hello(_))).await;
     assert_eq!(p.hello().await["redirected"], true);
@@ -390,19 +339,13 @@ async fn vc_connect_mode_over_unix_socket() {
 #[tokio::test]
 async fn tls_with_the_generated_certificate() {
     let mut cfg = test_config();
-    cfg.security = WsSecurity::Tls {
-        cert: None,
-        key: None,
-    };
+    cfg.security = WsSecurity::Tls { cert: None, key: None };
     let state = cfg.state_dir.clone();
     let bridge = start(cfg).await;
     let tls = bridge.tls().expect("TLS on").clone();
     assert!(tls.generated);
     assert!(state.join("bridge-cert.pem").exists());
-    assert_eq!(
-        tls.spki_sha256,
-        vdimedia_bridge::tls::spki_sha256(&tls.cert_der).unwrap()
-    );
+    assert_eq!(tls.spki_sha256, vdimedia_bridge::tls::spki_sha256(&tls.cert_der).unwrap());
     assert!(bridge.url().starts_with("wss://127.0.0.1:"));
     let _engine = Engine::dial(bridge.vc_addr().unwrap()).await;
 
@@ -418,16 +361,9 @@ async fn tls_with_the_generated_certificate() {
     for host in ["127.0.0.1", "localhost"] {
         let tcp = TcpStream::connect(bridge.ws_addr()).await.unwrap();
         let name = rustls::pki_types::ServerName::try_from(host.to_string()).unwrap();
-        let stream = connector
-            .connect(name, tcp)
-            .await
-            .unwrap_or_else(|e| panic!("TLS to {host}: {e}"));
-        let req = format!("wss://{host}:{}/", bridge.ws_addr().port())
-            .into_client_request()
-            .unwrap();
-        let (ws, _) = tokio_tungstenite::client_async(req, stream)
-            .await
-            .expect("wss handshake");
+        let stream = connector.connect(name, tcp).await.unwrap_or_else(|e| panic!("TLS to {host}: {e}"));
+        let req = format!("wss://{host}:{}/", bridge.ws_addr().port()).into_client_request().unwrap();
+        let (ws, _) = tokio_tungstenite::client_async(req, stream).await.expect("wss handshake");
         let mut p = Page { ws };
         assert_eq!(p.hello().await["redirected"], true);
         let r = p.request(1, "devices.enumerate", json!({})).await;
@@ -435,30 +371,21 @@ async fn tls_with_the_generated_certificate() {
     }
 
     // A client that does not trust the certificate fails the handshake.
-    let client = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(rustls::RootCertStore::empty())
-    .with_no_client_auth();
+    let client =
+        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
     let tcp = TcpStream::connect(bridge.ws_addr()).await.unwrap();
     let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
-    assert!(
-        tokio_rustls::TlsConnector::from(Arc::new(client))
-            .connect(name, tcp)
-            .await
-            .is_err()
-    );
+    assert!(tokio_rustls::TlsConnector::from(Arc::new(client)).connect(name, tcp).await.is_err());
     bridge.shutdown();
     bridge.wait().await;
 
     // A restart reuses the same certificate (same SPKI pin for the browser).
     let mut cfg = test_config();
-    cfg.security = WsSecurity::Tls {
-        cert: None,
-        key: None,
-    };
+    cfg.security = WsSecurity::Tls { cert: None, key: None };
     cfg.state_dir = state.clone();
     let again = start(cfg).await;
     assert!(!again.tls().unwrap().generated);
@@ -475,22 +402,13 @@ async fn shutdown_closes_sessions_and_pages() {
     let mut p = page(bridge.ws_addr(), "https://softphone.example").await;
     assert_eq!(p.hello().await["redirected"], true);
     bridge.shutdown();
-    let ev = engine
-        .expect(|e| matches!(e, ChannelEvent::SessionClosed { .. }))
-        .await;
-    let ChannelEvent::SessionClosed { code, by_peer, .. } = ev else {
-        unreachable!()
-    };
+    let ev = engine.expect(|e| matches!(e, ChannelEvent::SessionClosed { .. })).await;
+    let ChannelEvent::SessionClosed { code, by_peer, .. } = ev else { unreachable!() };
     assert!(by_peer);
     assert_eq!(code, vdimedia_protocol::message::ErrorCode::Normal);
     let close = p.recv_close().await;
-    assert!(
-        matches!(close, Some((1001, _)) | Some((1011, _)) | None),
-        "{close:?}"
-    );
-    tokio::time::timeout(WAIT, bridge.wait())
-        .await
-        .expect("bridge stops");
+    assert!(matches!(close, Some((1001, _)) | Some((1011, _)) | None), "{close:?}");
+    tokio::time::timeout(WAIT, bridge.wait()).await.expect("bridge stops");
 }
 
 #[tokio::test]
@@ -503,18 +421,13 @@ async fn a_flooding_page_is_throttled_and_others_are_unaffected() {
     assert_eq!(b.hello().await["redirected"], true);
     let n = 1000u64;
     for id in 0..n {
-        a.send(json!({"type":"request","id":id,"method":"pc.getStats","params":{"pc":"a"}}))
-            .await;
+        a.send(json!({"type":"request","id":id,"method":"pc.getStats","params":{"pc":"a"}})).await;
     }
     // b is served promptly while a's burst is in flight.
     let t = std::time::Instant::now();
     let r = b.request(1, "pc.create", json!({"pc":"b"})).await;
     assert_eq!(r["result"]["params"]["pc"], "b");
-    assert!(
-        t.elapsed() < Duration::from_secs(2),
-        "b waited {:?}",
-        t.elapsed()
-    );
+    assert!(t.elapsed() < Duration::from_secs(2), "b waited {:?}", t.elapsed());
     let (mut ok, mut limited) = (0, 0);
     for _ in 0..n {
         let r = a.recv().await;
@@ -542,16 +455,10 @@ async fn a_page_that_stops_reading_is_detached_alone() {
     assert_eq!(b.hello().await["redirected"], true);
     // ~8 MB of events that `slow` never reads: more than socket buffers and its queue.
     let t = std::time::Instant::now();
-    slow.send(
-        json!({"type":"request","id":1,"method":"test.flood","params":{"count":4000,"bytes":2000}}),
-    )
-    .await;
-    let ev = engine
-        .expect(|e| matches!(e, ChannelEvent::SessionClosed { .. }))
+    slow.send(json!({"type":"request","id":1,"method":"test.flood","params":{"count":4000,"bytes":2000}}))
         .await;
-    let ChannelEvent::SessionClosed { code, by_peer, .. } = ev else {
-        unreachable!()
-    };
+    let ev = engine.expect(|e| matches!(e, ChannelEvent::SessionClosed { .. })).await;
+    let ChannelEvent::SessionClosed { code, by_peer, .. } = ev else { unreachable!() };
     assert!(by_peer);
     assert_eq!(code, vdimedia_protocol::message::ErrorCode::LimitExceeded);
     eprintln!("slow page detached after {:?}", t.elapsed());

@@ -193,11 +193,7 @@ impl Config {
     }
 
     fn validate(&self, path: &Path) -> Result<(), ConfigError> {
-        let invalid = |key, message: String| ConfigError::Invalid {
-            path: path.to_path_buf(),
-            key,
-            message,
-        };
+        let invalid = |key, message: String| ConfigError::Invalid { path: path.to_path_buf(), key, message };
         if self.vc.listen.is_some() && self.vc.connect.is_some() {
             return Err(invalid("vc", "set either listen or connect, not both".into()));
         }
@@ -229,8 +225,7 @@ impl Config {
             return Err(invalid("limits.max_sdp_bytes", "must be 1024..=1048576".into()));
         }
         if let Some(level) = &self.log.level {
-            tracing_subscriber::EnvFilter::try_new(level)
-                .map_err(|e| invalid("log.level", e.to_string()))?;
+            tracing_subscriber::EnvFilter::try_new(level).map_err(|e| invalid("log.level", e.to_string()))?;
         }
         Ok(())
     }

@@ -39,7 +39,13 @@ impl Engine {
     pub fn new(config: Config) -> Arc<Self> {
         let backend: AudioBackend = config.audio.backend.resolve();
         info!(backend = ?backend, "audio backend chosen");
-        Arc::new(Self { devices: MediaDevices::new(backend), config, tasks: TaskTracker::new(), peer_connections: AtomicUsize::new(0), warm: OnceCell::new() })
+        Arc::new(Self {
+            devices: MediaDevices::new(backend),
+            config,
+            tasks: TaskTracker::new(),
+            peer_connections: AtomicUsize::new(0),
+            warm: OnceCell::new(),
+        })
     }
 
     /// Initialises GStreamer and generates the DTLS certificate once per process, off the
@@ -53,7 +59,10 @@ impl Engine {
                     .await
                     .unwrap_or_else(|e| Err(EngineError::operation(format!("warm-up panicked: {e}"))));
                 match &r {
-                    Ok(()) => info!(ms = started.elapsed().as_millis() as u64, "GStreamer and DTLS certificate ready"),
+                    Ok(()) => info!(
+                        ms = started.elapsed().as_millis() as u64,
+                        "GStreamer and DTLS certificate ready"
+                    ),
                     Err(e) => warn!(error = %e, "warm-up failed; calls will fail"),
                 }
                 r

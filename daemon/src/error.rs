@@ -31,7 +31,11 @@ impl EngineError {
         Self::new(ErrorCode::OperationError, message)
     }
     pub fn overconstrained(constraint: &str, message: impl Into<String>) -> Self {
-        Self { code: ErrorCode::Overconstrained, message: message.into(), constraint: Some(constraint.to_string()) }
+        Self {
+            code: ErrorCode::Overconstrained,
+            message: message.into(),
+            constraint: Some(constraint.to_string()),
+        }
     }
     /// The wire form of this error.
     pub fn to_body(&self) -> ErrorBody {

@@ -97,7 +97,10 @@ fn main() -> ExitCode {
     };
     if cli.check_config {
         println!("{config:#?}");
-        println!("configuration OK ({})", path.map(|p| p.display().to_string()).unwrap_or("built-in defaults".into()));
+        println!(
+            "configuration OK ({})",
+            path.map(|p| p.display().to_string()).unwrap_or("built-in defaults".into())
+        );
         return ExitCode::SUCCESS;
     }
 
@@ -187,7 +190,8 @@ async fn run(config: Config, listen: Option<VcAddr>, connect: Option<VcAddr>) ->
 
 async fn wait_for_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+    else {
         error!("cannot install signal handlers");
         return;
     };

@@ -97,12 +97,15 @@ impl Session {
                     Some(SessionInput::Message(Message::Request(req))) => {
                         let id = req.id;
                         let outcome = self.dispatch(req).await;
-                        self.drain_events().await;
+                        let after = self.drain_events_around_response().await;
                         let response = match outcome {
                             Ok(v) => Message::response_ok(id, v),
                             Err(e) => Message::response_err(id, e.to_body()),
                         };
                         self.send(Outbound::Message(self.id, response));
+                        for (pc, ev) in after {
+                            self.on_pc_event(&pc, ev).await;
+                        }
                     }
                     Some(SessionInput::Message(other)) => {
                         warn!(message = ?kind_of(&other), "page sent a non-request message; ignored");
@@ -130,11 +133,23 @@ impl Session {
         self.send(Outbound::Message(self.id, Message::event(event, params)));
     }
 
-    /// Sends every peer-connection event already produced, so they precede the response.
-    async fn drain_events(&mut self) {
+    /// Handles every peer-connection event the request produced. The ones the W3C
+    /// set-description steps fire before the promise settles (`signalingstatechange`, `track`)
+    /// are sent now, ahead of the response; the rest (ICE gathering, candidates, connection
+    /// states, `negotiationneeded`) are returned to be sent after it, where a browser fires them
+    /// — a page must not see a local candidate before its `setLocalDescription` resolved.
+    async fn drain_events_around_response(&mut self) -> Vec<(String, PcEvent)> {
+        let mut after = Vec::new();
         while let Some(Some((pc, ev))) = self.events.next().now_or_never() {
-            self.on_pc_event(&pc, ev).await;
+            let before_response =
+                after.is_empty() && matches!(ev, PcEvent::SignalingStateChange(_) | PcEvent::Track { .. });
+            if before_response {
+                self.on_pc_event(&pc, ev).await;
+            } else {
+                after.push((pc, ev));
+            }
         }
+        after
     }
 
     async fn on_pc_event(&mut self, pc: &str, ev: PcEvent) {
@@ -179,10 +194,10 @@ impl Session {
                     }
                     sink = Some(pl.sink_id.clone());
                 }
-                if let Some(sink_id) = sink {
-                    if let Err(e) = self.play_track(&track.id, sink_id.as_deref()).await {
-                        warn!(pc, track = %track.id, error = %e, "cannot play the new remote track");
-                    }
+                if let Some(sink_id) = sink
+                    && let Err(e) = self.play_track(&track.id, sink_id.as_deref()).await
+                {
+                    warn!(pc, track = %track.id, error = %e, "cannot play the new remote track");
                 }
             }
         }
@@ -310,9 +325,10 @@ impl Session {
                 let direction = p.init.direction.unwrap_or(RtcRtpTransceiverDirection::Sendrecv);
                 let t = match (&p.track, p.kind.as_deref()) {
                     (Some(track_id), _) => {
-                        let track = self.tracks.get(track_id).ok_or_else(|| {
-                            EngineError::not_found(format!("no capture track {track_id}"))
-                        })?;
+                        let track = self
+                            .tracks
+                            .get(track_id)
+                            .ok_or_else(|| EngineError::not_found(format!("no capture track {track_id}")))?;
                         let source = track.make_source()?;
                         self.pc(&p.pc)?.add_transceiver(
                             TransceiverKindOrTrack::Track { id: track_id.clone(), source },
@@ -352,7 +368,6 @@ impl Session {
                     pc.close();
                     self.engine.peer_connections.fetch_sub(1, Ordering::Relaxed);
                 }
-                self.drain_events().await;
                 info!(pc = %p.pc, "peer connection closed by the page");
                 Ok(json!({}))
             }
@@ -517,7 +532,9 @@ fn new_id(prefix: &str) -> String {
     format!("{prefix}-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> EngineResult<T> + Send + 'static) -> EngineResult<T> {
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> EngineResult<T> + Send + 'static,
+) -> EngineResult<T> {
     tokio::task::spawn_blocking(f)
         .await
         .unwrap_or_else(|e| Err(EngineError::new(ErrorCode::Internal, format!("worker failed: {e}"))))

@@ -62,7 +62,8 @@ fn starts_answers_status_and_stops_cleanly_on_sigterm() {
     let idle_threads = threads_of(child.id());
     assert!(idle_threads <= 3, "idle daemon runs {idle_threads} threads");
 
-    let out = Command::new(CTL).args(["status", "--vc", &format!("unix:{}", sock.display())]).output().unwrap();
+    let out =
+        Command::new(CTL).args(["status", "--vc", &format!("unix:{}", sock.display())]).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "status failed: {stdout} {}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("engine:   vdimediad/"), "{stdout}");
@@ -100,14 +101,17 @@ fn configuration_errors_name_the_key_and_exit_78() {
     let dir = tempdir("config");
     let bad = dir.join("bad.toml");
     std::fs::write(&bad, "[vc]\nmax_frame = 7\n").unwrap();
-    let out = Command::new(DAEMON).args(["--config", bad.to_str().unwrap(), "--check-config"]).output().unwrap();
+    let out =
+        Command::new(DAEMON).args(["--config", bad.to_str().unwrap(), "--check-config"]).output().unwrap();
     assert_eq!(out.status.code(), Some(78));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("vc.max_frame") && err.contains("bad.toml"), "{err}");
 
     let good = dir.join("good.toml");
-    std::fs::write(&good, "[vc]\nconnect = \"tcp://127.0.0.1:9003\"\n[webrtc]\nloopback_ice = true\n").unwrap();
-    let out = Command::new(DAEMON).args(["--config", good.to_str().unwrap(), "--check-config"]).output().unwrap();
+    std::fs::write(&good, "[vc]\nconnect = \"tcp://127.0.0.1:9003\"\n[webrtc]\nloopback_ice = true\n")
+        .unwrap();
+    let out =
+        Command::new(DAEMON).args(["--config", good.to_str().unwrap(), "--check-config"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
     let out = Command::new(DAEMON).args(["--connect", "http://x"]).output().unwrap();

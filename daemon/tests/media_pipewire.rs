@@ -29,12 +29,7 @@ impl Rig {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/rig/pipewire.sh");
         let dir = std::env::temp_dir().join(format!("vdimedia-media-rig-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let out = Command::new("bash")
-            .arg(&script)
-            .arg("start")
-            .arg(&dir)
-            .output()
-            .expect("run rig script");
+        let out = Command::new("bash").arg(&script).arg("start").arg(&dir).output().expect("run rig script");
         assert!(
             out.status.success(),
             "rig failed to start: {}\n{}",
@@ -59,11 +54,7 @@ impl Rig {
 
 impl Drop for Rig {
     fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(&self.script)
-            .arg("stop")
-            .arg(&self.dir)
-            .status();
+        let _ = Command::new("bash").arg(&self.script).arg("stop").arg(&self.dir).status();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -73,9 +64,7 @@ struct ChildGuard(Option<Child>);
 impl ChildGuard {
     fn sigint_and_wait(mut self) {
         if let Some(mut c) = self.0.take() {
-            let _ = Command::new("kill")
-                .args(["-INT", &c.id().to_string()])
-                .status();
+            let _ = Command::new("kill").args(["-INT", &c.id().to_string()]).status();
             let deadline = Instant::now() + Duration::from_secs(3);
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = c.try_wait() {
@@ -107,16 +96,13 @@ fn gum(
 
 /// Runs `pipeline` for `dur`, failing on an error message.
 fn run_for(pipeline: &gst::Pipeline, dur: Duration) {
-    pipeline
-        .set_state(gst::State::Playing)
-        .expect("pipeline plays");
+    pipeline.set_state(gst::State::Playing).expect("pipeline plays");
     let bus = pipeline.bus().unwrap();
     let deadline = Instant::now() + dur;
     while Instant::now() < deadline {
-        if let Some(msg) = bus.timed_pop_filtered(
-            gst::ClockTime::from_mseconds(50),
-            &[gst::MessageType::Error],
-        ) && let gst::MessageView::Error(e) = msg.view()
+        if let Some(msg) =
+            bus.timed_pop_filtered(gst::ClockTime::from_mseconds(50), &[gst::MessageType::Error])
+            && let gst::MessageView::Error(e) = msg.view()
         {
             pipeline.set_state(gst::State::Null).ok();
             panic!(
@@ -132,11 +118,7 @@ fn run_for(pipeline: &gst::Pipeline, dur: Duration) {
 /// RMS (0..1) of interleaved little-endian samples in a WAV file (16-bit int or 32-bit float).
 fn wav_rms(path: &Path) -> (f64, usize) {
     let data = std::fs::read(path).expect("read wav");
-    assert!(
-        data.len() > 44 && &data[0..4] == b"RIFF",
-        "not a WAV file ({} bytes)",
-        data.len()
-    );
+    assert!(data.len() > 44 && &data[0..4] == b"RIFF", "not a WAV file ({} bytes)", data.len());
     let mut pos = 12;
     let (mut bits, mut float) = (16, false);
     while pos + 8 <= data.len() {
@@ -156,34 +138,24 @@ fn wav_rms(path: &Path) -> (f64, usize) {
 
 fn rms_of(body: &[u8], bits: u16, float: bool) -> (f64, usize) {
     let samples: Vec<f64> = match (bits, float) {
-        (16, false) => body
-            .chunks_exact(2)
-            .map(|c| i16::from_le_bytes([c[0], c[1]]) as f64 / 32768.0)
-            .collect(),
-        (32, true) => body
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64)
-            .collect(),
+        (16, false) => {
+            body.chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]]) as f64 / 32768.0).collect()
+        }
+        (32, true) => {
+            body.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64).collect()
+        }
         other => panic!("unexpected sample format {other:?}"),
     };
     let n = samples.len();
     if n == 0 {
         return (0.0, 0);
     }
-    (
-        (samples.iter().map(|s| s * s).sum::<f64>() / n as f64).sqrt(),
-        n,
-    )
+    ((samples.iter().map(|s| s * s).sum::<f64>() / n as f64).sqrt(), n)
 }
 
 #[test]
 fn media_pipewire_rig_end_to_end() {
-    if Command::new("pipewire")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .status()
-        .is_err()
-    {
+    if Command::new("pipewire").arg("--version").stdout(Stdio::null()).status().is_err() {
         eprintln!("SKIP media_pipewire_rig_end_to_end: pipewire is not installed");
         return;
     }
@@ -198,68 +170,40 @@ fn media_pipewire_rig_end_to_end() {
     let devices = md.enumerate().expect("enumerate");
     let took = t0.elapsed();
     eprintln!("enumerate took {took:?}: {devices:#?}");
-    assert!(
-        took < Duration::from_millis(1000),
-        "enumerate too slow: {took:?}"
-    );
-    let inputs: Vec<_> = devices
-        .iter()
-        .filter(|d| d.kind == MediaDeviceKind::Audioinput)
-        .collect();
-    let outputs: Vec<_> = devices
-        .iter()
-        .filter(|d| d.kind == MediaDeviceKind::Audiooutput)
-        .collect();
+    assert!(took < Duration::from_millis(1000), "enumerate too slow: {took:?}");
+    let inputs: Vec<_> = devices.iter().filter(|d| d.kind == MediaDeviceKind::Audioinput).collect();
+    let outputs: Vec<_> = devices.iter().filter(|d| d.kind == MediaDeviceKind::Audiooutput).collect();
     assert_eq!(inputs[0].device_id, "default", "default input first");
     assert_eq!(inputs[0].label, "Default - virt_mic");
     assert_eq!(outputs[0].device_id, "default", "default output first");
     assert_eq!(outputs[0].label, "Default - spk");
-    let mic = inputs
-        .iter()
-        .find(|d| d.label == "virt_mic")
-        .expect("virt_mic enumerated");
-    let spk = outputs
-        .iter()
-        .find(|d| d.label == "spk")
-        .expect("null sink enumerated");
-    assert_eq!(
-        inputs[0].group_id, mic.group_id,
-        "default shares the real device's groupId"
-    );
+    let mic = inputs.iter().find(|d| d.label == "virt_mic").expect("virt_mic enumerated");
+    let spk = outputs.iter().find(|d| d.label == "spk").expect("null sink enumerated");
+    assert_eq!(inputs[0].group_id, mic.group_id, "default shares the real device's groupId");
     assert_ne!(mic.device_id, spk.device_id);
     assert!(!mic.device_id.is_empty() && !mic.group_id.is_empty());
     // Stable across instances (a daemon restart builds a new MediaDevices).
-    let again = MediaDevices::new(AudioBackend::PipeWire)
-        .enumerate()
-        .unwrap();
+    let again = MediaDevices::new(AudioBackend::PipeWire).enumerate().unwrap();
     assert_eq!(devices, again, "ids and order stable across instances");
     let (n_in, n_out) = md.capabilities();
     assert!(n_in >= 1 && n_out >= 2, "capabilities ({n_in}, {n_out})");
 
     // --- getUserMedia
-    let t = gum(&md, json!({"deviceId": {"exact": mic.device_id}}))
-        .expect("exact deviceId of virt_mic");
+    let t = gum(&md, json!({"deviceId": {"exact": mic.device_id}})).expect("exact deviceId of virt_mic");
     assert_eq!(t.len(), 1);
     assert_eq!(t[0].settings.device_id, mic.device_id);
     assert_eq!(t[0].label, "virt_mic");
-    assert!(
-        !t[0].settings.echo_cancellation,
-        "no AEC applied, so not reported"
-    );
+    assert!(!t[0].settings.echo_cancellation, "no AEC applied, so not reported");
     let e = gum(&md, json!({"deviceId": {"exact": "no-such-device"}})).unwrap_err();
     assert_eq!(e.code, ErrorCode::Overconstrained);
     assert_eq!(e.constraint.as_deref(), Some("deviceId"));
-    let t_ideal =
-        gum(&md, json!({"deviceId": {"ideal": "no-such-device"}})).expect("ideal unknown id");
+    let t_ideal = gum(&md, json!({"deviceId": {"ideal": "no-such-device"}})).expect("ideal unknown id");
     assert_eq!(t_ideal[0].settings.device_id, "default");
     let e = gum(&md, json!({"sampleRate": {"exact": 192000}})).unwrap_err();
     assert_eq!(e.constraint.as_deref(), Some("sampleRate"));
     let video: MediaStreamConstraints =
         serde_json::from_value(json!({"audio": true, "video": true})).unwrap();
-    assert_eq!(
-        md.get_user_media(&video).unwrap_err().code,
-        ErrorCode::NotFound
-    );
+    assert_eq!(md.get_user_media(&video).unwrap_err().code, ErrorCode::NotFound);
     let a = gum(&md, json!(true)).unwrap();
     let b = gum(&md, json!(true)).unwrap();
     assert_ne!(a[0].id, b[0].id, "track ids are unique");
@@ -269,18 +213,10 @@ fn media_pipewire_rig_end_to_end() {
     let pipeline = gst::Pipeline::new();
     let src = track.make_source().expect("make_source");
     let caps = gst::ElementFactory::make("capsfilter")
-        .property(
-            "caps",
-            gst::Caps::builder("audio/x-raw")
-                .field("format", "S16LE")
-                .build(),
-        )
+        .property("caps", gst::Caps::builder("audio/x-raw").field("format", "S16LE").build())
         .build()
         .unwrap();
-    let sink = gst::ElementFactory::make("fakesink")
-        .property("sync", false)
-        .build()
-        .unwrap();
+    let sink = gst::ElementFactory::make("fakesink").property("sync", false).build().unwrap();
     pipeline.add_many([&src, &caps, &sink]).unwrap();
     gst::Element::link_many([&src, &caps, &sink]).unwrap();
     #[derive(Default)]
@@ -293,29 +229,27 @@ fn media_pipewire_rig_end_to_end() {
     }
     let acc = Arc::new(Mutex::new(Acc::default()));
     let acc2 = acc.clone();
-    sink.static_pad("sink")
-        .unwrap()
-        .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
-            if let Some(gst::PadProbeData::Buffer(buf)) = &info.data {
-                let map = buf.map_readable().unwrap();
-                let mut a = acc2.lock().unwrap();
-                for c in map.chunks_exact(2) {
-                    let s = i16::from_le_bytes([c[0], c[1]]) as f64 / 32768.0;
-                    a.sum_sq += s * s;
-                }
-                a.n += map.len() / 2;
-                a.buffers += 1;
-                let pts = buf.pts().expect("every captured buffer has a PTS");
-                if let Some(end) = a.last_end
-                    && end != pts
-                    && !buf.flags().contains(gst::BufferFlags::DISCONT)
-                {
-                    a.gaps += 1;
-                }
-                a.last_end = buf.duration().map(|d| pts + d);
+    sink.static_pad("sink").unwrap().add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+        if let Some(gst::PadProbeData::Buffer(buf)) = &info.data {
+            let map = buf.map_readable().unwrap();
+            let mut a = acc2.lock().unwrap();
+            for c in map.chunks_exact(2) {
+                let s = i16::from_le_bytes([c[0], c[1]]) as f64 / 32768.0;
+                a.sum_sq += s * s;
             }
-            gst::PadProbeReturn::Ok
-        });
+            a.n += map.len() / 2;
+            a.buffers += 1;
+            let pts = buf.pts().expect("every captured buffer has a PTS");
+            if let Some(end) = a.last_end
+                && end != pts
+                && !buf.flags().contains(gst::BufferFlags::DISCONT)
+            {
+                a.gaps += 1;
+            }
+            a.last_end = buf.duration().map(|d| pts + d);
+        }
+        gst::PadProbeReturn::Ok
+    });
     pipeline.set_state(gst::State::Playing).unwrap();
     std::thread::sleep(Duration::from_millis(150));
     let player = ChildGuard(Some(
@@ -330,20 +264,9 @@ fn media_pipewire_rig_end_to_end() {
     pipeline.set_state(gst::State::Null).unwrap();
     drop(player);
     let a = acc.lock().unwrap();
-    let rms = if a.n > 0 {
-        (a.sum_sq / a.n as f64).sqrt()
-    } else {
-        0.0
-    };
-    eprintln!(
-        "capture: {} buffers, {} samples, rms {rms:.4}, {} timestamp gaps",
-        a.buffers, a.n, a.gaps
-    );
-    assert!(
-        a.n >= 24_000,
-        "at least 0.5 s of 48 kHz mono captured, got {} samples",
-        a.n
-    );
+    let rms = if a.n > 0 { (a.sum_sq / a.n as f64).sqrt() } else { 0.0 };
+    eprintln!("capture: {} buffers, {} samples, rms {rms:.4}, {} timestamp gaps", a.buffers, a.n, a.gaps);
+    assert!(a.n >= 24_000, "at least 0.5 s of 48 kHz mono captured, got {} samples", a.n);
     assert!(rms > 0.01, "captured audio is silent (rms {rms})");
     assert_eq!(a.gaps, 0, "capture timestamps are continuous");
     assert_eq!(track.settings.sample_rate, 48_000);
@@ -352,21 +275,13 @@ fn media_pipewire_rig_end_to_end() {
     // --- playout: a tone into the null sink, recorded from its monitor
     assert_eq!(md.output(None).unwrap().device_id, "default");
     assert_eq!(md.output(Some("")).unwrap().device_id, "default");
-    assert_eq!(
-        md.output(Some("bogus")).unwrap_err().code,
-        ErrorCode::NotFound
-    );
+    assert_eq!(md.output(Some("bogus")).unwrap_err().code, ErrorCode::NotFound);
     let out = md.output(Some(&spk.device_id)).expect("output by deviceId");
     assert_eq!(out.label, "spk");
     let wav = rig.dir.join("spk.wav");
     let recorder = ChildGuard(Some(
         Command::new("pw-record")
-            .args([
-                "-P",
-                "{ stream.capture.sink = true }",
-                "--target",
-                "vdimedia_null_sink",
-            ])
+            .args(["-P", "{ stream.capture.sink = true }", "--target", "vdimedia_null_sink"])
             .arg(&wav)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -389,10 +304,7 @@ fn media_pipewire_rig_end_to_end() {
     recorder.sigint_and_wait();
     let (rms, n) = wav_rms(&wav);
     eprintln!("playout recorded: {n} samples, rms {rms:.4}");
-    assert!(
-        n > 48_000,
-        "recorded at least 0.5 s stereo, got {n} samples"
-    );
+    assert!(n > 48_000, "recorded at least 0.5 s stereo, got {n} samples");
     // A 0.5-amplitude sine has rms 0.35; even half the time silent leaves > 0.1.
     assert!(rms > 0.1, "null sink got no tone (rms {rms})");
 }

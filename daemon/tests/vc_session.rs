@@ -13,7 +13,9 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::sync::watch;
 use vdimedia_protocol::frame::{Frame, FrameKind};
-use vdimedia_protocol::{Channel, ChannelConfig, ChannelEvent, ErrorCode, Message, Open, Response, SessionId};
+use vdimedia_protocol::{
+    Channel, ChannelConfig, ChannelEvent, ErrorCode, Message, Open, Response, SessionId,
+};
 use vdimediad::config::{BackendChoice, Config};
 use vdimediad::engine::Engine;
 use vdimediad::vc::endpoint::serve_channel;
@@ -58,12 +60,20 @@ impl Vda {
 
     async fn open(&mut self) -> SessionId {
         let sid = self.ch.open_session(Open::default()).unwrap();
-        self.wait_for("OPENED", |e| matches!(e, ChannelEvent::SessionOpened { session, .. } if *session == sid))
-            .await;
+        self.wait_for(
+            "OPENED",
+            |e| matches!(e, ChannelEvent::SessionOpened { session, .. } if *session == sid),
+        )
+        .await;
         sid
     }
 
-    async fn request(&mut self, sid: SessionId, method: &str, params: Value) -> Result<Value, (ErrorCode, String)> {
+    async fn request(
+        &mut self,
+        sid: SessionId,
+        method: &str,
+        params: Value,
+    ) -> Result<Value, (ErrorCode, String)> {
         self.next_id += 1;
         let id = self.next_id;
         self.ch.send(sid, &Message::request(id, method, params)).unwrap();
@@ -122,13 +132,21 @@ async fn bad_requests_get_typed_errors_and_the_session_keeps_working() {
     // The same session still serves a real request afterwards.
     vda.request(s, "pc.create", json!({"pc": "pc1", "configuration": {}})).await.unwrap();
     let e = vda
-        .request(s, "pc.setRemoteDescription", json!({"pc": "pc1", "description": {"type": "offer", "sdp": "garbage"}}))
+        .request(
+            s,
+            "pc.setRemoteDescription",
+            json!({"pc": "pc1", "description": {"type": "offer", "sdp": "garbage"}}),
+        )
         .await
         .unwrap_err();
     assert!(matches!(e.0, ErrorCode::InvalidSdp | ErrorCode::OperationError), "{e:?}");
-    vda.request(s, "pc.addTransceiver", json!({"pc": "pc1", "kind": "audio", "init": {"direction": "sendrecv"}}))
-        .await
-        .unwrap();
+    vda.request(
+        s,
+        "pc.addTransceiver",
+        json!({"pc": "pc1", "kind": "audio", "init": {"direction": "sendrecv"}}),
+    )
+    .await
+    .unwrap();
     let offer = vda.request(s, "pc.createOffer", json!({"pc": "pc1", "options": {}})).await.unwrap();
     assert_eq!(offer["type"], "offer");
     assert!(offer["sdp"].as_str().unwrap().contains("m=audio"), "{offer}");
@@ -146,11 +164,15 @@ async fn garbage_on_the_vc_closes_only_that_session() {
     vda.flush().await;
     for _ in 0..8 {
         let mut out = Vec::new();
-        Frame { kind: FrameKind::Data, flags: 0, session: bad, payload: b"\xff not json {".to_vec() }.encode(&mut out);
+        Frame { kind: FrameKind::Data, flags: 0, session: bad, payload: b"\xff not json {".to_vec() }
+            .encode(&mut out);
         vda.io.write_all(&out).await.unwrap();
     }
     let closed = vda
-        .wait_for("bad session closed", |e| matches!(e, ChannelEvent::SessionClosed { session, .. } if *session == bad))
+        .wait_for(
+            "bad session closed",
+            |e| matches!(e, ChannelEvent::SessionClosed { session, .. } if *session == bad),
+        )
         .await;
     let ChannelEvent::SessionClosed { code, .. } = closed else { unreachable!() };
     assert_eq!(code, ErrorCode::BadMessage);
@@ -193,7 +215,11 @@ async fn limits_are_typed_errors() {
     assert_eq!(e.0, ErrorCode::LimitExceeded);
     let huge = "a".repeat(70 * 1024);
     let e = vda
-        .request(s, "pc.setRemoteDescription", json!({"pc": "pc0", "description": {"type": "offer", "sdp": huge}}))
+        .request(
+            s,
+            "pc.setRemoteDescription",
+            json!({"pc": "pc0", "description": {"type": "offer", "sdp": huge}}),
+        )
         .await
         .unwrap_err();
     assert_eq!(e.0, ErrorCode::LimitExceeded);

@@ -311,12 +311,8 @@ mod tests {
             serde_json::to_string(&RtcSignalingState::HaveLocalOffer).unwrap(),
             "\"have-local-offer\""
         );
-        assert_eq!(
-            serde_json::to_string(&RtcRtpTransceiverDirection::Sendrecv).unwrap(),
-            "\"sendrecv\""
-        );
-        let d: RtcSessionDescriptionInit =
-            serde_json::from_str(r#"{"type":"rollback"}"#).unwrap();
+        assert_eq!(serde_json::to_string(&RtcRtpTransceiverDirection::Sendrecv).unwrap(), "\"sendrecv\"");
+        let d: RtcSessionDescriptionInit = serde_json::from_str(r#"{"type":"rollback"}"#).unwrap();
         assert_eq!(d.sdp_type, RtcSdpType::Rollback);
     }
 }

@@ -24,8 +24,8 @@ use serde::Serialize;
 use tracing::{debug, error, info, warn};
 
 use crate::frame::{
-    DEFAULT_MAX_FRAME, FLAG_MORE, Frame, FrameDecoder, FrameKind, HEADER_LEN, MAX_MAX_FRAME,
-    MAX_MESSAGE, MIN_MAX_FRAME, clamp_max_frame,
+    DEFAULT_MAX_FRAME, FLAG_MORE, Frame, FrameDecoder, FrameKind, HEADER_LEN, MAX_MAX_FRAME, MAX_MESSAGE,
+    MIN_MAX_FRAME, clamp_max_frame,
 };
 use crate::handshake::{Capabilities, Close, Hello, MAGIC, Open, Reject, Welcome};
 use crate::message::{ErrorBody, ErrorCode, Message};
@@ -93,10 +93,7 @@ impl ChannelConfig {
 
     /// Vda-side defaults with `HELLO.agent = agent`.
     pub fn vda(agent: impl Into<String>) -> Self {
-        ChannelConfig {
-            agent: agent.into(),
-            ..ChannelConfig::base(Role::Vda)
-        }
+        ChannelConfig { agent: agent.into(), ..ChannelConfig::base(Role::Vda) }
     }
 
     /// Endpoint-side defaults answering `welcome`.
@@ -139,35 +136,18 @@ pub enum ChannelEvent {
     Rejected(Reject),
     /// Endpoint: `OPEN` accepted and `OPENED` queued (`open` is `Some`).
     /// Vda: `OPENED` received (`open` is `None`).
-    SessionOpened {
-        session: SessionId,
-        open: Option<Open>,
-    },
+    SessionOpened { session: SessionId, open: Option<Open> },
     /// A whole message of a session.
-    Message {
-        session: SessionId,
-        message: Message,
-    },
+    Message { session: SessionId, message: Message },
     /// A session is gone: closed by the peer (`by_peer`), by us (`close_session`, too many bad
     /// messages), its `OPEN` refused by the endpoint, or the channel closed. Every session
     /// ends with exactly one of these.
-    SessionClosed {
-        session: SessionId,
-        code: ErrorCode,
-        reason: String,
-        by_peer: bool,
-    },
+    SessionClosed { session: SessionId, code: ErrorCode, reason: String, by_peer: bool },
     /// The peer sent an `ERROR` frame (session 0 = about the channel).
-    PeerError {
-        session: SessionId,
-        error: ErrorBody,
-    },
+    PeerError { session: SessionId, error: ErrorBody },
     /// We found a fault in the peer's input and already answered it as the spec says; for
     /// logging.
-    ProtocolError {
-        session: SessionId,
-        error: ErrorBody,
-    },
+    ProtocolError { session: SessionId, error: ErrorBody },
     /// The channel is over; the last event. Flush `poll_transmit` then drop the transport.
     Closed { code: ErrorCode, reason: String },
 }
@@ -234,10 +214,8 @@ impl Channel {
             hello.min_version = ch.cfg.min_version;
             hello.max_version = ch.cfg.max_version;
             let limit = DEFAULT_MAX_FRAME - HEADER_LEN;
-            let payload = fit_json(&hello.agent.clone(), limit, |a| Hello {
-                agent: a.to_string(),
-                ..hello.clone()
-            });
+            let payload =
+                fit_json(&hello.agent.clone(), limit, |a| Hello { agent: a.to_string(), ..hello.clone() });
             ch.queue(Frame::new(FrameKind::Hello, 0, payload));
         }
         ch
@@ -313,23 +291,13 @@ impl Channel {
         if self.state == State::Closed {
             return;
         }
-        if self
-            .last_recv
-            .checked_add(self.cfg.idle_timeout)
-            .is_some_and(|t| now >= t)
-        {
-            let reason = format!(
-                "nothing received for {} ms",
-                self.cfg.idle_timeout.as_millis()
-            );
+        if self.last_recv.checked_add(self.cfg.idle_timeout).is_some_and(|t| now >= t) {
+            let reason = format!("nothing received for {} ms", self.cfg.idle_timeout.as_millis());
             self.fail(ErrorCode::Timeout, reason);
             return;
         }
         if self.state == State::Ready
-            && self
-                .last_sent
-                .checked_add(self.cfg.keepalive_interval)
-                .is_some_and(|t| now >= t)
+            && self.last_sent.checked_add(self.cfg.keepalive_interval).is_some_and(|t| now >= t)
         {
             self.ping_nonce = self.ping_nonce.wrapping_add(1);
             let nonce = self.ping_nonce.to_be_bytes().to_vec();
@@ -375,10 +343,7 @@ impl Channel {
                     n += 1;
                     self.last_recv = now;
                     if self.state == State::Handshake {
-                        self.fail(
-                            ErrorCode::BadFrame,
-                            format!("{e} before the handshake ended"),
-                        );
+                        self.fail(ErrorCode::BadFrame, format!("{e} before the handshake ended"));
                     } else {
                         self.reply_bad_frame(e.session(), e.to_string());
                     }
@@ -398,10 +363,8 @@ impl Channel {
                 (Role::Vda, FrameKind::Welcome) if s == 0 => self.on_welcome(&f.payload),
                 (Role::Vda, FrameKind::Reject) if s == 0 => self.on_reject(&f.payload),
                 (_, FrameKind::Close) if s == 0 => self.on_close(0, &f.payload),
-                (_, kind) => self.fail(
-                    ErrorCode::BadFrame,
-                    format!("{kind} on session {s} before the handshake ended"),
-                ),
+                (_, kind) => self
+                    .fail(ErrorCode::BadFrame, format!("{kind} on session {s} before the handshake ended")),
             },
             State::Ready => match f.kind {
                 FrameKind::Ping | FrameKind::Pong if s != 0 || f.payload.len() != 8 => {
@@ -426,24 +389,15 @@ impl Channel {
         let hello: Hello = match serde_json::from_slice(payload) {
             Ok(h) => h,
             Err(e) => {
-                return self.fail(
-                    ErrorCode::BadFrame,
-                    format!("HELLO payload is not a Hello: {e}"),
-                );
+                return self.fail(ErrorCode::BadFrame, format!("HELLO payload is not a Hello: {e}"));
             }
         };
         if hello.magic != MAGIC {
-            return self.fail(
-                ErrorCode::BadFrame,
-                format!("HELLO magic {:?} is not {MAGIC:?}", hello.magic),
-            );
+            return self.fail(ErrorCode::BadFrame, format!("HELLO magic {:?} is not {MAGIC:?}", hello.magic));
         }
         let peer_max = hello.max_frame as usize;
         if !(MIN_MAX_FRAME..=MAX_MAX_FRAME).contains(&peer_max) {
-            return self.fail(
-                ErrorCode::BadFrame,
-                format!("HELLO max_frame {peer_max} outside 256..=65536"),
-            );
+            return self.fail(ErrorCode::BadFrame, format!("HELLO max_frame {peer_max} outside 256..=65536"));
         }
         let lo = hello.min_version.max(self.cfg.min_version);
         let hi = hello.max_version.min(self.cfg.max_version);
@@ -468,20 +422,15 @@ impl Channel {
         }
         let negotiated = self.cfg.max_frame.min(peer_max);
         let mut welcome = self.cfg.welcome.clone().unwrap_or_else(|| {
-            Welcome::new(
-                concat!("vdimedia-protocol/", env!("CARGO_PKG_VERSION")),
-                Capabilities::default(),
-            )
+            Welcome::new(concat!("vdimedia-protocol/", env!("CARGO_PKG_VERSION")), Capabilities::default())
         });
         welcome.version = hi;
         welcome.max_frame = negotiated as u32;
         let payload = to_json(&welcome);
         // WELCOME still travels under the pre-handshake limit.
         if HEADER_LEN + payload.len() > self.max_frame {
-            return self.fail(
-                ErrorCode::Internal,
-                format!("WELCOME of {} bytes does not fit 4096", payload.len()),
-            );
+            return self
+                .fail(ErrorCode::Internal, format!("WELCOME of {} bytes does not fit 4096", payload.len()));
         }
         self.queue(Frame::new(FrameKind::Welcome, 0, payload));
         info!(agent = %hello.agent, version = hi, max_frame = negotiated, "handshake done (endpoint)");
@@ -493,10 +442,7 @@ impl Channel {
         let mut welcome: Welcome = match serde_json::from_slice(payload) {
             Ok(w) => w,
             Err(e) => {
-                return self.fail(
-                    ErrorCode::BadFrame,
-                    format!("WELCOME payload is not a Welcome: {e}"),
-                );
+                return self.fail(ErrorCode::BadFrame, format!("WELCOME payload is not a Welcome: {e}"));
             }
         };
         if !(self.cfg.min_version..=self.cfg.max_version).contains(&welcome.version) {
@@ -508,10 +454,8 @@ impl Channel {
         }
         let peer_max = welcome.max_frame as usize;
         if !(MIN_MAX_FRAME..=MAX_MAX_FRAME).contains(&peer_max) {
-            return self.fail(
-                ErrorCode::BadFrame,
-                format!("WELCOME max_frame {peer_max} outside 256..=65536"),
-            );
+            return self
+                .fail(ErrorCode::BadFrame, format!("WELCOME max_frame {peer_max} outside 256..=65536"));
         }
         let negotiated = self.cfg.max_frame.min(peer_max);
         welcome.max_frame = negotiated as u32;
@@ -548,10 +492,7 @@ impl Channel {
         if self.sessions.contains_key(&s) {
             return self.reply_error(
                 s,
-                ErrorBody::new(
-                    ErrorCode::SessionExists,
-                    format!("session {s} is already open"),
-                ),
+                ErrorBody::new(ErrorCode::SessionExists, format!("session {s} is already open")),
             );
         }
         if self.sessions.len() >= self.cfg.max_sessions {
@@ -569,18 +510,9 @@ impl Channel {
             }
         };
         debug!(session = s, origin = ?open.origin, "session opened");
-        self.sessions.insert(
-            s,
-            Session {
-                opened: true,
-                ..Session::default()
-            },
-        );
+        self.sessions.insert(s, Session { opened: true, ..Session::default() });
         self.queue(Frame::new(FrameKind::Opened, s, Vec::new()));
-        self.events.push_back(ChannelEvent::SessionOpened {
-            session: s,
-            open: Some(open),
-        });
+        self.events.push_back(ChannelEvent::SessionOpened { session: s, open: Some(open) });
     }
 
     fn on_opened(&mut self, s: SessionId) {
@@ -588,15 +520,9 @@ impl Channel {
             Some(sess) if !sess.opened => {
                 sess.opened = true;
                 debug!(session = s, "session opened");
-                self.events.push_back(ChannelEvent::SessionOpened {
-                    session: s,
-                    open: None,
-                });
+                self.events.push_back(ChannelEvent::SessionOpened { session: s, open: None });
             }
-            _ => debug!(
-                session = s,
-                "OPENED for an unknown or already open session ignored"
-            ),
+            _ => debug!(session = s, "OPENED for an unknown or already open session ignored"),
         }
     }
 
@@ -647,19 +573,13 @@ impl Channel {
         match Message::from_json(&bytes) {
             Ok(message) => {
                 sess.bad_in_row = 0;
-                self.events.push_back(ChannelEvent::Message {
-                    session: s,
-                    message,
-                });
+                self.events.push_back(ChannelEvent::Message { session: s, message });
             }
             Err(e) => {
                 sess.bad_in_row += 1;
                 let bad = sess.bad_in_row;
                 warn!(session = s, id = ?e.id, bad_in_row = bad, "bad message: {}", e.error.message);
-                self.events.push_back(ChannelEvent::ProtocolError {
-                    session: s,
-                    error: e.error.clone(),
-                });
+                self.events.push_back(ChannelEvent::ProtocolError { session: s, error: e.error.clone() });
                 match e.to_response() {
                     Some(resp) => self.queue_data(s, &resp.to_json()),
                     None => self.queue_error(s, &e.error),
@@ -674,10 +594,7 @@ impl Channel {
 
     fn on_error(&mut self, s: SessionId, payload: &[u8]) {
         let error = serde_json::from_slice::<ErrorBody>(payload).unwrap_or_else(|e| {
-            ErrorBody::new(
-                ErrorCode::BadFrame,
-                format!("ERROR payload is not an error object: {e}"),
-            )
+            ErrorBody::new(ErrorCode::BadFrame, format!("ERROR payload is not an error object: {e}"))
         });
         // Never answered, so two peers cannot bounce ERRORs forever.
         if s != 0 && !self.sessions.contains_key(&s) {
@@ -690,10 +607,7 @@ impl Channel {
                 error.code,
                 ErrorCode::SessionExists | ErrorCode::LimitExceeded | ErrorCode::BadFrame
             );
-        self.events.push_back(ChannelEvent::PeerError {
-            session: s,
-            error: error.clone(),
-        });
+        self.events.push_back(ChannelEvent::PeerError { session: s, error: error.clone() });
         if refused_open {
             self.sessions.remove(&s);
             self.events.push_back(ChannelEvent::SessionClosed {
@@ -826,25 +740,19 @@ impl Channel {
     fn reply_error(&mut self, s: SessionId, error: ErrorBody) {
         warn!(session = s, code = %error.code, "protocol error: {}", error.message);
         self.queue_error(s, &error);
-        self.events
-            .push_back(ChannelEvent::ProtocolError { session: s, error });
+        self.events.push_back(ChannelEvent::ProtocolError { session: s, error });
     }
 
     fn queue_error(&mut self, s: SessionId, error: &ErrorBody) {
         let limit = self.max_frame - HEADER_LEN;
-        let payload = fit_json(&error.message, limit, |m| ErrorBody {
-            message: m.to_string(),
-            ..error.clone()
-        });
+        let payload =
+            fit_json(&error.message, limit, |m| ErrorBody { message: m.to_string(), ..error.clone() });
         self.queue(Frame::new(FrameKind::Error, s, payload));
     }
 
     fn queue_close(&mut self, s: SessionId, code: ErrorCode, reason: &str) {
         let limit = self.max_frame - HEADER_LEN;
-        let payload = fit_json(reason, limit, |r| Close {
-            code,
-            reason: r.to_string(),
-        });
+        let payload = fit_json(reason, limit, |r| Close { code, reason: r.to_string() });
         self.queue(Frame::new(FrameKind::Close, s, payload));
     }
 
@@ -853,12 +761,7 @@ impl Channel {
         let n = bytes.len().div_ceil(chunk).max(1);
         for (i, part) in bytes.chunks(chunk).enumerate() {
             let flags = if i + 1 < n { FLAG_MORE } else { 0 };
-            self.queue(Frame {
-                kind: FrameKind::Data,
-                flags,
-                session: s,
-                payload: part.to_vec(),
-            });
+            self.queue(Frame { kind: FrameKind::Data, flags, session: s, payload: part.to_vec() });
         }
     }
 

@@ -111,12 +111,7 @@ pub struct Frame {
 impl Frame {
     /// A frame with no flags.
     pub fn new(kind: FrameKind, session: SessionId, payload: Vec<u8>) -> Frame {
-        Frame {
-            kind,
-            flags: 0,
-            session,
-            payload,
-        }
+        Frame { kind, flags: 0, session, payload }
     }
 
     /// Encoded size in bytes (`HEADER_LEN + payload.len()`), the number compared to `max_frame`.
@@ -130,10 +125,7 @@ impl Frame {
     /// a payload over `u32::MAX - 6` bytes cannot be represented and is a caller bug.
     pub fn encode(&self, out: &mut Vec<u8>) {
         let length = MIN_LENGTH as usize + self.payload.len();
-        debug_assert!(
-            length <= u32::MAX as usize,
-            "frame payload too large to encode"
-        );
+        debug_assert!(length <= u32::MAX as usize, "frame payload too large to encode");
         out.reserve(4 + length);
         out.extend_from_slice(&(length as u32).to_be_bytes());
         out.push(self.kind.as_u8());
@@ -169,29 +161,20 @@ pub enum FrameError {
     UnknownKind { kind: u8, session: SessionId },
     /// Reserved flag bits set (or `MORE` on a kind other than `DATA`); the frame was skipped.
     #[error("reserved flags 0x{flags:02x} on {kind} frame, session {session}")]
-    ReservedFlags {
-        kind: FrameKind,
-        flags: u8,
-        session: SessionId,
-    },
+    ReservedFlags { kind: FrameKind, flags: u8, session: SessionId },
 }
 
 impl FrameError {
     /// True when the stream cannot be resynchronised and the channel must be closed.
     pub fn is_fatal(&self) -> bool {
-        matches!(
-            self,
-            FrameError::BadLength { .. } | FrameError::TooLarge { .. }
-        )
+        matches!(self, FrameError::BadLength { .. } | FrameError::TooLarge { .. })
     }
 
     /// The session the skipped frame was addressed to (0 for fatal faults).
     pub fn session(&self) -> SessionId {
         match self {
             FrameError::BadLength { .. } | FrameError::TooLarge { .. } => 0,
-            FrameError::UnknownKind { session, .. } | FrameError::ReservedFlags { session, .. } => {
-                *session
-            }
+            FrameError::UnknownKind { session, .. } | FrameError::ReservedFlags { session, .. } => *session,
         }
     }
 }
@@ -212,11 +195,7 @@ impl FrameDecoder {
     /// A decoder accepting frames of up to `max_frame` bytes (clamped to
     /// `MIN_MAX_FRAME..=MAX_MAX_FRAME`).
     pub fn new(max_frame: usize) -> Self {
-        FrameDecoder {
-            buf: Vec::new(),
-            max_frame: clamp_max_frame(max_frame),
-            poisoned: None,
-        }
+        FrameDecoder { buf: Vec::new(), max_frame: clamp_max_frame(max_frame), poisoned: None }
     }
 
     /// Changes the limit for frames whose header has not been read yet (clamped to
@@ -279,10 +258,7 @@ impl FrameDecoder {
         }
         let size = 4 + u64::from(length);
         if size > self.max_frame as u64 {
-            return Err(self.poison(FrameError::TooLarge {
-                size,
-                max_frame: self.max_frame,
-            }));
+            return Err(self.poison(FrameError::TooLarge { size, max_frame: self.max_frame }));
         }
         let size = size as usize;
         if self.buf.len() < size {
@@ -294,29 +270,13 @@ impl FrameDecoder {
         let payload = self.buf[HEADER_LEN..size].to_vec();
         self.buf.drain(..size);
         let Some(kind) = FrameKind::from_u8(kind_byte) else {
-            return Err(FrameError::UnknownKind {
-                kind: kind_byte,
-                session,
-            });
+            return Err(FrameError::UnknownKind { kind: kind_byte, session });
         };
-        let allowed = if kind == FrameKind::Data {
-            FLAG_MORE
-        } else {
-            0
-        };
+        let allowed = if kind == FrameKind::Data { FLAG_MORE } else { 0 };
         if flags & !allowed != 0 {
-            return Err(FrameError::ReservedFlags {
-                kind,
-                flags,
-                session,
-            });
+            return Err(FrameError::ReservedFlags { kind, flags, session });
         }
-        Ok(Some(Frame {
-            kind,
-            flags,
-            session,
-            payload,
-        }))
+        Ok(Some(Frame { kind, flags, session, payload }))
     }
 
     fn poison(&mut self, e: FrameError) -> FrameError {
@@ -337,10 +297,7 @@ mod tests {
 
     fn hex(s: &str) -> Vec<u8> {
         let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
+        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
     }
 
     fn decode_one(bytes: &[u8]) -> Frame {
@@ -360,39 +317,16 @@ mod tests {
                 Frame::new(FrameKind::Hello, 0, br#"{"a":1}"#.to_vec()),
                 "0000000d 01 00 00000000 7b2261223a317d",
             ),
+            (Frame::new(FrameKind::Welcome, 0, b"{}".to_vec()), "00000008 02 00 00000000 7b7d"),
+            (Frame::new(FrameKind::Reject, 0, b"{}".to_vec()), "00000008 03 00 00000000 7b7d"),
+            (Frame::new(FrameKind::Open, 7, b"{}".to_vec()), "00000008 10 00 00000007 7b7d"),
+            (Frame::new(FrameKind::Opened, 0x01020304, vec![]), "00000006 11 00 01020304"),
+            (Frame::new(FrameKind::Close, 2, b"{}".to_vec()), "00000008 12 00 00000002 7b7d"),
             (
-                Frame::new(FrameKind::Welcome, 0, b"{}".to_vec()),
-                "00000008 02 00 00000000 7b7d",
-            ),
-            (
-                Frame::new(FrameKind::Reject, 0, b"{}".to_vec()),
-                "00000008 03 00 00000000 7b7d",
-            ),
-            (
-                Frame::new(FrameKind::Open, 7, b"{}".to_vec()),
-                "00000008 10 00 00000007 7b7d",
-            ),
-            (
-                Frame::new(FrameKind::Opened, 0x01020304, vec![]),
-                "00000006 11 00 01020304",
-            ),
-            (
-                Frame::new(FrameKind::Close, 2, b"{}".to_vec()),
-                "00000008 12 00 00000002 7b7d",
-            ),
-            (
-                Frame {
-                    kind: FrameKind::Data,
-                    flags: FLAG_MORE,
-                    session: 1,
-                    payload: b"[1".to_vec(),
-                },
+                Frame { kind: FrameKind::Data, flags: FLAG_MORE, session: 1, payload: b"[1".to_vec() },
                 "00000008 20 01 00000001 5b31",
             ),
-            (
-                Frame::new(FrameKind::Data, 1, b"]".to_vec()),
-                "00000007 20 00 00000001 5d",
-            ),
+            (Frame::new(FrameKind::Data, 1, b"]".to_vec()), "00000007 20 00 00000001 5d"),
             (
                 Frame::new(FrameKind::Ping, 0, 42u64.to_be_bytes().to_vec()),
                 "0000000e 30 00 00000000 000000000000002a",
@@ -401,10 +335,7 @@ mod tests {
                 Frame::new(FrameKind::Pong, 0, 42u64.to_be_bytes().to_vec()),
                 "0000000e 31 00 00000000 000000000000002a",
             ),
-            (
-                Frame::new(FrameKind::Error, 0xffffffff, b"{}".to_vec()),
-                "00000008 40 00 ffffffff 7b7d",
-            ),
+            (Frame::new(FrameKind::Error, 0xffffffff, b"{}".to_vec()), "00000008 40 00 ffffffff 7b7d"),
         ];
         for (frame, golden) in cases {
             let bytes = hex(golden);
@@ -416,9 +347,8 @@ mod tests {
     #[test]
     fn byte_at_a_time() {
         let mut stream = Vec::new();
-        let frames: Vec<Frame> = (0..20u32)
-            .map(|i| Frame::new(FrameKind::Data, i + 1, vec![b'x'; i as usize * 13]))
-            .collect();
+        let frames: Vec<Frame> =
+            (0..20u32).map(|i| Frame::new(FrameKind::Data, i + 1, vec![b'x'; i as usize * 13])).collect();
         for f in &frames {
             f.encode(&mut stream);
         }
@@ -451,13 +381,7 @@ mod tests {
         // length 253 → 257-byte frame, one over the limit; only the 4 length bytes are needed.
         d.push(&hex("000000fd"));
         let e = d.next_frame().unwrap_err();
-        assert_eq!(
-            e,
-            FrameError::TooLarge {
-                size: 257,
-                max_frame: 256
-            }
-        );
+        assert_eq!(e, FrameError::TooLarge { size: 257, max_frame: 256 });
         assert!(e.is_fatal());
         // Exactly max_frame is fine.
         let mut d = FrameDecoder::new(256);
@@ -479,35 +403,18 @@ mod tests {
         d.push(&hex("00000006 11 01 00000005")); // MORE is DATA-only
         d.push(&hex("00000006 11 00 00000006"));
         let e = d.next_frame().unwrap_err();
-        assert_eq!(
-            e,
-            FrameError::UnknownKind {
-                kind: 0x7f,
-                session: 3
-            }
-        );
+        assert_eq!(e, FrameError::UnknownKind { kind: 0x7f, session: 3 });
         assert!(!e.is_fatal());
         assert_eq!(e.session(), 3);
         assert_eq!(
             d.next_frame().unwrap_err(),
-            FrameError::ReservedFlags {
-                kind: FrameKind::Data,
-                flags: 0x82,
-                session: 4
-            }
+            FrameError::ReservedFlags { kind: FrameKind::Data, flags: 0x82, session: 4 }
         );
         assert_eq!(
             d.next_frame().unwrap_err(),
-            FrameError::ReservedFlags {
-                kind: FrameKind::Opened,
-                flags: 0x01,
-                session: 5
-            }
+            FrameError::ReservedFlags { kind: FrameKind::Opened, flags: 0x01, session: 5 }
         );
-        assert_eq!(
-            d.next_frame().unwrap(),
-            Some(Frame::new(FrameKind::Opened, 6, vec![]))
-        );
+        assert_eq!(d.next_frame().unwrap(), Some(Frame::new(FrameKind::Opened, 6, vec![])));
     }
 
     #[test]

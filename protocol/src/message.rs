@@ -47,8 +47,8 @@ impl ErrorCode {
     pub fn dom_name(&self) -> &'static str {
         use ErrorCode::*;
         match self {
-            BadFrame | MessageTooLarge | InvalidSdp | OperationError | LimitExceeded
-            | SessionExists | Timeout | Normal | Internal => "OperationError",
+            BadFrame | MessageTooLarge | InvalidSdp | OperationError | LimitExceeded | SessionExists
+            | Timeout | Normal | Internal => "OperationError",
             BadMessage => "SyntaxError",
             UnknownMethod | VersionMismatch => "NotSupportedError",
             InvalidParams => "TypeError",
@@ -109,12 +109,7 @@ pub struct ErrorBody {
 impl ErrorBody {
     /// An error with `name = code.dom_name()` and no constraint.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        ErrorBody {
-            name: code.dom_name().to_string(),
-            code,
-            message: message.into(),
-            constraint: None,
-        }
+        ErrorBody { name: code.dom_name().to_string(), code, message: message.into(), constraint: None }
     }
 
     /// An `OverconstrainedError` naming the failing constraint (e.g. `"deviceId"`).
@@ -188,35 +183,22 @@ pub struct MessageError {
 impl Message {
     /// A request; `params` should be a JSON object (`Value::Null` is sent as `{}`).
     pub fn request(id: u64, method: impl Into<String>, params: Value) -> Self {
-        Message::Request(Request {
-            id,
-            method: method.into(),
-            params: object_or_empty(params),
-        })
+        Message::Request(Request { id, method: method.into(), params: object_or_empty(params) })
     }
 
     /// A successful response carrying `result`.
     pub fn response_ok(id: u64, result: Value) -> Self {
-        Message::Response(Response {
-            id,
-            outcome: Ok(result),
-        })
+        Message::Response(Response { id, outcome: Ok(result) })
     }
 
     /// A failed response carrying `error`.
     pub fn response_err(id: u64, error: ErrorBody) -> Self {
-        Message::Response(Response {
-            id,
-            outcome: Err(error),
-        })
+        Message::Response(Response { id, outcome: Err(error) })
     }
 
     /// An event; `params` should be a JSON object (`Value::Null` is sent as `{}`).
     pub fn event(name: impl Into<String>, params: Value) -> Self {
-        Message::Event(Event {
-            event: name.into(),
-            params: object_or_empty(params),
-        })
+        Message::Event(Event { event: name.into(), params: object_or_empty(params) })
     }
 
     /// Parses one message from UTF-8 JSON bytes.
@@ -228,10 +210,7 @@ impl Message {
     pub fn from_json(bytes: &[u8]) -> Result<Message, MessageError> {
         let value: Value = serde_json::from_slice(bytes).map_err(|e| MessageError {
             id: None,
-            error: ErrorBody::new(
-                ErrorCode::BadMessage,
-                format!("message is not UTF-8 JSON: {e}"),
-            ),
+            error: ErrorBody::new(ErrorCode::BadMessage, format!("message is not UTF-8 JSON: {e}")),
         })?;
         Message::from_value(value)
     }
@@ -253,16 +232,14 @@ impl Message {
             Some("request") => {
                 let id = match obj.get("id") {
                     None => return Err(bad(None, "request has no \"id\"")),
-                    Some(v) => parse_id(v)
-                        .ok_or_else(|| bad(None, "request \"id\" is not an integer in 0..2^53"))?,
+                    Some(v) => {
+                        parse_id(v).ok_or_else(|| bad(None, "request \"id\" is not an integer in 0..2^53"))?
+                    }
                 };
                 let method = match obj.remove("method") {
                     Some(Value::String(m)) if !m.is_empty() => m,
                     _ => {
-                        return Err(bad(
-                            Some(id),
-                            "request \"method\" is missing or not a non-empty string",
-                        ));
+                        return Err(bad(Some(id), "request \"method\" is missing or not a non-empty string"));
                     }
                 };
                 let params = match obj.remove("params") {
@@ -281,22 +258,14 @@ impl Message {
                 Ok(Message::Request(Request { id, method, params }))
             }
             Some("response") => {
-                let id = obj.get("id").and_then(parse_id).ok_or_else(|| {
-                    bad(
-                        None,
-                        "response \"id\" is missing or not an integer in 0..2^53",
-                    )
-                })?;
+                let id = obj
+                    .get("id")
+                    .and_then(parse_id)
+                    .ok_or_else(|| bad(None, "response \"id\" is missing or not an integer in 0..2^53"))?;
                 let outcome = match (obj.remove("result"), obj.remove("error")) {
                     (Some(r), None) => Ok(r),
-                    (None, Some(e)) => {
-                        Err(serde_json::from_value::<ErrorBody>(e).map_err(|e| {
-                            bad(
-                                None,
-                                format!("response \"error\" is not an error object: {e}"),
-                            )
-                        })?)
-                    }
+                    (None, Some(e)) => Err(serde_json::from_value::<ErrorBody>(e)
+                        .map_err(|e| bad(None, format!("response \"error\" is not an error object: {e}")))?),
                     (Some(_), Some(_)) => {
                         return Err(bad(None, "response has both \"result\" and \"error\""));
                     }
@@ -310,10 +279,7 @@ impl Message {
                 let event = match obj.remove("event") {
                     Some(Value::String(e)) if !e.is_empty() => e,
                     _ => {
-                        return Err(bad(
-                            None,
-                            "event \"event\" is missing or not a non-empty string",
-                        ));
+                        return Err(bad(None, "event \"event\" is missing or not a non-empty string"));
                     }
                 };
                 let params = match obj.remove("params") {
@@ -347,16 +313,12 @@ impl Message {
 impl MessageError {
     /// What the receiver sends back: an error response for the recovered id, if any.
     pub fn to_response(&self) -> Option<Message> {
-        self.id
-            .map(|id| Message::response_err(id, self.error.clone()))
+        self.id.map(|id| Message::response_err(id, self.error.clone()))
     }
 }
 
 fn bad(id: Option<u64>, why: impl Into<String>) -> MessageError {
-    MessageError {
-        id,
-        error: ErrorBody::new(ErrorCode::BadMessage, why),
-    }
+    MessageError { id, error: ErrorBody::new(ErrorCode::BadMessage, why) }
 }
 
 fn parse_id(v: &Value) -> Option<u64> {
@@ -364,11 +326,7 @@ fn parse_id(v: &Value) -> Option<u64> {
 }
 
 fn object_or_empty(v: Value) -> Value {
-    if v.is_null() {
-        Value::Object(Map::new())
-    } else {
-        v
-    }
+    if v.is_null() { Value::Object(Map::new()) } else { v }
 }
 
 impl Serialize for Message {
@@ -433,10 +391,7 @@ mod tests {
     #[test]
     fn constructors_write_spec_shapes() {
         let m = Message::request(1, "devices.enumerate", Value::Null);
-        assert_eq!(
-            m.to_json(),
-            br#"{"type":"request","id":1,"method":"devices.enumerate","params":{}}"#
-        );
+        assert_eq!(m.to_json(), br#"{"type":"request","id":1,"method":"devices.enumerate","params":{}}"#);
         let e = ErrorBody::overconstrained("deviceId", "no such device");
         let m = Message::response_err(2, e);
         assert_eq!(
@@ -445,16 +400,12 @@ mod tests {
                    "code":"overconstrained","message":"no such device","constraint":"deviceId"}})
         );
         let m = Message::event("devices.change", json!({}));
-        assert_eq!(
-            m.to_json(),
-            br#"{"type":"event","event":"devices.change","params":{}}"#
-        );
+        assert_eq!(m.to_json(), br#"{"type":"event","event":"devices.change","params":{}}"#);
     }
 
     #[test]
     fn params_default_to_empty_object() {
-        let m = Message::from_json(br#"{"type":"request","id":3,"method":"devices.enumerate"}"#)
-            .unwrap();
+        let m = Message::from_json(br#"{"type":"request","id":3,"method":"devices.enumerate"}"#).unwrap();
         assert_eq!(m, Message::request(3, "devices.enumerate", json!({})));
         let m = Message::from_json(br#"{"type":"event","event":"devices.change"}"#).unwrap();
         assert_eq!(m, Message::event("devices.change", json!({})));
@@ -462,8 +413,8 @@ mod tests {
 
     #[test]
     fn recovers_request_id_on_bad_params_or_method() {
-        let e = Message::from_json(br#"{"type":"request","id":9,"method":"pc.close","params":5}"#)
-            .unwrap_err();
+        let e =
+            Message::from_json(br#"{"type":"request","id":9,"method":"pc.close","params":5}"#).unwrap_err();
         assert_eq!(e.id, Some(9));
         assert_eq!(e.error.code, ErrorCode::InvalidParams);
         assert_eq!(e.error.name, "TypeError");
@@ -514,62 +465,27 @@ mod tests {
         let table = [
             (ErrorCode::BadFrame, "bad_frame", "OperationError"),
             (ErrorCode::BadMessage, "bad_message", "SyntaxError"),
-            (
-                ErrorCode::MessageTooLarge,
-                "message_too_large",
-                "OperationError",
-            ),
-            (
-                ErrorCode::UnknownMethod,
-                "unknown_method",
-                "NotSupportedError",
-            ),
+            (ErrorCode::MessageTooLarge, "message_too_large", "OperationError"),
+            (ErrorCode::UnknownMethod, "unknown_method", "NotSupportedError"),
             (ErrorCode::InvalidParams, "invalid_params", "TypeError"),
-            (
-                ErrorCode::InvalidState,
-                "invalid_state",
-                "InvalidStateError",
-            ),
-            (
-                ErrorCode::InvalidAccess,
-                "invalid_access",
-                "InvalidAccessError",
-            ),
+            (ErrorCode::InvalidState, "invalid_state", "InvalidStateError"),
+            (ErrorCode::InvalidAccess, "invalid_access", "InvalidAccessError"),
             (ErrorCode::InvalidSdp, "invalid_sdp", "OperationError"),
             (ErrorCode::NotFound, "not_found", "NotFoundError"),
-            (
-                ErrorCode::Overconstrained,
-                "overconstrained",
-                "OverconstrainedError",
-            ),
+            (ErrorCode::Overconstrained, "overconstrained", "OverconstrainedError"),
             (ErrorCode::NotReadable, "not_readable", "NotReadableError"),
-            (
-                ErrorCode::OperationError,
-                "operation_error",
-                "OperationError",
-            ),
+            (ErrorCode::OperationError, "operation_error", "OperationError"),
             (ErrorCode::LimitExceeded, "limit_exceeded", "OperationError"),
-            (
-                ErrorCode::VersionMismatch,
-                "version_mismatch",
-                "NotSupportedError",
-            ),
+            (ErrorCode::VersionMismatch, "version_mismatch", "NotSupportedError"),
             (ErrorCode::SessionExists, "session_exists", "OperationError"),
-            (
-                ErrorCode::SessionClosed,
-                "session_closed",
-                "InvalidStateError",
-            ),
+            (ErrorCode::SessionClosed, "session_closed", "InvalidStateError"),
             (ErrorCode::Timeout, "timeout", "OperationError"),
             (ErrorCode::Normal, "normal", "OperationError"),
             (ErrorCode::Internal, "internal", "OperationError"),
         ];
         for (code, wire, name) in table {
             assert_eq!(serde_json::to_value(code).unwrap(), json!(wire));
-            assert_eq!(
-                serde_json::from_value::<ErrorCode>(json!(wire)).unwrap(),
-                code
-            );
+            assert_eq!(serde_json::from_value::<ErrorCode>(json!(wire)).unwrap(), code);
             assert_eq!(code.as_str(), wire);
             assert_eq!(code.dom_name(), name);
         }
@@ -577,10 +493,9 @@ mod tests {
 
     #[test]
     fn message_is_serde_embeddable() {
-        let m: Message = serde_json::from_value(
-            json!({"type":"event","event":"track.ended","params":{"track":"t1"}}),
-        )
-        .unwrap();
+        let m: Message =
+            serde_json::from_value(json!({"type":"event","event":"track.ended","params":{"track":"t1"}}))
+                .unwrap();
         assert_eq!(serde_json::to_value(&m).unwrap()["params"]["track"], "t1");
         assert!(serde_json::from_value::<Message>(json!({"type":"x"})).is_err());
     }

@@ -21,10 +21,7 @@ fn welcome() -> Welcome {
             codecs: vec!["opus".into(), "PCMU".into()],
             aec: "software".into(),
             audio_backend: "pipewire".into(),
-            devices: DeviceCounts {
-                audioinput: 1,
-                audiooutput: 2,
-            },
+            devices: DeviceCounts { audioinput: 1, audiooutput: 2 },
         },
     }
 }
@@ -33,10 +30,7 @@ fn welcome() -> Welcome {
 fn flush(from: &mut Channel, to: &mut Channel, now: Instant) -> Vec<Vec<u8>> {
     let mut moved = Vec::new();
     while let Some(f) = from.poll_transmit() {
-        assert!(
-            f.len() <= from.max_frame().max(DEFAULT_MAX_FRAME),
-            "frame over max_frame"
-        );
+        assert!(f.len() <= from.max_frame().max(DEFAULT_MAX_FRAME), "frame over max_frame");
         to.handle_input(&f, now);
         moved.push(f);
     }
@@ -117,9 +111,7 @@ fn handshake_both_roles() {
     assert_eq!(w[0].kind, FrameKind::Welcome);
     vda.handle_input(&w[0].to_bytes(), now);
     let ev = events(&mut vda);
-    let [ChannelEvent::Ready(got)] = &ev[..] else {
-        panic!("{ev:?}")
-    };
+    let [ChannelEvent::Ready(got)] = &ev[..] else { panic!("{ev:?}") };
     assert_eq!(got.max_frame, 2048, "negotiated = smaller max_frame");
     assert_eq!(got.version, 1);
     assert_eq!(got.capabilities, welcome().capabilities);
@@ -139,36 +131,18 @@ fn version_mismatch_rejects_and_closes_both() {
     flush(&mut vda, &mut ep, now);
     assert!(ep.is_closed());
     let ev = events(&mut ep);
-    assert!(
-        matches!(
-            &ev[..],
-            [ChannelEvent::Closed {
-                code: ErrorCode::VersionMismatch,
-                ..
-            }]
-        ),
-        "{ev:?}"
-    );
+    assert!(matches!(&ev[..], [ChannelEvent::Closed { code: ErrorCode::VersionMismatch, .. }]), "{ev:?}");
     let out = frames(&mut ep);
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].kind, FrameKind::Reject);
     let reject: Reject = serde_json::from_slice(&out[0].payload).unwrap();
-    assert_eq!(
-        (reject.code, reject.min_version, reject.max_version),
-        (ErrorCode::VersionMismatch, 1, 1)
-    );
+    assert_eq!((reject.code, reject.min_version, reject.max_version), (ErrorCode::VersionMismatch, 1, 1));
 
     vda.handle_input(&out[0].to_bytes(), now);
     assert!(vda.is_closed());
     let ev = events(&mut vda);
     assert!(matches!(&ev[0], ChannelEvent::Rejected(r) if r.code == ErrorCode::VersionMismatch));
-    assert!(matches!(
-        &ev[1],
-        ChannelEvent::Closed {
-            code: ErrorCode::VersionMismatch,
-            ..
-        }
-    ));
+    assert!(matches!(&ev[1], ChannelEvent::Closed { code: ErrorCode::VersionMismatch, .. }));
     assert_eq!(vda.open_session(Open::default()), Err(ChannelError::Closed));
 }
 
@@ -191,35 +165,19 @@ fn overlapping_ranges_pick_highest_common_version() {
 fn frames_before_handshake_close_the_channel() {
     let now = Instant::now();
     let mut ep = Channel::new(ChannelConfig::endpoint(welcome()), now);
-    ep.handle_input(
-        &Frame::new(FrameKind::Open, 1, b"{}".to_vec()).to_bytes(),
-        now,
-    );
+    ep.handle_input(&Frame::new(FrameKind::Open, 1, b"{}".to_vec()).to_bytes(), now);
     assert!(ep.is_closed());
     let ev = events(&mut ep);
-    assert!(
-        matches!(
-            &ev[..],
-            [ChannelEvent::Closed {
-                code: ErrorCode::BadFrame,
-                ..
-            }]
-        ),
-        "{ev:?}"
-    );
+    assert!(matches!(&ev[..], [ChannelEvent::Closed { code: ErrorCode::BadFrame, .. }]), "{ev:?}");
     let out = frames(&mut ep);
     assert_eq!((out[0].kind, out[0].session), (FrameKind::Close, 0));
 
     // A HELLO that is not a Hello, or has the wrong magic.
-    for payload in [
-        &b"nope"[..],
-        br#"{"magic":"x","min_version":1,"max_version":1,"agent":"a","max_frame":4096}"#,
-    ] {
+    for payload in
+        [&b"nope"[..], br#"{"magic":"x","min_version":1,"max_version":1,"agent":"a","max_frame":4096}"#]
+    {
         let mut ep = Channel::new(ChannelConfig::endpoint(welcome()), now);
-        ep.handle_input(
-            &Frame::new(FrameKind::Hello, 0, payload.to_vec()).to_bytes(),
-            now,
-        );
+        ep.handle_input(&Frame::new(FrameKind::Hello, 0, payload.to_vec()).to_bytes(), now);
         assert!(ep.is_closed());
     }
 }
@@ -231,9 +189,7 @@ fn fragmentation_of_100k_message_at_max_frame_256() {
     let s = open(&mut vda, &mut ep, now);
     assert!(vda.is_session_open(s));
     events(&mut ep);
-    let blob: String = (0..100_000)
-        .map(|i| (b'a' + (i % 26) as u8) as char)
-        .collect();
+    let blob: String = (0..100_000).map(|i| (b'a' + (i % 26) as u8) as char).collect();
     let msg = Message::request(
         42,
         "pc.setRemoteDescription",
@@ -253,25 +209,13 @@ fn fragmentation_of_100k_message_at_max_frame_256() {
         ep.handle_input(std::slice::from_ref(b), now);
     }
     let ev = events(&mut ep);
-    assert_eq!(
-        ev,
-        vec![ChannelEvent::Message {
-            session: s,
-            message: msg.clone()
-        }]
-    );
+    assert_eq!(ev, vec![ChannelEvent::Message { session: s, message: msg.clone() }]);
 
     // And the reverse direction in one big write.
     let resp = Message::response_ok(42, json!({"sdp": blob}));
     ep.send(s, &resp).unwrap();
     pump(&mut ep, &mut vda, now);
-    assert_eq!(
-        events(&mut vda).last(),
-        Some(&ChannelEvent::Message {
-            session: s,
-            message: resp
-        })
-    );
+    assert_eq!(events(&mut vda).last(), Some(&ChannelEvent::Message { session: s, message: resp }));
 }
 
 #[test]
@@ -281,19 +225,11 @@ fn oversize_message_is_discarded_with_message_too_large() {
     let s = open(&mut vda, &mut ep, now);
     events(&mut ep);
     let chunk = vec![b' '; 65000];
-    let frag = Frame {
-        kind: FrameKind::Data,
-        flags: FLAG_MORE,
-        session: s,
-        payload: chunk,
-    };
+    let frag = Frame { kind: FrameKind::Data, flags: FLAG_MORE, session: s, payload: chunk };
     for _ in 0..20 {
         ep.handle_input(&frag.to_bytes(), now);
     }
-    ep.handle_input(
-        &Frame::new(FrameKind::Data, s, b"{}".to_vec()).to_bytes(),
-        now,
-    );
+    ep.handle_input(&Frame::new(FrameKind::Data, s, b"{}".to_vec()).to_bytes(), now);
     let ev = events(&mut ep);
     assert_eq!(ev.len(), 1, "{ev:?}");
     assert!(
@@ -306,19 +242,10 @@ fn oversize_message_is_discarded_with_message_too_large() {
     let ok = Message::request(1, "devices.enumerate", json!({}));
     vda.send(s, &ok).unwrap();
     pump(&mut vda, &mut ep, now);
-    assert_eq!(
-        events(&mut ep),
-        vec![ChannelEvent::Message {
-            session: s,
-            message: ok
-        }]
-    );
+    assert_eq!(events(&mut ep), vec![ChannelEvent::Message { session: s, message: ok }]);
     // Sending side refuses an over-limit message outright.
     let huge = Message::event("x", json!({"b": "y".repeat(MAX_MESSAGE)}));
-    assert!(matches!(
-        ep.send(s, &huge),
-        Err(ChannelError::MessageTooLarge { .. })
-    ));
+    assert!(matches!(ep.send(s, &huge), Err(ChannelError::MessageTooLarge { .. })));
 }
 
 #[test]
@@ -341,10 +268,7 @@ fn garbage_in_one_session_closes_only_that_session_after_8() {
         assert!(
             matches!(&ev[0], ChannelEvent::ProtocolError { session, error } if *session == a && error.code == ErrorCode::BadMessage)
         );
-        assert!(ev.contains(&ChannelEvent::Message {
-            session: b,
-            message: m
-        }));
+        assert!(ev.contains(&ChannelEvent::Message { session: b, message: m }));
         if i < 7 {
             assert_eq!(ev.len(), 2, "{ev:?}");
         } else {
@@ -358,20 +282,10 @@ fn garbage_in_one_session_closes_only_that_session_after_8() {
     }
     assert_eq!(ep.sessions().collect::<Vec<_>>(), vec![b]);
     let out = frames(&mut ep);
-    assert_eq!(
-        out.iter()
-            .filter(|f| f.kind == FrameKind::Error && f.session == a)
-            .count(),
-        8
-    );
+    assert_eq!(out.iter().filter(|f| f.kind == FrameKind::Error && f.session == a).count(), 8);
     let close = out.last().unwrap();
     assert_eq!((close.kind, close.session), (FrameKind::Close, a));
-    assert_eq!(
-        serde_json::from_slice::<Close>(&close.payload)
-            .unwrap()
-            .code,
-        ErrorCode::BadMessage
-    );
+    assert_eq!(serde_json::from_slice::<Close>(&close.payload).unwrap().code, ErrorCode::BadMessage);
 
     // The vda learns it from the CLOSE.
     for f in &out {
@@ -379,9 +293,7 @@ fn garbage_in_one_session_closes_only_that_session_after_8() {
     }
     let ev = events(&mut vda);
     assert_eq!(
-        ev.iter()
-            .filter(|e| matches!(e, ChannelEvent::PeerError { session, .. } if *session == a))
-            .count(),
+        ev.iter().filter(|e| matches!(e, ChannelEvent::PeerError { session, .. } if *session == a)).count(),
         8
     );
     assert!(
@@ -420,26 +332,14 @@ fn bad_request_with_id_gets_error_response_for_that_id() {
     let s = open(&mut vda, &mut ep, now);
     events(&mut vda);
     let bad = br#"{"type":"request","id":77,"method":"pc.close","params":"pc1"}"#;
-    ep.handle_input(
-        &Frame::new(FrameKind::Data, s, bad.to_vec()).to_bytes(),
-        now,
-    );
+    ep.handle_input(&Frame::new(FrameKind::Data, s, bad.to_vec()).to_bytes(), now);
     pump(&mut ep, &mut vda, now);
     let ev = events(&mut vda);
-    let [
-        ChannelEvent::Message {
-            session,
-            message: Message::Response(r),
-        },
-    ] = &ev[..]
-    else {
+    let [ChannelEvent::Message { session, message: Message::Response(r) }] = &ev[..] else {
         panic!("{ev:?}")
     };
     assert_eq!((*session, r.id), (s, 77));
-    assert_eq!(
-        r.outcome.as_ref().unwrap_err().code,
-        ErrorCode::InvalidParams
-    );
+    assert_eq!(r.outcome.as_ref().unwrap_err().code, ErrorCode::InvalidParams);
 }
 
 #[test]
@@ -457,33 +357,14 @@ fn oversize_frame_closes_channel() {
     assert!(
         matches!(&ev[0], ChannelEvent::SessionClosed { session, code: ErrorCode::BadFrame, by_peer: false, .. } if *session == s)
     );
-    assert!(matches!(
-        &ev[1],
-        ChannelEvent::Closed {
-            code: ErrorCode::BadFrame,
-            ..
-        }
-    ));
+    assert!(matches!(&ev[1], ChannelEvent::Closed { code: ErrorCode::BadFrame, .. }));
     // Later input is ignored, and the peer learns about it through CLOSE on session 0.
     ep.handle_input(&Frame::new(FrameKind::Ping, 0, vec![0; 8]).to_bytes(), now);
     pump(&mut ep, &mut vda, now);
     assert!(vda.is_closed());
     let ev = events(&mut vda);
-    assert!(matches!(
-        &ev[0],
-        ChannelEvent::SessionClosed {
-            by_peer: true,
-            code: ErrorCode::BadFrame,
-            ..
-        }
-    ));
-    assert!(matches!(
-        &ev[1],
-        ChannelEvent::Closed {
-            code: ErrorCode::BadFrame,
-            ..
-        }
-    ));
+    assert!(matches!(&ev[0], ChannelEvent::SessionClosed { by_peer: true, code: ErrorCode::BadFrame, .. }));
+    assert!(matches!(&ev[1], ChannelEvent::Closed { code: ErrorCode::BadFrame, .. }));
     assert_eq!(ep.poll_timeout(), None);
 }
 
@@ -507,24 +388,13 @@ fn skippable_frame_faults_get_error_bad_frame() {
     flags[5] = 0x80;
     ep.handle_input(&unknown, now);
     ep.handle_input(&flags, now);
-    ep.handle_input(
-        &Frame::new(FrameKind::Hello, 0, b"{}".to_vec()).to_bytes(),
-        now,
-    );
-    ep.handle_input(
-        &Frame::new(FrameKind::Ping, 0, vec![1, 2, 3]).to_bytes(),
-        now,
-    );
+    ep.handle_input(&Frame::new(FrameKind::Hello, 0, b"{}".to_vec()).to_bytes(), now);
+    ep.handle_input(&Frame::new(FrameKind::Ping, 0, vec![1, 2, 3]).to_bytes(), now);
     let out = frames(&mut ep);
     assert_eq!(out.len(), 4);
     for (f, session) in out.iter().zip([s, s, 0, 0]) {
         assert_eq!((f.kind, f.session), (FrameKind::Error, session));
-        assert_eq!(
-            serde_json::from_slice::<ErrorBody>(&f.payload)
-                .unwrap()
-                .code,
-            ErrorCode::BadFrame
-        );
+        assert_eq!(serde_json::from_slice::<ErrorBody>(&f.payload).unwrap().code, ErrorCode::BadFrame);
     }
     assert_eq!(events(&mut ep).len(), 4);
     assert!(ep.is_ready() && ep.is_session_open(s));
@@ -536,18 +406,10 @@ fn open_in_use_and_over_the_cap() {
     let (mut vda, mut ep) = connected(4096, 4096, now);
     let s = open(&mut vda, &mut ep, now);
     events(&mut ep);
-    ep.handle_input(
-        &Frame::new(FrameKind::Open, s, b"{}".to_vec()).to_bytes(),
-        now,
-    );
+    ep.handle_input(&Frame::new(FrameKind::Open, s, b"{}".to_vec()).to_bytes(), now);
     let out = frames(&mut ep);
     assert_eq!((out[0].kind, out[0].session), (FrameKind::Error, s));
-    assert_eq!(
-        serde_json::from_slice::<ErrorBody>(&out[0].payload)
-            .unwrap()
-            .code,
-        ErrorCode::SessionExists
-    );
+    assert_eq!(serde_json::from_slice::<ErrorBody>(&out[0].payload).unwrap().code, ErrorCode::SessionExists);
     assert!(ep.is_session_open(s));
 
     // The vda allows 100, the endpoint 64.
@@ -556,9 +418,7 @@ fn open_in_use_and_over_the_cap() {
     let mut vda = Channel::new(vc, now);
     let mut ep = Channel::new(ChannelConfig::endpoint(welcome()), now);
     pump(&mut vda, &mut ep, now);
-    let ids: Vec<_> = (0..65)
-        .map(|_| vda.open_session(Open::default()).unwrap())
-        .collect();
+    let ids: Vec<_> = (0..65).map(|_| vda.open_session(Open::default()).unwrap()).collect();
     pump(&mut vda, &mut ep, now);
     assert_eq!(ep.sessions().count(), 64);
     let ev = events(&mut vda);
@@ -576,14 +436,8 @@ fn open_in_use_and_over_the_cap() {
     pump(&mut vda, &mut ep, now);
     vda.open_session(Open::default()).unwrap();
     vda.open_session(Open::default()).unwrap();
-    assert_eq!(
-        vda.open_session(Open::default()),
-        Err(ChannelError::TooManySessions(2))
-    );
-    assert_eq!(
-        ep.open_session(Open::default()),
-        Err(ChannelError::WrongRole(Role::Vda))
-    );
+    assert_eq!(vda.open_session(Open::default()), Err(ChannelError::TooManySessions(2)));
+    assert_eq!(ep.open_session(Open::default()), Err(ChannelError::WrongRole(Role::Vda)));
 }
 
 #[test]
@@ -614,10 +468,7 @@ fn close_session_and_close_channel() {
             by_peer: true
         }]
     );
-    assert_eq!(
-        vda.send(a, &Message::event("x", json!({}))),
-        Err(ChannelError::UnknownSession(a))
-    );
+    assert_eq!(vda.send(a, &Message::event("x", json!({}))), Err(ChannelError::UnknownSession(a)));
 
     ep.close(ErrorCode::Internal, "shutting down");
     ep.close(ErrorCode::Internal, "again"); // idempotent
@@ -634,10 +485,7 @@ fn close_session_and_close_channel() {
                 reason: "shutting down".into(),
                 by_peer: true
             },
-            ChannelEvent::Closed {
-                code: ErrorCode::Internal,
-                reason: "shutting down".into()
-            },
+            ChannelEvent::Closed { code: ErrorCode::Internal, reason: "shutting down".into() },
         ]
     );
 }
@@ -657,10 +505,7 @@ fn keepalive_and_idle_timeout() {
     assert_eq!(ping[0].payload.len(), 8);
     ep.handle_input(&ping[0].to_bytes(), t0 + s(10));
     let pong = frames(&mut ep);
-    assert_eq!(
-        pong,
-        vec![Frame::new(FrameKind::Pong, 0, ping[0].payload.clone())]
-    );
+    assert_eq!(pong, vec![Frame::new(FrameKind::Pong, 0, ping[0].payload.clone())]);
     vda.handle_input(&pong[0].to_bytes(), t0 + s(10));
     assert!(events(&mut vda).is_empty());
     // Both sides now count from t0+10.
@@ -686,16 +531,7 @@ fn keepalive_and_idle_timeout() {
     ep.handle_timeout(quiet + s(30));
     assert!(ep.is_closed());
     let ev = events(&mut ep);
-    assert!(
-        matches!(
-            ev.last(),
-            Some(ChannelEvent::Closed {
-                code: ErrorCode::Timeout,
-                ..
-            })
-        ),
-        "{ev:?}"
-    );
+    assert!(matches!(ev.last(), Some(ChannelEvent::Closed { code: ErrorCode::Timeout, .. })), "{ev:?}");
 
     // Idle timeout also applies before the handshake, and no PING is sent then.
     let mut lonely = Channel::new(ChannelConfig::endpoint(welcome()), t0);
@@ -716,25 +552,12 @@ fn long_error_messages_are_shortened_to_fit_a_frame() {
     for f in &out {
         assert!(f.encoded_len() <= 256);
     }
-    assert_eq!(
-        serde_json::from_slice::<ErrorBody>(&out[0].payload)
-            .unwrap()
-            .code,
-        ErrorCode::Internal
-    );
-    assert_eq!(
-        serde_json::from_slice::<Close>(&out[1].payload)
-            .unwrap()
-            .code,
-        ErrorCode::Internal
-    );
+    assert_eq!(serde_json::from_slice::<ErrorBody>(&out[0].payload).unwrap().code, ErrorCode::Internal);
+    assert_eq!(serde_json::from_slice::<Close>(&out[1].payload).unwrap().code, ErrorCode::Internal);
     // A body that cannot be shortened enough is dropped rather than sent oversize.
     ep.send_error(
         0,
-        ErrorBody {
-            constraint: Some("c".repeat(1000)),
-            ..ErrorBody::new(ErrorCode::Overconstrained, "x")
-        },
+        ErrorBody { constraint: Some("c".repeat(1000)), ..ErrorBody::new(ErrorCode::Overconstrained, "x") },
     );
     assert!(ep.poll_transmit().is_none());
 }
@@ -758,9 +581,7 @@ impl Rng {
     }
 }
 
-const KINDS: [u8; 12] = [
-    0x01, 0x02, 0x03, 0x10, 0x11, 0x12, 0x20, 0x30, 0x31, 0x40, 0x00, 0xff,
-];
+const KINDS: [u8; 12] = [0x01, 0x02, 0x03, 0x10, 0x11, 0x12, 0x20, 0x30, 0x31, 0x40, 0x00, 0xff];
 
 /// Random but mostly well-framed input, so the state machine behind the decoder is reached.
 fn random_stream(rng: &mut Rng) -> Vec<u8> {
@@ -772,7 +593,10 @@ fn random_stream(rng: &mut Rng) -> Vec<u8> {
                 let payload = match rng.below(5) {
                     0 => rng.bytes(64),
                     1 => br#"{"type":"request","id":1,"method":"m","params":{}}"#.to_vec(),
-                    2 => br#"{"magic":"vdimedia","min_version":1,"max_version":1,"agent":"a","max_frame":256}"#.to_vec(),
+                    2 => {
+                        br#"{"magic":"vdimedia","min_version":1,"max_version":1,"agent":"a","max_frame":256}"#
+                            .to_vec()
+                    }
                     3 => br#"{"code":"normal","reason":"r"}"#.to_vec(),
                     _ => br#"{"name":"x","code":"limit_exceeded","message":"m"}"#.to_vec(),
                 };
@@ -796,11 +620,7 @@ fn random_input_never_panics() {
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let now = Instant::now();
     for round in 0..3000 {
-        let input = if round % 3 == 0 {
-            rng.bytes(300)
-        } else {
-            random_stream(&mut rng)
-        };
+        let input = if round % 3 == 0 { rng.bytes(300) } else { random_stream(&mut rng) };
         // Bare decoder.
         let mut d = FrameDecoder::new(256 + rng.below(1000));
         d.push(&input);

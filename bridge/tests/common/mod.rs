@@ -26,8 +26,7 @@ pub const WAIT: Duration = Duration::from_secs(5);
 pub fn init_tracing() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("VDIMEDIA_LOG")
-                .unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_env("VDIMEDIA_LOG").unwrap_or_else(|_| "warn".into()),
         )
         .with_test_writer()
         .try_init();
@@ -36,10 +35,7 @@ pub fn init_tracing() {
 pub fn temp_dir(tag: &str) -> PathBuf {
     static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let d = std::env::temp_dir().join(format!(
-        "vdimedia-bridge-test-{}-{tag}-{n}",
-        std::process::id()
-    ));
+    let d = std::env::temp_dir().join(format!("vdimedia-bridge-test-{}-{tag}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     d
 }
@@ -81,10 +77,7 @@ pub fn engine_welcome() -> Welcome {
             codecs: vec!["opus".into(), "G722".into(), "PCMU".into(), "PCMA".into()],
             aec: "software".into(),
             audio_backend: "pipewire".into(),
-            devices: DeviceCounts {
-                audioinput: 2,
-                audiooutput: 3,
-            },
+            devices: DeviceCounts { audioinput: 2, audiooutput: 3 },
         },
     )
 }
@@ -92,9 +85,7 @@ pub fn engine_welcome() -> Welcome {
 impl Engine {
     /// Dials the bridge's `--vc-listen` address and waits until the handshake is done.
     pub async fn dial(addr: SocketAddr) -> Engine {
-        let s = TcpStream::connect(addr)
-            .await
-            .expect("engine dials the bridge");
+        let s = TcpStream::connect(addr).await.expect("engine dials the bridge");
         let mut e = Engine::spawn(s, ChannelConfig::endpoint(engine_welcome()));
         e.expect(|ev| matches!(ev, ChannelEvent::Hello(_))).await;
         e
@@ -157,23 +148,15 @@ async fn run_engine<S: AsyncRead + AsyncWrite + Unpin>(
             }
         }
         while let Some(ev) = ch.poll_event() {
-            if let ChannelEvent::Message {
-                session,
-                message: Message::Request(r),
-            } = &ev
-            {
+            if let ChannelEvent::Message { session, message: Message::Request(r) } = &ev {
                 match r.method.as_str() {
-                    "test.close" => {
-                        ch.close_session(*session, ErrorCode::InvalidState, "asked to close")
-                    }
+                    "test.close" => ch.close_session(*session, ErrorCode::InvalidState, "asked to close"),
                     "test.flood" => {
                         let n = r.params["count"].as_u64().unwrap_or(0);
                         let pad = "x".repeat(r.params["bytes"].as_u64().unwrap_or(0) as usize);
                         for i in 0..n {
-                            let _ = ch.send(
-                                *session,
-                                &Message::event("test.flood", json!({"i": i, "pad": pad})),
-                            );
+                            let _ =
+                                ch.send(*session, &Message::event("test.flood", json!({"i": i, "pad": pad})));
                             while let Some(f) = ch.poll_transmit() {
                                 if wr.write_all(&f).await.is_err() {
                                     return;
@@ -183,13 +166,10 @@ async fn run_engine<S: AsyncRead + AsyncWrite + Unpin>(
                     }
                     m => {
                         if m == "test.event" {
-                            let _ = ch.send(
-                                *session,
-                                &Message::event("test.ping", json!({"session": session})),
-                            );
+                            let _ =
+                                ch.send(*session, &Message::event("test.ping", json!({"session": session})));
                         }
-                        let result =
-                            json!({"session": session, "method": r.method, "params": r.params});
+                        let result = json!({"session": session, "method": r.method, "params": r.params});
                         let _ = ch.send(*session, &Message::response_ok(r.id, result));
                     }
                 }
@@ -224,27 +204,18 @@ pub async fn small_buffer_page(addr: SocketAddr, origin: &str) -> PlainPage {
 async fn page_over(tcp: TcpStream, addr: SocketAddr, origin: &str) -> PlainPage {
     let mut req = format!("ws://{addr}/").into_client_request().unwrap();
     req.headers_mut().insert("Origin", origin.parse().unwrap());
-    req.headers_mut()
-        .insert("User-Agent", "Chromium/156 test".parse().unwrap());
-    let (ws, _) = tokio_tungstenite::client_async(req, tcp)
-        .await
-        .expect("WebSocket handshake");
+    req.headers_mut().insert("User-Agent", "Chromium/156 test".parse().unwrap());
+    let (ws, _) = tokio_tungstenite::client_async(req, tcp).await.expect("WebSocket handshake");
     Page { ws }
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Page<S> {
     pub async fn send(&mut self, v: Value) {
-        self.ws
-            .send(WsMessage::text(v.to_string()))
-            .await
-            .expect("page sends");
+        self.ws.send(WsMessage::text(v.to_string())).await.expect("page sends");
     }
 
     pub async fn send_raw(&mut self, text: &str) {
-        self.ws
-            .send(WsMessage::text(text.to_string()))
-            .await
-            .expect("page sends");
+        self.ws.send(WsMessage::text(text.to_string())).await.expect("page sends");
     }
 
     /// The next text message as JSON (5 s).
@@ -268,10 +239,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Page<S> {
     /// Waits for the close frame (5 s) and returns it.
     pub async fn recv_close(&mut self) -> Option<(u16, String)> {
         loop {
-            match tokio::time::timeout(WAIT, self.ws.next())
-                .await
-                .expect("page: no close within 5 s")
-            {
+            match tokio::time::timeout(WAIT, self.ws.next()).await.expect("page: no close within 5 s") {
                 Some(Ok(WsMessage::Close(c))) => {
                     return c.map(|c| (u16::from(c.code), c.reason.to_string()));
                 }
@@ -283,14 +251,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Page<S> {
     }
 
     pub async fn hello(&mut self) -> Value {
-        self.send(json!({"type":"hello","sdk":"0.1.0","min_version":1,"max_version":1}))
-            .await;
+        self.send(json!({"type":"hello","sdk":"0.1.0","min_version":1,"max_version":1})).await;
         self.recv().await
     }
 
     pub async fn request(&mut self, id: u64, method: &str, params: Value) -> Value {
-        self.send(json!({"type":"request","id":id,"method":method,"params":params}))
-            .await;
+        self.send(json!({"type":"request","id":id,"method":method,"params":params})).await;
         self.recv().await
     }
 }

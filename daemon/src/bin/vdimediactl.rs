@@ -115,7 +115,13 @@ fn devices(backend: &str, json: bool) -> ExitCode {
         Ok(list) => {
             println!("backend: {:?}", devices.backend());
             for d in list {
-                println!("{:<12} {:<44} {:<20} {}", format!("{:?}", d.kind).to_lowercase(), d.device_id, d.group_id, d.label);
+                println!(
+                    "{:<12} {:<44} {:<20} {}",
+                    format!("{:?}", d.kind).to_lowercase(),
+                    d.device_id,
+                    d.group_id,
+                    d.label
+                );
             }
             ExitCode::SUCCESS
         }
@@ -134,7 +140,13 @@ fn check() -> ExitCode {
     let mut missing_required = false;
     for (element, package, required) in ELEMENTS {
         let ok = gst::ElementFactory::find(element).is_some();
-        let mark = if ok { "ok" } else if *required { "MISSING" } else { "missing (optional)" };
+        let mark = if ok {
+            "ok"
+        } else if *required {
+            "MISSING"
+        } else {
+            "missing (optional)"
+        };
         println!("{element:<14} {mark:<20} {package}");
         missing_required |= !ok && *required;
     }
@@ -179,7 +191,10 @@ fn status(vc: Option<String>, json: bool) -> ExitCode {
                 println!("engine:   {} ({}/{})", welcome.engine, welcome.os, welcome.arch);
                 println!("protocol: {}", welcome.version);
                 println!("codecs:   {}", welcome.capabilities.codecs.join(", "));
-                println!("audio:    {} (aec: {})", welcome.capabilities.audio_backend, welcome.capabilities.aec);
+                println!(
+                    "audio:    {} (aec: {})",
+                    welcome.capabilities.audio_backend, welcome.capabilities.aec
+                );
                 println!(
                     "devices:  {} inputs, {} outputs",
                     welcome.capabilities.devices.audioinput, welcome.capabilities.devices.audiooutput

@@ -49,13 +49,7 @@ const HIDDEN: &[&str] = &[
 ];
 
 fn hidden(name: &str) -> bool {
-    HIDDEN.iter().any(|h| {
-        if h.ends_with(':') {
-            name.starts_with(h)
-        } else {
-            name == *h
-        }
-    })
+    HIDDEN.iter().any(|h| if h.ends_with(':') { name.starts_with(h) } else { name == *h })
 }
 
 /// Reads the hint list. Returns `(default, others)`: the `default` PCM when the configuration
@@ -73,11 +67,7 @@ pub(crate) fn pcms() -> (Option<AlsaPcm>, Vec<AlsaPcm>) {
     for h in hints {
         let Some(name) = h.name else { continue };
         let pcm = AlsaPcm {
-            description: h
-                .desc
-                .as_deref()
-                .and_then(|d| d.lines().next())
-                .map(|l| l.trim().to_string()),
+            description: h.desc.as_deref().and_then(|d| d.lines().next()).map(|l| l.trim().to_string()),
             capture: h.direction != Some(Direction::Playback),
             playback: h.direction != Some(Direction::Capture),
             name,

@@ -44,9 +44,7 @@ pub(crate) struct PwNode {
 /// name inside the runtime dir), else `pipewire-0` in `PIPEWIRE_RUNTIME_DIR` or
 /// `XDG_RUNTIME_DIR` (libpipewire's own order).
 pub(crate) fn socket_path() -> Option<PathBuf> {
-    let remote = std::env::var("PIPEWIRE_REMOTE")
-        .ok()
-        .filter(|r| !r.is_empty());
+    let remote = std::env::var("PIPEWIRE_REMOTE").ok().filter(|r| !r.is_empty());
     let name = remote.unwrap_or_else(|| "pipewire-0".to_string());
     if name.starts_with('/') {
         return Some(PathBuf::from(name));
@@ -65,9 +63,8 @@ pub(crate) fn daemon_answers() -> bool {
 /// Probes the PipeWire graph for audio source and sink nodes.
 pub(crate) fn nodes() -> EngineResult<Vec<PwNode>> {
     let Some(provider) = gst::DeviceProviderFactory::by_name(PROVIDER) else {
-        let e = EngineError::operation(
-            "GStreamer's PipeWire plugin (gstreamer1.0-pipewire) is not installed",
-        );
+        let e =
+            EngineError::operation("GStreamer's PipeWire plugin (gstreamer1.0-pipewire) is not installed");
         warn!(target: "media", "{}", e.message);
         return Err(e);
     };
@@ -96,12 +93,7 @@ pub(crate) fn nodes() -> EngineResult<Vec<PwNode>> {
             debug!(target: "media", %label, "PipeWire node without node.name skipped");
             continue;
         };
-        out.push(PwNode {
-            node_name,
-            label,
-            is_source,
-            props,
-        });
+        out.push(PwNode { node_name, label, is_source, props });
     }
     Ok(out)
 }
@@ -115,22 +107,14 @@ pub(crate) struct Defaults {
 }
 
 pub(crate) fn defaults() -> Defaults {
-    match run_with_timeout(
-        Command::new("pw-metadata").args(["-n", "default", "0"]),
-        METADATA_TIMEOUT,
-    ) {
+    match run_with_timeout(Command::new("pw-metadata").args(["-n", "default", "0"]), METADATA_TIMEOUT) {
         Some(text) => parse_metadata(&text),
         None => Defaults::default(),
     }
 }
 
 fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Option<String> {
-    let mut child = match cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-    {
+    let mut child = match cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn() {
         Ok(c) => c,
         Err(e) => {
             debug!(target: "media", error = %e, "pw-metadata not runnable; default devices unnamed");
@@ -179,10 +163,7 @@ fn parse_metadata(text: &str) -> Defaults {
             .or_else(|| found.get(&format!("default.configured.audio.{kind}")))
             .cloned()
     };
-    Defaults {
-        source: pick("source"),
-        sink: pick("sink"),
-    }
+    Defaults { source: pick("source"), sink: pick("sink") }
 }
 
 fn between<'a>(line: &'a str, start: &str, end: &str) -> Option<&'a str> {
@@ -225,10 +206,7 @@ mod tests {
             node_name: name.into(),
             label: name.into(),
             is_source: true,
-            props: props
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            props: props.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         }
     }
 
@@ -238,13 +216,7 @@ mod tests {
             update: id:0 key:'default.audio.sink' value:'{\"name\":\"spk\"}' type:'Spa:String:JSON'\n\
             update: id:0 key:'default.configured.audio.source' value:'{ \"name\": \"mic2\" }' type:'Spa:String:JSON'\n\
             update: id:0 key:'default.audio.source' value:'{\"name\":\"mic\"}' type:'Spa:String:JSON'\n";
-        assert_eq!(
-            parse_metadata(text),
-            Defaults {
-                source: Some("mic".into()),
-                sink: Some("spk".into())
-            }
-        );
+        assert_eq!(parse_metadata(text), Defaults { source: Some("mic".into()), sink: Some("spk".into()) });
         assert_eq!(parse_metadata("garbage\n"), Defaults::default());
     }
 
@@ -254,14 +226,8 @@ mod tests {
         let b = node("alsa_output.usb-Jabra_Evolve-00.analog-stereo", &[]);
         assert_eq!(group_key(&a), group_key(&b));
         let c = node("bluez_output.00_1B_66_AA_BB_CC.1", &[]);
-        let d = node(
-            "bluez_input.00:1B:66:AA:BB:CC",
-            &[("api.bluez5.address", "00:1B:66:AA:BB:CC")],
-        );
+        let d = node("bluez_input.00:1B:66:AA:BB:CC", &[("api.bluez5.address", "00:1B:66:AA:BB:CC")]);
         assert_eq!(group_key(&c), group_key(&d));
-        assert_ne!(
-            group_key(&node("virt_mic", &[])),
-            group_key(&node("spk", &[]))
-        );
+        assert_ne!(group_key(&node("virt_mic", &[])), group_key(&node("spk", &[])));
     }
 }

@@ -77,9 +77,7 @@ pub fn parse_stream_constraints(c: &MediaStreamConstraints) -> EngineResult<Audi
     let audio = requested(&c.audio)?;
     let video = requested(&c.video)?;
     if !audio && !video {
-        return Err(type_error(
-            "At least one of audio and video must be requested",
-        ));
+        return Err(type_error("At least one of audio and video must be requested"));
     }
     if video {
         warn!(target: "media", "getUserMedia: video requested; this engine has no video devices");
@@ -144,35 +142,20 @@ fn strings(name: &str, v: &Value) -> EngineResult<Vec<String>> {
             .iter()
             .map(|i| match i {
                 Value::String(s) => Ok(s.clone()),
-                _ => Err(type_error(format!(
-                    "{name} must be a string or a list of strings"
-                ))),
+                _ => Err(type_error(format!("{name} must be a string or a list of strings"))),
             })
             .collect(),
-        _ => Err(type_error(format!(
-            "{name} must be a string or a list of strings"
-        ))),
+        _ => Err(type_error(format!("{name} must be a string or a list of strings"))),
     }
 }
 
 fn parse_string(name: &str, v: &Value) -> EngineResult<StringConstraint> {
     match v {
         Value::Object(m) => Ok(StringConstraint {
-            exact: m
-                .get("exact")
-                .filter(|v| !v.is_null())
-                .map(|v| strings(name, v))
-                .transpose()?,
-            ideal: m
-                .get("ideal")
-                .filter(|v| !v.is_null())
-                .map(|v| strings(name, v))
-                .transpose()?,
+            exact: m.get("exact").filter(|v| !v.is_null()).map(|v| strings(name, v)).transpose()?,
+            ideal: m.get("ideal").filter(|v| !v.is_null()).map(|v| strings(name, v)).transpose()?,
         }),
-        _ => Ok(StringConstraint {
-            exact: None,
-            ideal: Some(strings(name, v)?),
-        }),
+        _ => Ok(StringConstraint { exact: None, ideal: Some(strings(name, v)?) }),
     }
 }
 
@@ -186,10 +169,7 @@ fn parse_bool(name: &str, v: &Value) -> EngineResult<BoolConstraint> {
             exact: m.get("exact").filter(|v| !v.is_null()).map(b).transpose()?,
             ideal: m.get("ideal").filter(|v| !v.is_null()).map(b).transpose()?,
         }),
-        _ => Ok(BoolConstraint {
-            exact: None,
-            ideal: Some(b(v)?),
-        }),
+        _ => Ok(BoolConstraint { exact: None, ideal: Some(b(v)?) }),
     }
 }
 
@@ -209,10 +189,7 @@ fn parse_ulong(name: &str, v: &Value) -> EngineResult<ULongConstraint> {
                 max: get("max")?,
             })
         }
-        _ => Ok(ULongConstraint {
-            ideal: Some(n(v)?),
-            ..Default::default()
-        }),
+        _ => Ok(ULongConstraint { ideal: Some(n(v)?), ..Default::default() }),
     }
 }
 
@@ -283,11 +260,8 @@ pub fn select(
     // Advanced sets narrow the choice when they can be met, in order (§4.3.1.1 step 5).
     let mut accepted: Vec<&AudioConstraintSet> = Vec::new();
     for set in &constraints.advanced {
-        let narrowed: Vec<(usize, f64)> = kept
-            .iter()
-            .copied()
-            .filter(|(i, _)| fitness(set, &candidates[*i], caps, true).is_ok())
-            .collect();
+        let narrowed: Vec<(usize, f64)> =
+            kept.iter().copied().filter(|(i, _)| fitness(set, &candidates[*i], caps, true).is_ok()).collect();
         if !narrowed.is_empty() {
             kept = narrowed;
             accepted.push(set);
@@ -303,19 +277,11 @@ pub fn select(
         })
         .expect("kept is not empty");
 
-    let sets: Vec<&AudioConstraintSet> = std::iter::once(&constraints.basic)
-        .chain(accepted)
-        .collect();
-    let sample_rate = settle_ulong(
-        sets.iter().filter_map(|s| s.sample_rate),
-        caps.sample_rate,
-        DEFAULT_SAMPLE_RATE,
-    );
-    let channel_count = settle_ulong(
-        sets.iter().filter_map(|s| s.channel_count),
-        caps.channel_count,
-        DEFAULT_CHANNEL_COUNT,
-    );
+    let sets: Vec<&AudioConstraintSet> = std::iter::once(&constraints.basic).chain(accepted).collect();
+    let sample_rate =
+        settle_ulong(sets.iter().filter_map(|s| s.sample_rate), caps.sample_rate, DEFAULT_SAMPLE_RATE);
+    let channel_count =
+        settle_ulong(sets.iter().filter_map(|s| s.channel_count), caps.channel_count, DEFAULT_CHANNEL_COUNT);
     let settle_bool = |get: fn(&AudioConstraintSet) -> Option<BoolConstraint>| {
         let mut value = true;
         for c in sets.iter().filter_map(|s| get(s)) {
@@ -344,10 +310,9 @@ fn fitness(
     all_required: bool,
 ) -> Result<f64, &'static str> {
     let mut distance = 0.0;
-    for (name, constraint, value) in [
-        ("deviceId", &set.device_id, c.device_id),
-        ("groupId", &set.group_id, c.group_id),
-    ] {
+    for (name, constraint, value) in
+        [("deviceId", &set.device_id, c.device_id), ("groupId", &set.group_id, c.group_id)]
+    {
         let Some(sc) = constraint else { continue };
         if let Some(exact) = &sc.exact
             && !exact.iter().any(|e| e == value)
@@ -380,21 +345,9 @@ fn fitness(
         }
     }
     for (name, constraint, supported) in [
-        (
-            "echoCancellation",
-            &set.echo_cancellation,
-            caps.echo_cancellation,
-        ),
-        (
-            "noiseSuppression",
-            &set.noise_suppression,
-            caps.noise_suppression,
-        ),
-        (
-            "autoGainControl",
-            &set.auto_gain_control,
-            caps.auto_gain_control,
-        ),
+        ("echoCancellation", &set.echo_cancellation, caps.echo_cancellation),
+        ("noiseSuppression", &set.noise_suppression, caps.noise_suppression),
+        ("autoGainControl", &set.auto_gain_control, caps.auto_gain_control),
     ] {
         let Some(b) = constraint else { continue };
         let wanted_on = b.exact == Some(true) || (all_required && b.ideal == Some(true));
@@ -418,11 +371,7 @@ fn bounds(u: &ULongConstraint, (cap_lo, cap_hi): (u32, u32)) -> (u32, u32) {
 
 /// The value a numeric setting gets: inside every set's bounds, as close as possible to the
 /// last ideal (or to the default).
-fn settle_ulong(
-    sets: impl Iterator<Item = ULongConstraint>,
-    range: (u32, u32),
-    default: u32,
-) -> u32 {
+fn settle_ulong(sets: impl Iterator<Item = ULongConstraint>, range: (u32, u32), default: u32) -> u32 {
     let (mut lo, mut hi) = range;
     let mut target = default;
     for u in sets {
@@ -460,18 +409,9 @@ mod tests {
 
     fn cands() -> Vec<Candidate<'static>> {
         vec![
-            Candidate {
-                device_id: "default",
-                group_id: "g1",
-            },
-            Candidate {
-                device_id: "aaa",
-                group_id: "g1",
-            },
-            Candidate {
-                device_id: "bbb",
-                group_id: "g2",
-            },
+            Candidate { device_id: "default", group_id: "g1" },
+            Candidate { device_id: "aaa", group_id: "g1" },
+            Candidate { device_id: "bbb", group_id: "g2" },
         ]
     }
 
@@ -479,32 +419,19 @@ mod tests {
     fn media_constraints_type_errors_and_video() {
         assert_eq!(parse(json!({})).unwrap_err().code, ErrorCode::InvalidParams);
         assert_eq!(
-            parse(json!({"audio": false, "video": false}))
-                .unwrap_err()
-                .code,
+            parse(json!({"audio": false, "video": false})).unwrap_err().code,
             ErrorCode::InvalidParams
         );
-        assert_eq!(
-            parse(json!({"audio": 3})).unwrap_err().code,
-            ErrorCode::InvalidParams
-        );
+        assert_eq!(parse(json!({"audio": 3})).unwrap_err().code, ErrorCode::InvalidParams);
         let e = parse(json!({"audio": true, "video": true})).unwrap_err();
         assert_eq!(e.code, ErrorCode::NotFound);
         assert_eq!(e.message, "Requested device not found");
+        assert_eq!(parse(json!({"video": {"width": 640}})).unwrap_err().code, ErrorCode::NotFound);
         assert_eq!(
-            parse(json!({"video": {"width": 640}})).unwrap_err().code,
-            ErrorCode::NotFound
-        );
-        assert_eq!(
-            parse(json!({"audio": {"sampleRate": "fast"}}))
-                .unwrap_err()
-                .code,
+            parse(json!({"audio": {"sampleRate": "fast"}})).unwrap_err().code,
             ErrorCode::InvalidParams
         );
-        assert_eq!(
-            parse(json!({"audio": true})).unwrap(),
-            AudioConstraints::default()
-        );
+        assert_eq!(parse(json!({"audio": true})).unwrap(), AudioConstraints::default());
     }
 
     #[test]
@@ -513,12 +440,7 @@ mod tests {
         assert_eq!(sel(json!(true)).unwrap().index, 0);
         assert_eq!(sel(json!({"deviceId": "bbb"})).unwrap().index, 2);
         assert_eq!(sel(json!({"deviceId": {"exact": "aaa"}})).unwrap().index, 1);
-        assert_eq!(
-            sel(json!({"deviceId": {"exact": ["zzz", "bbb"]}}))
-                .unwrap()
-                .index,
-            2
-        );
+        assert_eq!(sel(json!({"deviceId": {"exact": ["zzz", "bbb"]}})).unwrap().index, 2);
         assert_eq!(sel(json!({"deviceId": ["zzz", "bbb"]})).unwrap().index, 2);
         // Unknown ideal: every device is equally far; the default (first) wins.
         assert_eq!(sel(json!({"deviceId": {"ideal": "zzz"}})).unwrap().index, 0);
@@ -526,12 +448,7 @@ mod tests {
         assert_eq!(e.code, ErrorCode::Overconstrained);
         assert_eq!(e.constraint.as_deref(), Some("deviceId"));
         assert_eq!(sel(json!({"groupId": {"exact": "g2"}})).unwrap().index, 2);
-        assert_eq!(
-            sel(json!({"advanced": [{"deviceId": "zzz"}, {"deviceId": "aaa"}]}))
-                .unwrap()
-                .index,
-            1
-        );
+        assert_eq!(sel(json!({"advanced": [{"deviceId": "zzz"}, {"deviceId": "aaa"}]})).unwrap().index, 1);
     }
 
     #[test]
@@ -540,27 +457,15 @@ mod tests {
         let s = sel(json!(true)).unwrap();
         assert_eq!((s.sample_rate, s.channel_count), (48_000, 1));
         assert!(
-            s.echo_cancellation_requested
-                && s.noise_suppression_requested
-                && s.auto_gain_control_requested
+            s.echo_cancellation_requested && s.noise_suppression_requested && s.auto_gain_control_requested
         );
-        let s = sel(
-            json!({"sampleRate": 16000, "channelCount": {"exact": 2}, "echoCancellation": false}),
-        )
-        .unwrap();
+        let s = sel(json!({"sampleRate": 16000, "channelCount": {"exact": 2}, "echoCancellation": false}))
+            .unwrap();
         assert_eq!((s.sample_rate, s.channel_count), (16_000, 2));
         assert!(!s.echo_cancellation_requested);
         // An ideal out of range is clamped, never an error.
-        assert_eq!(
-            sel(json!({"sampleRate": 192000})).unwrap().sample_rate,
-            96_000
-        );
-        assert_eq!(
-            sel(json!({"sampleRate": {"min": 8000, "max": 16000}}))
-                .unwrap()
-                .sample_rate,
-            16_000
-        );
+        assert_eq!(sel(json!({"sampleRate": 192000})).unwrap().sample_rate, 96_000);
+        assert_eq!(sel(json!({"sampleRate": {"min": 8000, "max": 16000}})).unwrap().sample_rate, 16_000);
         let e = sel(json!({"sampleRate": {"exact": 192000}})).unwrap_err();
         assert_eq!(e.constraint.as_deref(), Some("sampleRate"));
         let e = sel(json!({"channelCount": {"min": 3}})).unwrap_err();
@@ -569,20 +474,10 @@ mod tests {
         assert!(sel(json!({"echoCancellation": true})).is_ok());
         let e = sel(json!({"echoCancellation": {"exact": true}})).unwrap_err();
         assert_eq!(e.constraint.as_deref(), Some("echoCancellation"));
-        let with_aec = CaptureCapabilities {
-            echo_cancellation: true,
-            ..CAPS
-        };
+        let with_aec = CaptureCapabilities { echo_cancellation: true, ..CAPS };
         let c = parse(json!({"audio": {"echoCancellation": {"exact": true}}})).unwrap();
-        assert!(
-            select(&c, &cands(), &with_aec)
-                .unwrap()
-                .echo_cancellation_requested
-        );
+        assert!(select(&c, &cands(), &with_aec).unwrap().echo_cancellation_requested);
         // Float numbers from JavaScript are accepted.
-        assert_eq!(
-            sel(json!({"sampleRate": 44100.0})).unwrap().sample_rate,
-            44_100
-        );
+        assert_eq!(sel(json!({"sampleRate": 44100.0})).unwrap().sample_rate, 44_100);
     }
 }

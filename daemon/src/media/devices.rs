@@ -12,9 +12,7 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
 use uuid::Uuid;
-use vdimedia_protocol::api::{
-    MediaDeviceInfo, MediaDeviceKind, MediaStreamConstraints, MediaTrackSettings,
-};
+use vdimedia_protocol::api::{MediaDeviceInfo, MediaDeviceKind, MediaStreamConstraints, MediaTrackSettings};
 
 use super::constraints::{self, Candidate, CaptureCapabilities};
 use super::output::AudioOutput;
@@ -44,11 +42,8 @@ impl AudioBackend {
     /// `PIPEWIRE_REMOTE`, else `$PIPEWIRE_RUNTIME_DIR` or `$XDG_RUNTIME_DIR`/`pipewire-0`),
     /// else ALSA.
     pub fn detect() -> Self {
-        let backend = if backend_pipewire::daemon_answers() {
-            AudioBackend::PipeWire
-        } else {
-            AudioBackend::Alsa
-        };
+        let backend =
+            if backend_pipewire::daemon_answers() { AudioBackend::PipeWire } else { AudioBackend::Alsa };
         info!(target: "media", backend = %backend, socket = ?backend_pipewire::socket_path(), "audio backend detected");
         backend
     }
@@ -74,9 +69,7 @@ impl FromStr for AudioBackend {
         match s.to_ascii_lowercase().as_str() {
             "pipewire" => Ok(AudioBackend::PipeWire),
             "alsa" => Ok(AudioBackend::Alsa),
-            _ => Err(format!(
-                "unknown audio backend {s:?} (expected pipewire or alsa)"
-            )),
+            _ => Err(format!("unknown audio backend {s:?} (expected pipewire or alsa)")),
         }
     }
 }
@@ -109,11 +102,7 @@ pub struct MediaDevices {
 impl MediaDevices {
     /// A handle on `backend`'s devices. Starts nothing: probing happens on each call.
     pub fn new(backend: AudioBackend) -> Self {
-        Self {
-            backend,
-            processing: ProcessingPolicy::default(),
-            probe_lock: Arc::new(Mutex::new(())),
-        }
+        Self { backend, processing: ProcessingPolicy::default(), probe_lock: Arc::new(Mutex::new(())) }
     }
 
     /// Sets which audio processing the engine can apply to capture (the AEC policy hook:
@@ -145,14 +134,10 @@ impl MediaDevices {
         match self.devices() {
             Ok(devs) => {
                 let count = |k| {
-                    devs.iter()
-                        .filter(|d| d.info.kind == k && d.info.device_id != DEFAULT_DEVICE_ID)
-                        .count() as u32
+                    devs.iter().filter(|d| d.info.kind == k && d.info.device_id != DEFAULT_DEVICE_ID).count()
+                        as u32
                 };
-                (
-                    count(MediaDeviceKind::Audioinput),
-                    count(MediaDeviceKind::Audiooutput),
-                )
+                (count(MediaDeviceKind::Audioinput), count(MediaDeviceKind::Audiooutput))
             }
             Err(e) => {
                 warn!(target: "media", error = %e, "device probe failed; reporting no devices");
@@ -166,26 +151,17 @@ impl MediaDevices {
     /// `NotFoundError`; a required constraint no device meets (e.g. `deviceId: {exact: unknown}`,
     /// `sampleRate: {exact: 192000}`) → `OverconstrainedError` naming it. Opens nothing: the
     /// device opens when a source element from [`LocalTrack::make_source`] starts playing.
-    pub fn get_user_media(
-        &self,
-        constraints: &MediaStreamConstraints,
-    ) -> EngineResult<Vec<LocalTrack>> {
+    pub fn get_user_media(&self, constraints: &MediaStreamConstraints) -> EngineResult<Vec<LocalTrack>> {
         let parsed = constraints::parse_stream_constraints(constraints)?;
-        let inputs: Vec<Device> = self
-            .devices()?
-            .into_iter()
-            .filter(|d| d.info.kind == MediaDeviceKind::Audioinput)
-            .collect();
+        let inputs: Vec<Device> =
+            self.devices()?.into_iter().filter(|d| d.info.kind == MediaDeviceKind::Audioinput).collect();
         if inputs.is_empty() {
             warn!(target: "media", backend = %self.backend, "getUserMedia: no audio input device");
             return Err(EngineError::not_found("Requested device not found"));
         }
         let candidates: Vec<Candidate<'_>> = inputs
             .iter()
-            .map(|d| Candidate {
-                device_id: &d.info.device_id,
-                group_id: &d.info.group_id,
-            })
+            .map(|d| Candidate { device_id: &d.info.device_id, group_id: &d.info.group_id })
             .collect();
         let caps = self.capture_capabilities();
         let sel = constraints::select(&parsed, &candidates, &caps)?;
@@ -199,12 +175,7 @@ impl MediaDevices {
             noise_suppression: sel.noise_suppression_requested && self.processing.noise_suppression,
             auto_gain_control: sel.auto_gain_control_requested && self.processing.auto_gain_control,
         };
-        let track = LocalTrack::new(
-            dev.info.label.clone(),
-            settings,
-            dev.endpoint.clone(),
-            self.backend,
-        );
+        let track = LocalTrack::new(dev.info.label.clone(), settings, dev.endpoint.clone(), self.backend);
         info!(target: "media", track = %track.id, device = %dev.info.label, endpoint = ?dev.endpoint,
               sample_rate = sel.sample_rate, channels = sel.channel_count, "getUserMedia: track created");
         Ok(vec![track])
@@ -222,17 +193,10 @@ impl MediaDevices {
             .into_iter()
             .find(|d| d.info.kind == MediaDeviceKind::Audiooutput && d.info.device_id == wanted);
         match dev {
-            Some(d) => Ok(AudioOutput::new(
-                d.info.device_id,
-                d.info.label,
-                d.endpoint,
-                self.backend,
-            )),
+            Some(d) => Ok(AudioOutput::new(d.info.device_id, d.info.label, d.endpoint, self.backend)),
             None => {
                 warn!(target: "media", sink_id = wanted, "no such audio output");
-                Err(EngineError::not_found(format!(
-                    "Requested audio output {wanted:?} not found"
-                )))
+                Err(EngineError::not_found(format!("Requested audio output {wanted:?} not found")))
             }
         }
     }
@@ -266,9 +230,7 @@ impl MediaDevices {
 
 /// A stable id: the v5 UUID of `key`, in the simple (32 hex digit) form.
 fn stable_id(key: &str) -> String {
-    Uuid::new_v5(&ID_NAMESPACE, key.as_bytes())
-        .simple()
-        .to_string()
+    Uuid::new_v5(&ID_NAMESPACE, key.as_bytes()).simple().to_string()
 }
 
 fn kind_str(kind: MediaDeviceKind) -> &'static str {
@@ -292,28 +254,12 @@ fn with_default(
         return devs;
     }
     let (label, group_id) = match default_real.and_then(|i| devs.get(i)) {
-        Some(real) => (
-            format!("Default - {}", real.info.label),
-            real.info.group_id.clone(),
-        ),
-        None => (
-            "Default".to_string(),
-            stable_id(&format!("group:default:{}", kind_str(kind))),
-        ),
+        Some(real) => (format!("Default - {}", real.info.label), real.info.group_id.clone()),
+        None => ("Default".to_string(), stable_id(&format!("group:default:{}", kind_str(kind)))),
     };
-    devs.sort_by(|a, b| {
-        a.info
-            .label
-            .cmp(&b.info.label)
-            .then(a.info.device_id.cmp(&b.info.device_id))
-    });
+    devs.sort_by(|a, b| a.info.label.cmp(&b.info.label).then(a.info.device_id.cmp(&b.info.device_id)));
     let default = Device {
-        info: MediaDeviceInfo {
-            device_id: DEFAULT_DEVICE_ID.to_string(),
-            kind,
-            label,
-            group_id,
-        },
+        info: MediaDeviceInfo { device_id: DEFAULT_DEVICE_ID.to_string(), kind, label, group_id },
         endpoint: default_endpoint,
     };
     std::iter::once(default).chain(devs).collect()
@@ -347,13 +293,7 @@ fn pipewire_devices() -> EngineResult<Vec<Device>> {
             });
         }
         // `None` target: PipeWire follows its default even if it changes mid-call.
-        out.extend(with_default(
-            kind,
-            devs,
-            Endpoint::PipeWire(None),
-            default_real,
-            false,
-        ));
+        out.extend(with_default(kind, devs, Endpoint::PipeWire(None), default_real, false));
     }
     Ok(out)
 }
@@ -373,24 +313,14 @@ fn alsa_devices() -> Vec<Device> {
                 info: MediaDeviceInfo {
                     device_id: stable_id(&format!("alsa:{}:{}", kind_str(kind), p.name)),
                     kind,
-                    label: p
-                        .description
-                        .clone()
-                        .filter(|d| !d.is_empty())
-                        .unwrap_or_else(|| p.name.clone()),
+                    label: p.description.clone().filter(|d| !d.is_empty()).unwrap_or_else(|| p.name.clone()),
                     group_id: stable_id(&format!("group:{}", backend_alsa::group_key(&p.name))),
                 },
                 endpoint: Endpoint::Alsa(p.name.clone()),
             })
             .collect();
         let default_exists = default.as_ref().is_some_and(wants);
-        out.extend(with_default(
-            kind,
-            devs,
-            Endpoint::Alsa("default".into()),
-            None,
-            default_exists,
-        ));
+        out.extend(with_default(kind, devs, Endpoint::Alsa("default".into()), None, default_exists));
     }
     out
 }
@@ -401,18 +331,9 @@ mod tests {
 
     #[test]
     fn media_backend_names() {
-        assert_eq!(
-            serde_json::to_string(&AudioBackend::PipeWire).unwrap(),
-            "\"pipewire\""
-        );
-        assert_eq!(
-            serde_json::from_str::<AudioBackend>("\"alsa\"").unwrap(),
-            AudioBackend::Alsa
-        );
-        assert_eq!(
-            "PipeWire".parse::<AudioBackend>().unwrap(),
-            AudioBackend::PipeWire
-        );
+        assert_eq!(serde_json::to_string(&AudioBackend::PipeWire).unwrap(), "\"pipewire\"");
+        assert_eq!(serde_json::from_str::<AudioBackend>("\"alsa\"").unwrap(), AudioBackend::Alsa);
+        assert_eq!("PipeWire".parse::<AudioBackend>().unwrap(), AudioBackend::PipeWire);
         assert!("oss".parse::<AudioBackend>().is_err());
     }
 
@@ -447,10 +368,7 @@ mod tests {
             .status()
             .expect("re-run the test binary");
         let _ = std::fs::remove_dir_all(&home);
-        assert!(
-            status.success(),
-            "ALSA checks failed in the child process (see its output above)"
-        );
+        assert!(status.success(), "ALSA checks failed in the child process (see its output above)");
     }
 
     /// The child half of [`media_alsa_mode_with_asoundrc`]; does nothing when run directly.
@@ -463,76 +381,45 @@ mod tests {
         let md = MediaDevices::new(AudioBackend::Alsa);
         let devs = md.enumerate().unwrap();
         eprintln!("ALSA devices: {devs:#?}");
-        let find = |kind, label: &str| {
-            devs.iter()
-                .find(|d| d.kind == kind && d.label == label)
-                .cloned()
-        };
-        let mic =
-            find(MediaDeviceKind::Audioinput, "nullmic").expect("type null PCM listed as input");
-        assert!(
-            find(MediaDeviceKind::Audiooutput, "nullmic").is_some(),
-            "a null PCM is also an output"
-        );
-        let spk =
-            find(MediaDeviceKind::Audiooutput, "filespk").expect("type file PCM listed as output");
+        let find = |kind, label: &str| devs.iter().find(|d| d.kind == kind && d.label == label).cloned();
+        let mic = find(MediaDeviceKind::Audioinput, "nullmic").expect("type null PCM listed as input");
+        assert!(find(MediaDeviceKind::Audiooutput, "nullmic").is_some(), "a null PCM is also an output");
+        let spk = find(MediaDeviceKind::Audiooutput, "filespk").expect("type file PCM listed as output");
         assert!(
             find(MediaDeviceKind::Audiooutput, "Null speaker").is_some(),
             "hint description is the label"
         );
-        assert!(
-            !devs.iter().any(|d| d.label == "null"),
-            "alsa-lib's own null PCM is hidden"
-        );
-        assert_eq!(
-            devs,
-            MediaDevices::new(AudioBackend::Alsa).enumerate().unwrap(),
-            "stable ids"
-        );
+        assert!(!devs.iter().any(|d| d.label == "null"), "alsa-lib's own null PCM is hidden");
+        assert_eq!(devs, MediaDevices::new(AudioBackend::Alsa).enumerate().unwrap(), "stable ids");
         let (inputs, outputs) = md.capabilities();
-        assert!(
-            inputs >= 1 && outputs >= 3,
-            "capabilities ({inputs}, {outputs})"
-        );
+        assert!(inputs >= 1 && outputs >= 3, "capabilities ({inputs}, {outputs})");
 
-        let c = serde_json::from_value(serde_json::json!({"audio": {"deviceId": {"exact": mic.device_id}, "sampleRate": 16000}})).unwrap();
+        let c = serde_json::from_value(
+            serde_json::json!({"audio": {"deviceId": {"exact": mic.device_id}, "sampleRate": 16000}}),
+        )
+        .unwrap();
         let track = md.get_user_media(&c).unwrap().remove(0);
-        assert_eq!(
-            (track.label.as_str(), track.settings.sample_rate),
-            ("nullmic", 16_000)
-        );
+        assert_eq!((track.label.as_str(), track.settings.sample_rate), ("nullmic", 16_000));
 
         // Capture from the null PCM: silence, but real buffers at the asked rate.
         let pipeline = gst::Pipeline::new();
         let src = track.make_source().unwrap();
-        let sink = gst::ElementFactory::make("fakesink")
-            .property("sync", false)
-            .build()
-            .unwrap();
+        let sink = gst::ElementFactory::make("fakesink").property("sync", false).build().unwrap();
         pipeline.add_many([&src, &sink]).unwrap();
         src.link(&sink).unwrap();
         let buffers = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let b2 = buffers.clone();
-        sink.static_pad("sink")
-            .unwrap()
-            .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
-                b2.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                gst::PadProbeReturn::Ok
-            });
+        sink.static_pad("sink").unwrap().add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+            b2.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            gst::PadProbeReturn::Ok
+        });
         pipeline.set_state(gst::State::Playing).unwrap();
         std::thread::sleep(std::time::Duration::from_millis(400));
-        let caps = sink
-            .static_pad("sink")
-            .unwrap()
-            .current_caps()
-            .expect("negotiated");
+        let caps = sink.static_pad("sink").unwrap().current_caps().expect("negotiated");
         pipeline.set_state(gst::State::Null).unwrap();
         let s = caps.structure(0).unwrap();
         assert_eq!(s.get::<i32>("rate").unwrap(), 16_000);
-        assert!(
-            buffers.load(std::sync::atomic::Ordering::Relaxed) > 0,
-            "alsasrc produced buffers"
-        );
+        assert!(buffers.load(std::sync::atomic::Ordering::Relaxed) > 0, "alsasrc produced buffers");
 
         // Playout into the file PCM: the tone lands in the file. A null slave has no clock of
         // its own (it drains instantly, so a syncing sink would find every buffer late and
@@ -545,13 +432,7 @@ mod tests {
             .build()
             .unwrap();
         let sink = out.make_sink().unwrap();
-        let alsasink = sink
-            .downcast_ref::<gst::Bin>()
-            .unwrap()
-            .iterate_sinks()
-            .next()
-            .unwrap()
-            .unwrap();
+        let alsasink = sink.downcast_ref::<gst::Bin>().unwrap().iterate_sinks().next().unwrap().unwrap();
         assert_eq!(alsasink.factory().unwrap().name(), "alsasink");
         alsasink.set_property("sync", false);
         pipeline.add_many([&tone, &sink]).unwrap();
@@ -564,10 +445,7 @@ mod tests {
         );
         pipeline.set_state(gst::State::Null).unwrap();
         assert!(
-            matches!(
-                msg.as_ref().map(|m| m.view()),
-                Some(gst::MessageView::Eos(_))
-            ),
+            matches!(msg.as_ref().map(|m| m.view()), Some(gst::MessageView::Eos(_))),
             "playout ran to EOS: {msg:?}"
         );
         let data = std::fs::read(&out_file).expect("file PCM written");

@@ -35,9 +35,7 @@ pub(crate) fn ensure_gst() -> EngineResult<()> {
 /// Creates a GStreamer element, with an error naming the package that provides it.
 pub(crate) fn make_element(factory: &str, package: &str) -> EngineResult<gst::Element> {
     gst::ElementFactory::make(factory).build().map_err(|_| {
-        let e = EngineError::operation(format!(
-            "GStreamer element {factory} is missing (install {package})"
-        ));
+        let e = EngineError::operation(format!("GStreamer element {factory} is missing (install {package})"));
         tracing::error!(target: "media", factory, package, "missing GStreamer element");
         e
     })

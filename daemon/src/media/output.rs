@@ -20,18 +20,8 @@ pub struct AudioOutput {
 }
 
 impl AudioOutput {
-    pub(crate) fn new(
-        device_id: String,
-        label: String,
-        endpoint: Endpoint,
-        backend: AudioBackend,
-    ) -> Self {
-        Self {
-            device_id,
-            label,
-            endpoint,
-            backend,
-        }
+    pub(crate) fn new(device_id: String, label: String, endpoint: Endpoint, backend: AudioBackend) -> Self {
+        Self { device_id, label, endpoint, backend }
     }
 
     /// The backend the output belongs to.
@@ -47,9 +37,7 @@ impl AudioOutput {
     /// the caller's pipeline goes to PAUSED.
     pub fn make_sink(&self) -> EngineResult<gst::Element> {
         ensure_gst()?;
-        let bin = gst::Bin::builder()
-            .name(element_name("vdimedia-playout"))
-            .build();
+        let bin = gst::Bin::builder().name(element_name("vdimedia-playout")).build();
         let convert = make_element("audioconvert", "gstreamer1.0-plugins-base")?;
         let resample = make_element("audioresample", "gstreamer1.0-plugins-base")?;
         let sink = match &self.endpoint {
@@ -78,16 +66,10 @@ impl AudioOutput {
                 sink
             }
         };
-        bin.add_many([&convert, &resample, &sink])
-            .map_err(gst_err)?;
+        bin.add_many([&convert, &resample, &sink]).map_err(gst_err)?;
         gst::Element::link_many([&convert, &resample, &sink]).map_err(gst_err)?;
-        let target = convert
-            .static_pad("sink")
-            .expect("audioconvert has a sink pad");
-        let ghost = gst::GhostPad::builder_with_target(&target)
-            .map_err(gst_err)?
-            .name("sink")
-            .build();
+        let target = convert.static_pad("sink").expect("audioconvert has a sink pad");
+        let ghost = gst::GhostPad::builder_with_target(&target).map_err(gst_err)?.name("sink").build();
         bin.add_pad(&ghost).map_err(gst_err)?;
         debug!(target: "media", device = %self.label, endpoint = ?self.endpoint, bin = %bin.name(), "playout sink created");
         Ok(bin.upcast())

@@ -33,10 +33,7 @@ static ELEMENT_SERIAL: AtomicU64 = AtomicU64::new(0);
 
 /// A unique element name with a readable prefix (bins of several calls share one process).
 pub(crate) fn element_name(prefix: &str) -> String {
-    format!(
-        "{prefix}-{}",
-        ELEMENT_SERIAL.fetch_add(1, Ordering::Relaxed)
-    )
+    format!("{prefix}-{}", ELEMENT_SERIAL.fetch_add(1, Ordering::Relaxed))
 }
 
 /// An audio capture track from `getUserMedia`. `id` is a UUID (unique per track); `label` the
@@ -59,13 +56,7 @@ impl LocalTrack {
         endpoint: Endpoint,
         backend: AudioBackend,
     ) -> Self {
-        Self {
-            id: Uuid::new_v4().to_string(),
-            label,
-            settings,
-            endpoint,
-            backend,
-        }
+        Self { id: Uuid::new_v4().to_string(), label, settings, endpoint, backend }
     }
 
     /// The wire form (`Track` of docs/protocol.md): id, kind "audio", label, settings.
@@ -93,9 +84,7 @@ impl LocalTrack {
         ensure_gst()?;
         let rate = self.settings.sample_rate as i32;
         let channels = self.settings.channel_count as i32;
-        let bin = gst::Bin::builder()
-            .name(element_name("vdimedia-capture"))
-            .build();
+        let bin = gst::Bin::builder().name(element_name("vdimedia-capture")).build();
 
         let src = match &self.endpoint {
             Endpoint::PipeWire(target) => {
@@ -148,21 +137,12 @@ impl LocalTrack {
         let out_caps = make_element("capsfilter", "gstreamer1.0-plugins-base")?;
         out_caps.set_property(
             "caps",
-            gst::Caps::builder("audio/x-raw")
-                .field("rate", rate)
-                .field("channels", channels)
-                .build(),
+            gst::Caps::builder("audio/x-raw").field("rate", rate).field("channels", channels).build(),
         );
-        bin.add_many([&convert, &resample, &out_caps])
-            .map_err(gst_err)?;
+        bin.add_many([&convert, &resample, &out_caps]).map_err(gst_err)?;
         gst::Element::link_many([&src, &convert, &resample, &out_caps]).map_err(gst_err)?;
-        let target = out_caps
-            .static_pad("src")
-            .expect("capsfilter has a src pad");
-        let ghost = gst::GhostPad::builder_with_target(&target)
-            .map_err(gst_err)?
-            .name("src")
-            .build();
+        let target = out_caps.static_pad("src").expect("capsfilter has a src pad");
+        let ghost = gst::GhostPad::builder_with_target(&target).map_err(gst_err)?.name("src").build();
         bin.add_pad(&ghost).map_err(gst_err)?;
         debug!(target: "media", track = %self.id, endpoint = ?self.endpoint, rate, channels, bin = %bin.name(),
                "capture source created");
@@ -196,10 +176,7 @@ fn restamp_by_sample_count(pad: &gst::Pad, rate: u64, bytes_per_frame: usize) {
         window_start: Option<gst::ClockTime>,
         min_lag_ns: i64,
     }
-    let state = Mutex::new(State {
-        min_lag_ns: i64::MAX,
-        ..Default::default()
-    });
+    let state = Mutex::new(State { min_lag_ns: i64::MAX, ..Default::default() });
     pad.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
         let Some(gst::PadProbeData::Buffer(buffer)) = info.data.as_mut() else {
             return gst::PadProbeReturn::Ok;

@@ -36,10 +36,7 @@ impl VcAddr {
             } else {
                 a.to_string()
             };
-            return addr
-                .parse()
-                .map(VcAddr::Tcp)
-                .map_err(|_| format!("{s:?}: expected tcp://IP:PORT"));
+            return addr.parse().map(VcAddr::Tcp).map_err(|_| format!("{s:?}: expected tcp://IP:PORT"));
         }
         Err(format!("{s:?}: expected unix:/path or tcp://IP:PORT"))
     }
@@ -65,10 +62,7 @@ mod tests {
             VcAddr::parse("tcp://127.0.0.1:9003").unwrap(),
             VcAddr::Tcp("127.0.0.1:9003".parse().unwrap())
         );
-        assert_eq!(
-            VcAddr::parse("tcp://localhost:9003").unwrap().to_string(),
-            "tcp://127.0.0.1:9003"
-        );
+        assert_eq!(VcAddr::parse("tcp://localhost:9003").unwrap().to_string(), "tcp://127.0.0.1:9003");
         assert!(VcAddr::parse("unix:relative").is_err());
         assert!(VcAddr::parse("tcp://nohost").is_err());
         assert!(VcAddr::parse("http://x").is_err());

@@ -31,11 +31,11 @@ pub fn socket_activation_listener() -> std::io::Result<Option<UnixListener>> {
 /// Binds `path` (creating its folder, mode 0700, and replacing a stale socket) with mode 0600:
 /// only the user the daemon runs as may open the channel.
 pub fn bind_unix(path: &Path) -> std::io::Result<UnixListener> {
-    if let Some(dir) = path.parent() {
-        if !dir.exists() {
-            std::fs::create_dir_all(dir)?;
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
-        }
+    if let Some(dir) = path.parent()
+        && !dir.exists()
+    {
+        std::fs::create_dir_all(dir)?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
     }
     if path.exists() {
         // A socket left by a killed daemon refuses connections; anything else is not ours.
@@ -80,7 +80,12 @@ pub async fn run_listener(listener: UnixListener, engine: Arc<Engine>, mut shutd
 
 /// Dials `addr` and serves the channel; redials `redial` after it drops or fails, until
 /// shutdown.
-pub async fn run_dialler(addr: VcAddr, redial: Duration, engine: Arc<Engine>, mut shutdown: watch::Receiver<bool>) {
+pub async fn run_dialler(
+    addr: VcAddr,
+    redial: Duration,
+    engine: Arc<Engine>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         let served = match &addr {
             VcAddr::Tcp(a) => match TcpStream::connect(a).await {

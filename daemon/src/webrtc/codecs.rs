@@ -73,14 +73,7 @@ impl Codec {
     /// Codec from its common name as the protocol's capability list writes it
     /// (`opus`, `G722`, `PCMU`, `PCMA`; case-insensitive).
     pub fn from_name(name: &str) -> Option<Codec> {
-        Self::from_rtpmap(
-            name,
-            if name.eq_ignore_ascii_case("opus") {
-                48000
-            } else {
-                8000
-            },
-        )
+        Self::from_rtpmap(name, if name.eq_ignore_ascii_case("opus") { 48000 } else { 8000 })
     }
 
     /// One structure of webrtcbin `codec-preferences` for this codec with payload type `pt`.
@@ -107,10 +100,7 @@ impl Codec {
             Codec::G722 => (16000, 1),
             Codec::Pcmu | Codec::Pcma => (8000, 1),
         };
-        gst::Caps::builder("audio/x-raw")
-            .field("rate", rate)
-            .field("channels", channels)
-            .build()
+        gst::Caps::builder("audio/x-raw").field("rate", rate).field("channels", channels).build()
     }
 
     /// Encoder and payloader for sending with payload type `pt`, plus the raw caps to feed.

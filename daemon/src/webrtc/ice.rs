@@ -56,9 +56,8 @@ pub fn settings(config: &RtcConfiguration) -> EngineResult<IceSettings> {
     };
     for server in &config.ice_servers {
         for url in server.urls.to_vec() {
-            let (scheme, rest) = url
-                .split_once(':')
-                .ok_or_else(|| syntax(format!("ICE server URL {url:?} has no scheme")))?;
+            let (scheme, rest) =
+                url.split_once(':').ok_or_else(|| syntax(format!("ICE server URL {url:?} has no scheme")))?;
             let (hostport, query) = match rest.split_once('?') {
                 Some((h, q)) => (h, Some(q)),
                 None => (rest, None),
@@ -69,11 +68,7 @@ pub fn settings(config: &RtcConfiguration) -> EngineResult<IceSettings> {
             }
             match scheme.to_ascii_lowercase().as_str() {
                 "stun" => {
-                    let port = if has_port(hostport) {
-                        String::new()
-                    } else {
-                        ":3478".into()
-                    };
+                    let port = if has_port(hostport) { String::new() } else { ":3478".into() };
                     if out.stun_server.is_some() {
                         tracing::warn!(%url, "webrtcbin uses one STUN server; ignoring this one");
                     } else {
@@ -91,27 +86,18 @@ pub fn settings(config: &RtcConfiguration) -> EngineResult<IceSettings> {
                     };
                     let transport = match query {
                         None => None,
-                        Some(q) => match q
-                            .strip_prefix("transport=")
-                            .map(str::to_ascii_lowercase)
-                            .as_deref()
+                        Some(q) => match q.strip_prefix("transport=").map(str::to_ascii_lowercase).as_deref()
                         {
                             Some("udp") => Some("udp"),
                             Some("tcp") => Some("tcp"),
                             _ => {
-                                return Err(syntax(format!(
-                                    "ICE server URL {url:?} has a bad query {q:?}"
-                                )));
+                                return Err(syntax(format!("ICE server URL {url:?} has a bad query {q:?}")));
                             }
                         },
                     };
                     let default_port = if s == "turns" { ":5349" } else { ":3478" };
                     let port = if has_port(hostport) { "" } else { default_port };
-                    let mut u = format!(
-                        "{s}://{}:{}@{hostport}{port}",
-                        url_encode(user),
-                        url_encode(cred)
-                    );
+                    let mut u = format!("{s}://{}:{}@{hostport}{port}", url_encode(user), url_encode(cred));
                     if let Some(t) = transport {
                         u.push_str("?transport=");
                         u.push_str(t);
@@ -186,18 +172,10 @@ mod tests {
             }],
             ..Default::default()
         };
+        assert_eq!(settings(&bad("http://x", None)).unwrap_err().code, ErrorCode::InvalidParams);
+        assert_eq!(settings(&bad("turn:x", None)).unwrap_err().code, ErrorCode::InvalidAccess);
         assert_eq!(
-            settings(&bad("http://x", None)).unwrap_err().code,
-            ErrorCode::InvalidParams
-        );
-        assert_eq!(
-            settings(&bad("turn:x", None)).unwrap_err().code,
-            ErrorCode::InvalidAccess
-        );
-        assert_eq!(
-            settings(&bad("turn:x?transport=sctp", Some("u")))
-                .unwrap_err()
-                .code,
+            settings(&bad("turn:x?transport=sctp", Some("u"))).unwrap_err().code,
             ErrorCode::InvalidParams
         );
     }

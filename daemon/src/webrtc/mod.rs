@@ -15,9 +15,7 @@ pub mod sdp;
 pub mod stats;
 
 pub use codecs::Codec;
-pub use peer_connection::{
-    LOOPBACK_ICE_ENV, PcEvent, PcOptions, PeerConnection, TransceiverKindOrTrack,
-};
+pub use peer_connection::{LOOPBACK_ICE_ENV, PcEvent, PcOptions, PeerConnection, TransceiverKindOrTrack};
 
 use crate::error::{EngineError, EngineResult};
 use gst::prelude::*;

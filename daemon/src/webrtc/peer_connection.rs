@@ -64,10 +64,7 @@ impl Default for PcOptions {
         let loopback_ice = std::env::var(LOOPBACK_ICE_ENV)
             .map(|v| v == "1" || v.eq_ignore_ascii_case("true"))
             .unwrap_or(false);
-        Self {
-            loopback_ice,
-            codecs: Codec::DEFAULT_ORDER.to_vec(),
-        }
+        Self { loopback_ice, codecs: Codec::DEFAULT_ORDER.to_vec() }
     }
 }
 
@@ -166,9 +163,7 @@ pub struct PeerConnection {
 
 impl std::fmt::Debug for PeerConnection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PeerConnection")
-            .field("id", &self.inner.id)
-            .finish()
+        f.debug_struct("PeerConnection").field("id", &self.inner.id).finish()
     }
 }
 
@@ -230,9 +225,7 @@ fn conn_from_gst(s: gst_webrtc::WebRTCPeerConnectionState) -> RtcPeerConnectionS
     }
 }
 
-fn dir_from_gst(
-    d: gst_webrtc::WebRTCRTPTransceiverDirection,
-) -> Option<RtcRtpTransceiverDirection> {
+fn dir_from_gst(d: gst_webrtc::WebRTCRTPTransceiverDirection) -> Option<RtcRtpTransceiverDirection> {
     use gst_webrtc::WebRTCRTPTransceiverDirection as G;
     Some(match d {
         G::Inactive => RtcRtpTransceiverDirection::Inactive,
@@ -254,15 +247,10 @@ fn dir_to_gst(d: RtcRtpTransceiverDirection) -> gst_webrtc::WebRTCRTPTransceiver
 }
 
 fn sends(d: Option<RtcRtpTransceiverDirection>) -> bool {
-    matches!(
-        d,
-        Some(RtcRtpTransceiverDirection::Sendrecv | RtcRtpTransceiverDirection::Sendonly)
-    )
+    matches!(d, Some(RtcRtpTransceiverDirection::Sendrecv | RtcRtpTransceiverDirection::Sendonly))
 }
 
-fn desc_from_gst(
-    d: Option<gst_webrtc::WebRTCSessionDescription>,
-) -> Option<RtcSessionDescriptionInit> {
+fn desc_from_gst(d: Option<gst_webrtc::WebRTCSessionDescription>) -> Option<RtcSessionDescriptionInit> {
     let d = d?;
     let sdp_type = match d.type_() {
         gst_webrtc::WebRTCSDPType::Offer => RtcSdpType::Offer,
@@ -270,10 +258,7 @@ fn desc_from_gst(
         gst_webrtc::WebRTCSDPType::Answer => RtcSdpType::Answer,
         _ => RtcSdpType::Rollback,
     };
-    Some(RtcSessionDescriptionInit {
-        sdp_type,
-        sdp: d.sdp().as_text().unwrap_or_default(),
-    })
+    Some(RtcSessionDescriptionInit { sdp_type, sdp: d.sdp().as_text().unwrap_or_default() })
 }
 
 fn op_err(msg: impl Into<String>) -> EngineError {
@@ -308,49 +293,30 @@ impl Trans {
     }
 
     fn track_ref(&self) -> TrackRef {
-        TrackRef {
-            id: self.receiver_track.clone(),
-            kind: "audio".into(),
-            label: "remote audio".into(),
-        }
+        TrackRef { id: self.receiver_track.clone(), kind: "audio".into(), label: "remote audio".into() }
     }
 
     fn info(&self) -> TransceiverInfo {
         TransceiverInfo {
             id: self.id.clone(),
             mid: self.trans.mid().map(|m| m.to_string()),
-            direction: dir_from_gst(self.trans.direction())
-                .unwrap_or(RtcRtpTransceiverDirection::Inactive),
+            direction: dir_from_gst(self.trans.direction()).unwrap_or(RtcRtpTransceiverDirection::Inactive),
             current_direction: self.current_direction,
-            sender: SenderInfo {
-                id: self.sender_id.clone(),
-                track: self.sender_track.clone(),
-            },
-            receiver: ReceiverInfo {
-                id: self.receiver_id.clone(),
-                track: self.track_ref(),
-            },
+            sender: SenderInfo { id: self.sender_id.clone(), track: self.sender_track.clone() },
+            receiver: ReceiverInfo { id: self.receiver_id.clone(), track: self.track_ref() },
         }
     }
 
     fn mline(&self) -> Option<u32> {
         let m = self.trans.mlineindex();
-        if m != u32::MAX {
-            Some(m)
-        } else {
-            self.pending_mline
-        }
+        if m != u32::MAX { Some(m) } else { self.pending_mline }
     }
 }
 
 impl PeerConnection {
     /// `new RTCPeerConnection(configuration)`: builds and starts the pipeline (webrtcbin in
     /// PLAYING, no media yet). Options come from [`PcOptions::default`] (environment).
-    pub fn new(
-        id: &str,
-        config: &RtcConfiguration,
-        events: UnboundedSender<PcEvent>,
-    ) -> EngineResult<Self> {
+    pub fn new(id: &str, config: &RtcConfiguration, events: UnboundedSender<PcEvent>) -> EngineResult<Self> {
         Self::with_options(id, config, PcOptions::default(), events)
     }
 
@@ -373,10 +339,7 @@ impl PeerConnection {
             .map_err(|e| op_err(format!("webrtcbin is not available: {e}")))?;
         webrtc.set_property("bundle-policy", ice_settings.bundle_policy);
         if ice_settings.relay_only {
-            webrtc.set_property(
-                "ice-transport-policy",
-                gst_webrtc::WebRTCICETransportPolicy::Relay,
-            );
+            webrtc.set_property("ice-transport-policy", gst_webrtc::WebRTCICETransportPolicy::Relay);
         }
         if let Some(stun) = &ice_settings.stun_server {
             webrtc.set_property("stun-server", stun);
@@ -385,9 +348,7 @@ impl PeerConnection {
             let ok = webrtc.emit_by_name::<bool>("add-turn-server", &[turn]);
             if !ok {
                 tracing::warn!(pc = id, "webrtcbin refused a TURN server URL");
-                return Err(EngineError::invalid_params(
-                    "TURN server URL refused by webrtcbin",
-                ));
+                return Err(EngineError::invalid_params("TURN server URL refused by webrtcbin"));
             }
         }
         pipeline.add(&webrtc).map_err(|e| op_err(e.to_string()))?;
@@ -510,21 +471,14 @@ impl PeerConnection {
     }
 
     fn check_open(&self) -> EngineResult<()> {
-        if lock(&self.inner.st).closed {
-            Err(self.closed_err())
-        } else {
-            Ok(())
-        }
+        if lock(&self.inner.st).closed { Err(self.closed_err()) } else { Ok(()) }
     }
 
     /// `createOffer(options)` (WebRTC 1.0 §4.4.3.2 createOffer). Only in `stable` or
     /// `have-local-offer`, else `invalid_state`. `offerToReceiveAudio` adds a recvonly audio
     /// transceiver when there is none, as Chromium does. `iceRestart` is not supported by
     /// webrtcbin 1.22 and is ignored with a warning.
-    pub async fn create_offer(
-        &self,
-        options: &RtcOfferOptions,
-    ) -> EngineResult<RtcSessionDescriptionInit> {
+    pub async fn create_offer(&self, options: &RtcOfferOptions) -> EngineResult<RtcSessionDescriptionInit> {
         let _chain = self.inner.chain.lock().await;
         self.create_offer_locked(options).await
     }
@@ -539,10 +493,7 @@ impl PeerConnection {
             if st.closed {
                 return Err(self.closed_err());
             }
-            if !matches!(
-                st.signaling,
-                RtcSignalingState::Stable | RtcSignalingState::HaveLocalOffer
-            ) {
+            if !matches!(st.signaling, RtcSignalingState::Stable | RtcSignalingState::HaveLocalOffer) {
                 return Err(EngineError::invalid_state(format!(
                     "createOffer in signaling state {:?}",
                     st.signaling
@@ -566,8 +517,7 @@ impl PeerConnection {
         }
         let reply = i
             .promise("create-offer", |p| {
-                i.webrtc
-                    .emit_by_name::<()>("create-offer", &[&None::<gst::Structure>, p]);
+                i.webrtc.emit_by_name::<()>("create-offer", &[&None::<gst::Structure>, p]);
             })
             .await?;
         let desc = reply
@@ -577,10 +527,7 @@ impl PeerConnection {
         let sdp = desc.sdp().as_text().map_err(|e| op_err(e.to_string()))?;
         lock(&i.st).last_offer = Some(sdp.clone());
         tracing::debug!(pc = %i.id, "offer created");
-        Ok(RtcSessionDescriptionInit {
-            sdp_type: RtcSdpType::Offer,
-            sdp,
-        })
+        Ok(RtcSessionDescriptionInit { sdp_type: RtcSdpType::Offer, sdp })
     }
 
     /// `createAnswer()` (WebRTC 1.0 §4.4.3.2). Only in `have-remote-offer` or
@@ -609,8 +556,7 @@ impl PeerConnection {
         }
         let reply = i
             .promise("create-answer", |p| {
-                i.webrtc
-                    .emit_by_name::<()>("create-answer", &[&None::<gst::Structure>, p]);
+                i.webrtc.emit_by_name::<()>("create-answer", &[&None::<gst::Structure>, p]);
             })
             .await?;
         let desc = reply
@@ -620,10 +566,7 @@ impl PeerConnection {
         let sdp = desc.sdp().as_text().map_err(|e| op_err(e.to_string()))?;
         lock(&i.st).last_answer = Some(sdp.clone());
         tracing::debug!(pc = %i.id, "answer created");
-        Ok(RtcSessionDescriptionInit {
-            sdp_type: RtcSdpType::Answer,
-            sdp,
-        })
+        Ok(RtcSessionDescriptionInit { sdp_type: RtcSdpType::Answer, sdp })
     }
 
     /// `setLocalDescription(description)` (WebRTC 1.0 §4.4.1.5). `None` (or an empty `sdp`) is
@@ -652,8 +595,7 @@ impl PeerConnection {
         let desc = match desc {
             None => {
                 if implicit_offer {
-                    self.create_offer_locked(&RtcOfferOptions::default())
-                        .await?
+                    self.create_offer_locked(&RtcOfferOptions::default()).await?
                 } else {
                     self.create_answer_locked().await?
                 }
@@ -669,8 +611,7 @@ impl PeerConnection {
                 match (last, d.sdp_type) {
                     (Some(sdp), t) => RtcSessionDescriptionInit { sdp_type: t, sdp },
                     (None, RtcSdpType::Offer) => {
-                        self.create_offer_locked(&RtcOfferOptions::default())
-                            .await?
+                        self.create_offer_locked(&RtcOfferOptions::default()).await?
                     }
                     (None, _) => self.create_answer_locked().await?,
                 }
@@ -678,15 +619,11 @@ impl PeerConnection {
             Some(d) => d,
         };
         let allowed = match desc.sdp_type {
-            RtcSdpType::Offer => matches!(
-                signaling,
-                RtcSignalingState::Stable | RtcSignalingState::HaveLocalOffer
-            ),
+            RtcSdpType::Offer => {
+                matches!(signaling, RtcSignalingState::Stable | RtcSignalingState::HaveLocalOffer)
+            }
             RtcSdpType::Answer | RtcSdpType::Pranswer => {
-                matches!(
-                    signaling,
-                    RtcSignalingState::HaveRemoteOffer | RtcSignalingState::HaveLocalPranswer
-                )
+                matches!(signaling, RtcSignalingState::HaveRemoteOffer | RtcSignalingState::HaveLocalPranswer)
             }
             RtcSdpType::Rollback => {
                 tracing::warn!(pc = %i.id, "rollback requested: not supported by webrtcbin 1.22");
@@ -706,10 +643,7 @@ impl PeerConnection {
     /// `setRemoteDescription(description)` (WebRTC 1.0 §4.4.1.6). Fires `track` for every
     /// transceiver that starts receiving, before it resolves. Wrong state → `invalid_state`;
     /// malformed SDP or SDP webrtcbin rejects → `invalid_sdp`.
-    pub async fn set_remote_description(
-        &self,
-        desc: RtcSessionDescriptionInit,
-    ) -> EngineResult<PcState> {
+    pub async fn set_remote_description(&self, desc: RtcSessionDescriptionInit) -> EngineResult<PcState> {
         let _chain = self.inner.chain.lock().await;
         let i = &self.inner;
         let signaling = {
@@ -720,15 +654,11 @@ impl PeerConnection {
             st.signaling
         };
         let allowed = match desc.sdp_type {
-            RtcSdpType::Offer => matches!(
-                signaling,
-                RtcSignalingState::Stable | RtcSignalingState::HaveRemoteOffer
-            ),
+            RtcSdpType::Offer => {
+                matches!(signaling, RtcSignalingState::Stable | RtcSignalingState::HaveRemoteOffer)
+            }
             RtcSdpType::Answer | RtcSdpType::Pranswer => {
-                matches!(
-                    signaling,
-                    RtcSignalingState::HaveLocalOffer | RtcSignalingState::HaveRemotePranswer
-                )
+                matches!(signaling, RtcSignalingState::HaveLocalOffer | RtcSignalingState::HaveRemotePranswer)
             }
             RtcSdpType::Rollback => {
                 tracing::warn!(pc = %i.id, "rollback requested: not supported by webrtcbin 1.22");
@@ -745,11 +675,7 @@ impl PeerConnection {
         self.apply_description(false, desc).await
     }
 
-    async fn apply_description(
-        &self,
-        local: bool,
-        desc: RtcSessionDescriptionInit,
-    ) -> EngineResult<PcState> {
+    async fn apply_description(&self, local: bool, desc: RtcSessionDescriptionInit) -> EngineResult<PcState> {
         let i = &self.inner;
         let msg = sdp::parse(&desc.sdp).inspect_err(|e| {
             tracing::warn!(pc = %i.id, local, reason = %e.message, "bad SDP");
@@ -771,11 +697,7 @@ impl PeerConnection {
         } else {
             None
         };
-        let signal = if local {
-            "set-local-description"
-        } else {
-            "set-remote-description"
-        };
+        let signal = if local { "set-local-description" } else { "set-remote-description" };
         let result = i
             .promise(signal, |p| {
                 i.webrtc.emit_by_name::<()>(signal, &[&gdesc, p]);
@@ -828,10 +750,7 @@ impl PeerConnection {
     /// end-of-candidates (accepted, nothing to do for webrtcbin). Without a remote description →
     /// `invalid_state`; neither `sdpMid` nor `sdpMLineIndex` → `invalid_params` (TypeError); an
     /// m-line that does not exist or a malformed candidate → `operation_error`.
-    pub async fn add_ice_candidate(
-        &self,
-        candidate: Option<RtcIceCandidateInit>,
-    ) -> EngineResult<()> {
+    pub async fn add_ice_candidate(&self, candidate: Option<RtcIceCandidateInit>) -> EngineResult<()> {
         let _chain = self.inner.chain.lock().await;
         let i = &self.inner;
         let (remote_mlines, mids) = {
@@ -839,20 +758,12 @@ impl PeerConnection {
             if st.closed {
                 return Err(self.closed_err());
             }
-            let mids: Vec<(Option<String>, Option<u32>)> = st
-                .transceivers
-                .iter()
-                .map(|t| (t.trans.mid().map(|m| m.to_string()), t.mline()))
-                .collect();
+            let mids: Vec<(Option<String>, Option<u32>)> =
+                st.transceivers.iter().map(|t| (t.trans.mid().map(|m| m.to_string()), t.mline())).collect();
             (st.remote_mlines, mids)
         };
-        if i.webrtc
-            .property::<Option<gst_webrtc::WebRTCSessionDescription>>("remote-description")
-            .is_none()
-        {
-            return Err(EngineError::invalid_state(
-                "addIceCandidate before setRemoteDescription",
-            ));
+        if i.webrtc.property::<Option<gst_webrtc::WebRTCSessionDescription>>("remote-description").is_none() {
+            return Err(EngineError::invalid_state("addIceCandidate before setRemoteDescription"));
         }
         let Some(c) = candidate else {
             tracing::debug!(pc = %i.id, "remote end-of-candidates");
@@ -871,15 +782,11 @@ impl PeerConnection {
                 .and_then(|(_, l)| *l)
                 .ok_or_else(|| op_err(format!("no m-line with mid {mid:?}")))?,
             (None, None) => {
-                return Err(EngineError::invalid_params(
-                    "candidate needs sdpMid or sdpMLineIndex",
-                ));
+                return Err(EngineError::invalid_params("candidate needs sdpMid or sdpMLineIndex"));
             }
         };
         if mline >= remote_mlines {
-            return Err(op_err(format!(
-                "sdpMLineIndex {mline} out of range ({remote_mlines} m-lines)"
-            )));
+            return Err(op_err(format!("sdpMLineIndex {mline} out of range ({remote_mlines} m-lines)")));
         }
         let fields: Vec<&str> = text.split_whitespace().collect();
         if !fields.first().is_some_and(|f| f.starts_with("candidate:"))
@@ -890,8 +797,7 @@ impl PeerConnection {
             return Err(op_err(format!("malformed ICE candidate {text:.80}")));
         }
         tracing::debug!(pc = %i.id, mline, candidate = %text, "remote candidate");
-        i.webrtc
-            .emit_by_name::<()>("add-ice-candidate", &[&mline, &text]);
+        i.webrtc.emit_by_name::<()>("add-ice-candidate", &[&mline, &text]);
         Ok(())
     }
 
@@ -909,11 +815,7 @@ impl PeerConnection {
         let i = &self.inner;
         {
             let st = lock(&i.st);
-            if st
-                .transceivers
-                .iter()
-                .any(|t| t.sender_track.as_deref() == Some(track_id))
-            {
+            if st.transceivers.iter().any(|t| t.sender_track.as_deref() == Some(track_id)) {
                 return Err(EngineError::new(
                     ErrorCode::InvalidAccess,
                     format!("track {track_id} is already added"),
@@ -931,9 +833,7 @@ impl PeerConnection {
                 // addTrack fills it again without renegotiation (what replaceTrack would do).
                 .or_else(|| {
                     st.transceivers.iter().position(|t| {
-                        t.kind_audio
-                            && t.sender_track.is_none()
-                            && sends(dir_from_gst(t.trans.direction()))
+                        t.kind_audio && t.sender_track.is_none() && sends(dir_from_gst(t.trans.direction()))
                     })
                 })
         };
@@ -952,10 +852,9 @@ impl PeerConnection {
             t.ever_sent = true;
             t.source = Some(source);
             t.local_streams = streams;
-            if let (true, Some((pt, codec))) = (
-                sends(t.current_direction) && t.sink_pad.is_some(),
-                t.negotiated,
-            ) {
+            if let (true, Some((pt, codec))) =
+                (sends(t.current_direction) && t.sink_pad.is_some(), t.negotiated)
+            {
                 // Already negotiated to send: start at once.
                 if let Err(e) = i.link_send(t, pt, codec) {
                     tracing::error!(pc = %i.id, error = %e, "cannot link send branch");
@@ -963,10 +862,8 @@ impl PeerConnection {
             }
             t.info()
         } else {
-            let pad = i
-                .webrtc
-                .request_pad_simple("sink_%u")
-                .ok_or_else(|| op_err("webrtcbin gave no sink pad"))?;
+            let pad =
+                i.webrtc.request_pad_simple("sink_%u").ok_or_else(|| op_err("webrtcbin gave no sink pad"))?;
             let trans = pad.property::<gst_webrtc::WebRTCRTPTransceiver>("transceiver");
             trans.set_direction(gst_webrtc::WebRTCRTPTransceiverDirection::Sendrecv);
             trans.set_codec_preferences(Some(&i.offer_caps()));
@@ -1020,11 +917,7 @@ impl PeerConnection {
                 (None, None, trans)
             }
             TransceiverKindOrTrack::Track { id, source } => {
-                if lock(&i.st)
-                    .transceivers
-                    .iter()
-                    .any(|t| t.sender_track.as_deref() == Some(id.as_str()))
-                {
+                if lock(&i.st).transceivers.iter().any(|t| t.sender_track.as_deref() == Some(id.as_str())) {
                     return Err(EngineError::new(
                         ErrorCode::InvalidAccess,
                         format!("track {id} is already added"),
@@ -1095,11 +988,7 @@ impl PeerConnection {
     pub fn set_track_enabled(&self, track_id: &str, enabled: bool) -> EngineResult<()> {
         let mut st = lock(&self.inner.st);
         let mut found = false;
-        for t in st
-            .transceivers
-            .iter_mut()
-            .filter(|t| t.sender_track.as_deref() == Some(track_id))
-        {
+        for t in st.transceivers.iter_mut().filter(|t| t.sender_track.as_deref() == Some(track_id)) {
             found = true;
             t.enabled = enabled;
             if let Some(b) = &t.send {
@@ -1107,10 +996,7 @@ impl PeerConnection {
             }
         }
         if !found {
-            return Err(EngineError::not_found(format!(
-                "track {track_id} is not sent by {}",
-                self.inner.id
-            )));
+            return Err(EngineError::not_found(format!("track {track_id} is not sent by {}", self.inner.id)));
         }
         tracing::info!(pc = %self.inner.id, track = track_id, enabled, "track enabled changed");
         Ok(())
@@ -1120,11 +1006,7 @@ impl PeerConnection {
     /// (must have a static `sink` pad accepting raw audio), `None` = decoded and discarded. Can
     /// be called before the track has media and at any time mid-call (the sink is swapped while
     /// the pad is idle): this is `setSinkId`. Unknown track → `not_found`.
-    pub fn set_playout(
-        &self,
-        remote_track_id: &str,
-        sink: Option<gst::Element>,
-    ) -> EngineResult<()> {
+    pub fn set_playout(&self, remote_track_id: &str, sink: Option<gst::Element>) -> EngineResult<()> {
         self.check_open()?;
         let i = &self.inner;
         let mut st = lock(&i.st);
@@ -1159,11 +1041,13 @@ impl PeerConnection {
         let i = &self.inner;
         let reply = i
             .promise("get-stats", |p| {
-                i.webrtc
-                    .emit_by_name::<()>("get-stats", &[&None::<gst::Pad>, p]);
+                i.webrtc.emit_by_name::<()>("get-stats", &[&None::<gst::Pad>, p]);
             })
             .await?;
-        Ok(reply.map(|s| stats::reply_to_json(&s)).unwrap_or_default())
+        let mut out = reply.map(|s| stats::reply_to_json(&s)).unwrap_or_default();
+        let negotiated = lock(&i.st).transceivers.iter().find_map(|t| t.negotiated);
+        stats::normalize(&mut out, negotiated);
+        Ok(out)
     }
 
     /// The attributes of the connection now (`PcState` of docs/protocol.md).
@@ -1171,10 +1055,7 @@ impl PeerConnection {
         let i = &self.inner;
         // Descriptions stay readable after close(), as in the spec.
         let d = |name: &str| {
-            desc_from_gst(
-                i.webrtc
-                    .property::<Option<gst_webrtc::WebRTCSessionDescription>>(name),
-            )
+            desc_from_gst(i.webrtc.property::<Option<gst_webrtc::WebRTCSessionDescription>>(name))
         };
         let (local, remote, cur_l, cur_r, pend_l, pend_r) = (
             d("local-description"),
@@ -1196,12 +1077,7 @@ impl PeerConnection {
             current_remote_description: cur_r,
             pending_local_description: pend_l,
             pending_remote_description: pend_r,
-            transceivers: st
-                .transceivers
-                .iter()
-                .filter(|t| t.kind_audio)
-                .map(Trans::info)
-                .collect(),
+            transceivers: st.transceivers.iter().filter(|t| t.kind_audio).map(Trans::info).collect(),
         }
     }
 
@@ -1325,10 +1201,7 @@ impl Inner {
         let reply = match tokio::time::timeout(PROMISE_TIMEOUT, rx).await {
             Err(_) => {
                 tracing::error!(pc = %self.id, what, "webrtcbin did not answer in time");
-                return Err(EngineError::new(
-                    ErrorCode::Timeout,
-                    format!("{what} timed out"),
-                ));
+                return Err(EngineError::new(ErrorCode::Timeout, format!("{what} timed out")));
             }
             Ok(Err(_)) => return Err(op_err(format!("{what}: promise dropped"))),
             Ok(Ok(Err(e))) => return Err(op_err(format!("{what}: promise {e}"))),
@@ -1347,10 +1220,8 @@ impl Inner {
         for idx in 0..64i32 {
             match self
                 .webrtc
-                .emit_by_name::<Option<gst_webrtc::WebRTCRTPTransceiver>>(
-                    "get-transceiver",
-                    &[&idx],
-                ) {
+                .emit_by_name::<Option<gst_webrtc::WebRTCRTPTransceiver>>("get-transceiver", &[&idx])
+            {
                 Some(t) => out.push(t),
                 None => break,
             }
@@ -1385,24 +1256,15 @@ impl Inner {
                 if st.transceivers.iter().any(|t| t.mline() == Some(idx)) {
                     continue;
                 }
-                if let Some(t) = st
-                    .transceivers
-                    .iter_mut()
-                    .find(|t| t.kind_audio && t.mline().is_none())
-                {
+                if let Some(t) = st.transceivers.iter_mut().find(|t| t.kind_audio && t.mline().is_none()) {
                     t.pending_mline = Some(idx);
                     continue;
                 }
             }
-            let trans = self
-                .webrtc
-                .emit_by_name::<Option<gst_webrtc::WebRTCRTPTransceiver>>(
-                    "add-transceiver",
-                    &[
-                        &gst_webrtc::WebRTCRTPTransceiverDirection::Recvonly,
-                        &self.offer_caps(),
-                    ],
-                );
+            let trans = self.webrtc.emit_by_name::<Option<gst_webrtc::WebRTCRTPTransceiver>>(
+                "add-transceiver",
+                &[&gst_webrtc::WebRTCRTPTransceiverDirection::Recvonly, &self.offer_caps()],
+            );
             let Some(trans) = trans else {
                 tracing::error!(pc = %self.id, mline = idx, "webrtcbin refused add-transceiver");
                 continue;
@@ -1425,8 +1287,7 @@ impl Inner {
                 continue;
             };
             if media.media() != Some("audio") {
-                t.trans
-                    .set_direction(gst_webrtc::WebRTCRTPTransceiverDirection::Inactive);
+                t.trans.set_direction(gst_webrtc::WebRTCRTPTransceiverDirection::Inactive);
                 continue;
             }
             let mut caps = gst::Caps::new_empty();
@@ -1440,10 +1301,7 @@ impl Inner {
                     if codec == Codec::Opus {
                         // Do not contradict an explicit remote fmtp (caps intersection would fail).
                         s.remove_field("useinbandfec");
-                        if !sdp::fmtp(media, pt)
-                            .iter()
-                            .any(|(k, _)| k == "useinbandfec")
-                        {
+                        if !sdp::fmtp(media, pt).iter().any(|(k, _)| k == "useinbandfec") {
                             s.set("useinbandfec", "1");
                         }
                     }
@@ -1501,9 +1359,8 @@ impl Inner {
             };
             let d = sdp::media_direction(media);
             t.current_direction = Some(if local_answer { d } else { sdp::reverse(d) });
-            let negotiated = sdp::media_codecs(media)
-                .into_iter()
-                .find(|(_, c)| self.options.codecs.contains(c));
+            let negotiated =
+                sdp::media_codecs(media).into_iter().find(|(_, c)| self.options.codecs.contains(c));
             tracing::info!(pc = %self.id, transceiver = %t.id, mid = ?t.trans.mid(),
                 current_direction = ?t.current_direction, codec = ?negotiated.map(|n| n.1),
                 pt = ?negotiated.map(|n| n.0), "negotiated");
@@ -1511,9 +1368,7 @@ impl Inner {
             if let Some((pt, codec)) = negotiated
                 && sends(t.current_direction)
                 && t.source.is_some()
-                && t.send
-                    .as_ref()
-                    .is_none_or(|b| b.codec != codec || b.pt != pt)
+                && t.send.as_ref().is_none_or(|b| b.codec != codec || b.pt != pt)
             {
                 to_link.push((idx, pt, codec));
             }
@@ -1528,10 +1383,7 @@ impl Inner {
     /// Makes sure the encoder branch for (pt, codec) feeds the transceiver's sink pad, then
     /// links the source into it.
     fn link_send(&self, t: &mut Trans, pt: u8, codec: Codec) -> EngineResult<()> {
-        if t.send
-            .as_ref()
-            .is_some_and(|b| b.codec == codec && b.pt == pt)
-        {
+        if t.send.as_ref().is_some_and(|b| b.codec == codec && b.pt == pt) {
             return self.attach_source(t);
         }
         if let Some(old) = t.send.take() {
@@ -1541,9 +1393,7 @@ impl Inner {
             self.unlink_send(old, t.sink_pad.as_ref());
         }
         if t.sink_pad.is_none() {
-            let mline = t
-                .mline()
-                .ok_or_else(|| op_err("transceiver has no m-line"))?;
+            let mline = t.mline().ok_or_else(|| op_err("transceiver has no m-line"))?;
             // webrtcbin 1.22 adds the sink pad itself when an answer makes a transceiver send.
             let pad = match self.webrtc.static_pad(&format!("sink_{mline}")) {
                 Some(p) => p,
@@ -1568,26 +1418,12 @@ impl Inner {
         let resample = codecs::make("audioresample")?;
         let capsf = codecs::make("capsfilter")?;
         capsf.set_property("caps", &raw_caps);
-        let elements = vec![
-            queue.clone(),
-            volume.clone(),
-            conv,
-            resample,
-            capsf,
-            enc,
-            pay.clone(),
-        ];
-        self.pipeline
-            .add_many(&elements)
-            .map_err(|e| op_err(e.to_string()))?;
+        let elements = vec![queue.clone(), volume.clone(), conv, resample, capsf, enc, pay.clone()];
+        self.pipeline.add_many(&elements).map_err(|e| op_err(e.to_string()))?;
         let built = (|| {
             gst::Element::link_many(&elements).map_err(|e| op_err(format!("send branch: {e}")))?;
-            let pay_src = pay
-                .static_pad("src")
-                .ok_or_else(|| op_err("payloader has no src pad"))?;
-            pay_src
-                .link(&sink_pad)
-                .map_err(|e| op_err(format!("payloader → webrtcbin: {e:?}")))?;
+            let pay_src = pay.static_pad("src").ok_or_else(|| op_err("payloader has no src pad"))?;
+            pay_src.link(&sink_pad).map_err(|e| op_err(format!("payloader → webrtcbin: {e:?}")))?;
             Ok::<_, EngineError>(())
         })();
         if let Err(e) = built {
@@ -1601,12 +1437,7 @@ impl Inner {
             let _ = e.sync_state_with_parent();
         }
         tracing::info!(pc = %self.id, transceiver = %t.id, ?codec, pt, "send branch linked");
-        t.send = Some(SendBranch {
-            codec,
-            pt,
-            elements,
-            volume,
-        });
+        t.send = Some(SendBranch { codec, pt, elements, volume });
         self.attach_source(t)
     }
 
@@ -1620,17 +1451,13 @@ impl Inner {
             return Ok(());
         }
         if source.parent().is_none() {
-            self.pipeline
-                .add(source)
-                .map_err(|e| op_err(format!("source: {e}")))?;
+            self.pipeline.add(source).map_err(|e| op_err(format!("source: {e}")))?;
         }
         if let Err(e) = source.link(queue) {
             let _ = self.pipeline.remove(source);
             return Err(op_err(format!("source → encoder: {e}")));
         }
-        source
-            .sync_state_with_parent()
-            .map_err(|e| op_err(format!("source did not start: {e}")))?;
+        source.sync_state_with_parent().map_err(|e| op_err(format!("source did not start: {e}")))?;
         tracing::info!(pc = %self.id, transceiver = %t.id, track = ?t.sender_track, "sending");
         Ok(())
     }
@@ -1682,15 +1509,10 @@ impl Inner {
     }
 
     fn link_src_pad(&self, pad: &gst::Pad) -> EngineResult<()> {
-        let caps = pad
-            .current_caps()
-            .ok_or_else(|| op_err("src pad without caps"))?;
+        let caps = pad.current_caps().ok_or_else(|| op_err("src pad without caps"))?;
         let s = caps.structure(0).ok_or_else(|| op_err("empty caps"))?;
-        let codec = codecs::codec_of_caps(s).ok_or_else(|| {
-            op_err(format!(
-                "received a stream we cannot decode ({caps}); discarding"
-            ))
-        })?;
+        let codec = codecs::codec_of_caps(s)
+            .ok_or_else(|| op_err(format!("received a stream we cannot decode ({caps}); discarding")))?;
         let trans = pad
             .find_property("transceiver")
             .map(|_| pad.property::<gst_webrtc::WebRTCRTPTransceiver>("transceiver"));
@@ -1712,32 +1534,19 @@ impl Inner {
         let conv = codecs::make("audioconvert")?;
         let resample = codecs::make("audioresample")?;
         let elements = vec![depay.clone(), dec, conv, resample.clone()];
-        self.pipeline
-            .add_many(&elements)
-            .map_err(|e| op_err(e.to_string()))?;
-        let tail = resample
-            .static_pad("src")
-            .expect("audioresample has a src pad");
+        self.pipeline.add_many(&elements).map_err(|e| op_err(e.to_string()))?;
+        let tail = resample.static_pad("src").expect("audioresample has a src pad");
         let linked = (|| {
-            self.pipeline
-                .add(&sink)
-                .map_err(|e| op_err(format!("playout sink: {e}")))?;
+            self.pipeline.add(&sink).map_err(|e| op_err(format!("playout sink: {e}")))?;
             gst::Element::link_many(&elements).map_err(|e| op_err(e.to_string()))?;
-            let sink_pad = sink
-                .static_pad("sink")
-                .ok_or_else(|| op_err("playout sink has no sink pad"))?;
-            tail.link(&sink_pad)
-                .map_err(|e| op_err(format!("decoder → playout: {e:?}")))?;
+            let sink_pad = sink.static_pad("sink").ok_or_else(|| op_err("playout sink has no sink pad"))?;
+            tail.link(&sink_pad).map_err(|e| op_err(format!("decoder → playout: {e:?}")))?;
             let _ = sink.sync_state_with_parent();
             for e in elements.iter().rev() {
                 let _ = e.sync_state_with_parent();
             }
-            pad.link(
-                &depay
-                    .static_pad("sink")
-                    .expect("depayloader has a sink pad"),
-            )
-            .map_err(|e| op_err(format!("webrtcbin → depayloader: {e:?}")))?;
+            pad.link(&depay.static_pad("sink").expect("depayloader has a sink pad"))
+                .map_err(|e| op_err(format!("webrtcbin → depayloader: {e:?}")))?;
             Ok::<_, EngineError>(())
         })();
         if let Err(e) = linked {
@@ -1756,11 +1565,7 @@ impl Inner {
             (Some(prev), Some(p)) if prev.sink == p => {
                 let (pipeline, pc_id) = (self.pipeline.clone(), self.id.clone());
                 let (new_tail, new_fake) = (tail.clone(), sink.clone());
-                t.recv = Some(RecvBranch {
-                    _elements: elements,
-                    tail,
-                    sink: p.clone(),
-                });
+                t.recv = Some(RecvBranch { _elements: elements, tail, sink: p.clone() });
                 let fake = make_fakesink()?;
                 swap_sink(
                     &self.pipeline,
@@ -1773,13 +1578,7 @@ impl Inner {
                     })),
                 );
             }
-            _ => {
-                t.recv = Some(RecvBranch {
-                    _elements: elements,
-                    tail,
-                    sink,
-                })
-            }
+            _ => t.recv = Some(RecvBranch { _elements: elements, tail, sink }),
         }
         Ok(())
     }
@@ -1804,10 +1603,8 @@ impl Inner {
             st.ice = ice;
             tracing::info!(pc = %self.id, state = ?ice, "iceconnectionstatechange");
             let _ = self.events.send(PcEvent::IceConnectionStateChange(ice));
-            if matches!(
-                ice,
-                RtcIceConnectionState::Connected | RtcIceConnectionState::Completed
-            ) && !st.pair_logged
+            if matches!(ice, RtcIceConnectionState::Connected | RtcIceConnectionState::Completed)
+                && !st.pair_logged
             {
                 st.pair_logged = true;
                 log_pair = true;
@@ -1831,9 +1628,8 @@ impl Inner {
     /// the flag goes from false to true.
     fn update_negotiation_needed(&self) {
         use RtcRtpTransceiverDirection as D;
-        let local = self
-            .webrtc
-            .property::<Option<gst_webrtc::WebRTCSessionDescription>>("current-local-description");
+        let local =
+            self.webrtc.property::<Option<gst_webrtc::WebRTCSessionDescription>>("current-local-description");
         let remote = self
             .webrtc
             .property::<Option<gst_webrtc::WebRTCSessionDescription>>("current-remote-description");
@@ -1855,11 +1651,7 @@ impl Inner {
             } else {
                 let offered = remote
                     .as_ref()
-                    .and_then(|r| {
-                        r.sdp()
-                            .media(m)
-                            .map(|rm| sdp::reverse(sdp::media_direction(rm)))
-                    })
+                    .and_then(|r| r.sdp().media(m).map(|rm| sdp::reverse(sdp::media_direction(rm))))
                     .unwrap_or(D::Sendrecv);
                 ldir != sdp::intersect(dir, offered)
             }
@@ -1897,21 +1689,15 @@ impl Inner {
         if st.gathering != RtcIceGatheringState::Gathering {
             self.set_gathering(&mut st, RtcIceGatheringState::Gathering);
         }
-        let (mid, ufrag) = st
-            .local_mlines
-            .get(mline as usize)
-            .cloned()
-            .unwrap_or((None, None));
+        let (mid, ufrag) = st.local_mlines.get(mline as usize).cloned().unwrap_or((None, None));
         let candidate = candidate.trim_start_matches("a=").to_string();
         tracing::debug!(pc = %self.id, mline, %candidate, "local candidate");
-        let _ = self
-            .events
-            .send(PcEvent::IceCandidate(Some(RtcIceCandidateInit {
-                candidate,
-                sdp_mid: mid,
-                sdp_m_line_index: Some(mline),
-                username_fragment: ufrag,
-            })));
+        let _ = self.events.send(PcEvent::IceCandidate(Some(RtcIceCandidateInit {
+            candidate,
+            sdp_mid: mid,
+            sdp_m_line_index: Some(mline),
+            username_fragment: ufrag,
+        })));
     }
 
     /// Logs the selected ICE candidate pair (from get-stats) once the connection is up.
@@ -1920,24 +1706,16 @@ impl Inner {
         let promise = gst::Promise::with_change_func(move |reply| {
             let Ok(Some(reply)) = reply else { return };
             let all = stats::reply_to_json(reply);
-            let by_id =
-                |id: &serde_json::Value| all.iter().find(|s| s.get("id") == Some(id)).cloned();
+            let by_id = |id: &serde_json::Value| all.iter().find(|s| s.get("id") == Some(id)).cloned();
             for pair in all.iter().filter(|s| s["type"] == "candidate-pair") {
-                let local = pair
-                    .get("localCandidateId")
-                    .and_then(by_id)
-                    .unwrap_or_default();
-                let remote = pair
-                    .get("remoteCandidateId")
-                    .and_then(by_id)
-                    .unwrap_or_default();
+                let local = pair.get("localCandidateId").and_then(by_id).unwrap_or_default();
+                let remote = pair.get("remoteCandidateId").and_then(by_id).unwrap_or_default();
                 tracing::info!(pc = %pc_id,
                     local = %format!("{}:{} {} {}", local["address"].as_str().unwrap_or("?"), local["port"], local["candidateType"].as_str().unwrap_or("?"), local["protocol"].as_str().unwrap_or("?")),
                     remote = %format!("{}:{} {} {}", remote["address"].as_str().unwrap_or("?"), remote["port"], remote["candidateType"].as_str().unwrap_or("?"), remote["protocol"].as_str().unwrap_or("?")),
                     "selected candidate pair");
             }
         });
-        self.webrtc
-            .emit_by_name::<()>("get-stats", &[&None::<gst::Pad>, &promise]);
+        self.webrtc.emit_by_name::<()>("get-stats", &[&None::<gst::Pad>, &promise]);
     }
 }

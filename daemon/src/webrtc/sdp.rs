@@ -21,10 +21,7 @@ pub fn parse(text: &str) -> EngineResult<SDPMessage> {
             format!("SDP of {} bytes is larger than {MAX_SDP_BYTES}", text.len()),
         ));
     }
-    let mut lines = text
-        .lines()
-        .map(|l| l.trim_end_matches('\r'))
-        .filter(|l| !l.is_empty());
+    let mut lines = text.lines().map(|l| l.trim_end_matches('\r')).filter(|l| !l.is_empty());
     if lines.next() != Some("v=0") {
         return Err(invalid("SDP must start with the line v=0"));
     }
@@ -33,36 +30,21 @@ pub fn parse(text: &str) -> EngineResult<SDPMessage> {
     for (n, line) in lines.enumerate() {
         let b = line.as_bytes();
         if b.len() < 2 || !b[0].is_ascii_lowercase() || b[1] != b'=' {
-            return Err(invalid(format!(
-                "SDP line {} is not <type>=<value>: {:.60}",
-                n + 2,
-                line
-            )));
+            return Err(invalid(format!("SDP line {} is not <type>=<value>: {:.60}", n + 2, line)));
         }
         has_o |= b[0] == b'o';
         has_s |= b[0] == b's';
         if b[0] == b'm' {
             let f: Vec<&str> = line[2..].split_whitespace().collect();
-            if f.len() < 4
-                || f[1]
-                    .split('/')
-                    .next()
-                    .and_then(|p| p.parse::<u16>().ok())
-                    .is_none()
-            {
-                return Err(invalid(format!(
-                    "SDP line {} is a malformed m= line: {:.60}",
-                    n + 2,
-                    line
-                )));
+            if f.len() < 4 || f[1].split('/').next().and_then(|p| p.parse::<u16>().ok()).is_none() {
+                return Err(invalid(format!("SDP line {} is a malformed m= line: {:.60}", n + 2, line)));
             }
         }
     }
     if !has_o || !has_s {
         return Err(invalid("SDP lacks the o= or s= line"));
     }
-    SDPMessage::parse_buffer(text.as_bytes())
-        .map_err(|e| invalid(format!("SDP does not parse: {e}")))
+    SDPMessage::parse_buffer(text.as_bytes()).map_err(|e| invalid(format!("SDP does not parse: {e}")))
 }
 
 fn invalid(msg: impl Into<String>) -> EngineError {
@@ -93,16 +75,13 @@ pub fn media_codecs(media: &SDPMediaRef) -> Vec<(u8, Codec)> {
 /// `a=rtpmap:<pt> <name>/<rate>[/<channels>]` of a payload type.
 fn rtpmap(media: &SDPMediaRef, pt: u8) -> Option<(String, u32)> {
     let prefix = format!("{pt} ");
-    media
-        .attributes()
-        .filter(|a| a.key() == "rtpmap")
-        .find_map(|a| {
-            let v = a.value()?.strip_prefix(&prefix)?;
-            let mut it = v.trim().split('/');
-            let name = it.next()?.to_string();
-            let rate = it.next()?.parse().ok()?;
-            Some((name, rate))
-        })
+    media.attributes().filter(|a| a.key() == "rtpmap").find_map(|a| {
+        let v = a.value()?.strip_prefix(&prefix)?;
+        let mut it = v.trim().split('/');
+        let name = it.next()?.to_string();
+        let rate = it.next()?.parse().ok()?;
+        Some((name, rate))
+    })
 }
 
 /// The `a=fmtp:<pt>` parameters of a payload type as key/value pairs.
@@ -175,10 +154,7 @@ pub fn reverse(d: RtcRtpTransceiverDirection) -> RtcRtpTransceiverDirection {
 }
 
 /// The direction both sides allow: sending if both send, receiving if both receive.
-pub fn intersect(
-    a: RtcRtpTransceiverDirection,
-    b: RtcRtpTransceiverDirection,
-) -> RtcRtpTransceiverDirection {
+pub fn intersect(a: RtcRtpTransceiverDirection, b: RtcRtpTransceiverDirection) -> RtcRtpTransceiverDirection {
     use RtcRtpTransceiverDirection::*;
     let s = |d| matches!(d, Sendrecv | Sendonly);
     let r = |d| matches!(d, Sendrecv | Recvonly);
@@ -205,12 +181,7 @@ mod tests {
         let m = msg.media(0).unwrap();
         assert_eq!(
             media_codecs(m),
-            vec![
-                (111, Codec::Opus),
-                (9, Codec::G722),
-                (0, Codec::Pcmu),
-                (8, Codec::Pcma)
-            ]
+            vec![(111, Codec::Opus), (9, Codec::G722), (0, Codec::Pcmu), (8, Codec::Pcma)]
         );
         assert_eq!(media_direction(m), RtcRtpTransceiverDirection::Sendonly);
         assert_eq!(media_mid(m).as_deref(), Some("0"));
@@ -222,14 +193,9 @@ mod tests {
     #[test]
     fn rejects_garbage() {
         assert_eq!(parse("hello").unwrap_err().code, ErrorCode::InvalidSdp);
+        assert_eq!(parse("v=0\r\nthis is not sdp\r\n").unwrap_err().code, ErrorCode::InvalidSdp);
         assert_eq!(
-            parse("v=0\r\nthis is not sdp\r\n").unwrap_err().code,
-            ErrorCode::InvalidSdp
-        );
-        assert_eq!(
-            parse("v=0\r\no=- 1 0 IN IP4 0.0.0.0\r\ns=-\r\nm=audio x\r\n")
-                .unwrap_err()
-                .code,
+            parse("v=0\r\no=- 1 0 IN IP4 0.0.0.0\r\ns=-\r\nm=audio x\r\n").unwrap_err().code,
             ErrorCode::InvalidSdp
         );
     }

@@ -102,17 +102,121 @@ pub fn stat_to_json(id: &str, s: &gst::StructureRef) -> Value {
 pub fn reply_to_json(reply: &gst::StructureRef) -> Vec<Value> {
     reply
         .iter()
-        .filter_map(|(id, v)| {
-            v.get::<gst::Structure>()
-                .ok()
-                .map(|s| stat_to_json(id.as_str(), &s))
-        })
+        .filter_map(|(id, v)| v.get::<gst::Structure>().ok().map(|s| stat_to_json(id.as_str(), &s)))
         .collect()
+}
+
+/// Corrects what webrtcbin 1.22's `get-stats` reply gets wrong against the W3C spec, so pages
+/// read the same report shape as from a browser:
+///
+/// - local and remote candidate stats carry each other's `type` (their ids, and the `url` only
+///   a local candidate has, are right): the type is taken from the id;
+/// - every RTP stream's `codecId` names the receive pad's codec entry, which is empty: sending
+///   streams (`outbound-rtp`, `remote-inbound-rtp`) point to the `codec` entry with their
+///   `ssrc`, receiving streams keep theirs and it is filled from the negotiated codec
+///   (`negotiated`: payload type, codec), which is what was really received;
+/// - `candidate-pair` has no `currentRoundTripTime` (s): it gets the RTCP round-trip time of the
+///   `remote-inbound-rtp` on the same transport (RFC 3550 §6.4.1), the closest measurement
+///   webrtcbin has.
+pub fn normalize(stats: &mut [Value], negotiated: Option<(u8, super::Codec)>) {
+    let str_of = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
+    for st in stats.iter_mut() {
+        if let Some(id) = str_of(st, "id") {
+            if id.starts_with("ice-candidate-local") {
+                st["type"] = Value::String("local-candidate".into());
+            } else if id.starts_with("ice-candidate-remote") {
+                st["type"] = Value::String("remote-candidate".into());
+            }
+        }
+    }
+    let send_codec_by_ssrc: Vec<(u64, String)> = stats
+        .iter()
+        .filter(|s| s["type"] == "codec" && s.get("mimeType").is_some())
+        .filter_map(|s| Some((s.get("ssrc")?.as_u64()?, str_of(s, "id")?)))
+        .collect();
+    let mut receive_codec_ids = Vec::new();
+    for st in stats.iter_mut() {
+        let ty = str_of(st, "type").unwrap_or_default();
+        match ty.as_str() {
+            "outbound-rtp" | "remote-inbound-rtp" => {
+                let ssrc = st.get("ssrc").and_then(Value::as_u64);
+                if let Some((_, id)) = send_codec_by_ssrc.iter().find(|(s, _)| Some(*s) == ssrc) {
+                    st["codecId"] = Value::String(id.clone());
+                }
+            }
+            "inbound-rtp" | "remote-outbound-rtp" => {
+                if let Some(id) = str_of(st, "codecId") {
+                    receive_codec_ids.push(id);
+                }
+            }
+            _ => {}
+        }
+    }
+    if let Some((pt, codec)) = negotiated {
+        for st in stats.iter_mut() {
+            let is_empty_receive_codec = st["type"] == "codec"
+                && st.get("mimeType").is_none()
+                && str_of(st, "id").is_some_and(|id| receive_codec_ids.contains(&id));
+            if is_empty_receive_codec {
+                st["mimeType"] = Value::String(format!("audio/{}", codec.encoding_name()));
+                st["clockRate"] = Value::from(codec.clock_rate());
+                st["payloadType"] = Value::from(pt);
+                st["codecType"] = Value::String("decode".into());
+                if codec == super::Codec::Opus {
+                    st["channels"] = Value::from(2);
+                }
+            }
+        }
+    }
+    // Browsers spell Opus in lower case (its IANA media subtype, RFC 7587 §7).
+    for st in stats.iter_mut().filter(|s| s["type"] == "codec") {
+        if st.get("mimeType").and_then(Value::as_str).is_some_and(|m| m.eq_ignore_ascii_case("audio/opus")) {
+            st["mimeType"] = Value::String("audio/opus".into());
+        }
+    }
+    let rtt = stats
+        .iter()
+        .find(|s| s["type"] == "remote-inbound-rtp")
+        .and_then(|s| s.get("roundTripTime").cloned());
+    if let Some(rtt) = rtt {
+        for st in stats.iter_mut().filter(|s| s["type"] == "candidate-pair") {
+            st["currentRoundTripTime"] = rtt.clone();
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn normalize_fixes_webrtcbin_1_22_quirks() {
+        let mut stats: Vec<Value> = serde_json::from_str(
+            r#"[
+            {"id":"codec-stats-sink_0","type":"codec","mimeType":"audio/OPUS","payloadType":111,"ssrc":7,"clockRate":48000},
+            {"id":"codec-stats-src_0","type":"codec"},
+            {"id":"ice-candidate-local_1_127.0.0.1_1","type":"remote-candidate","url":""},
+            {"id":"ice-candidate-remote_1_127.0.0.1_2","type":"local-candidate"},
+            {"id":"pair","type":"candidate-pair"},
+            {"id":"out","type":"outbound-rtp","ssrc":7,"codecId":"codec-stats-src_0"},
+            {"id":"rin","type":"remote-inbound-rtp","ssrc":7,"codecId":"codec-stats-src_0","roundTripTime":0.02},
+            {"id":"in","type":"inbound-rtp","ssrc":9,"codecId":"codec-stats-src_0"}
+            ]"#,
+        )
+        .unwrap();
+        normalize(&mut stats, Some((9, crate::webrtc::Codec::G722)));
+        let by_id = |id: &str| stats.iter().find(|s| s["id"] == id).unwrap().clone();
+        assert_eq!(by_id("ice-candidate-local_1_127.0.0.1_1")["type"], "local-candidate");
+        assert_eq!(by_id("ice-candidate-remote_1_127.0.0.1_2")["type"], "remote-candidate");
+        assert_eq!(by_id("out")["codecId"], "codec-stats-sink_0");
+        assert_eq!(by_id("rin")["codecId"], "codec-stats-sink_0");
+        assert_eq!(by_id("in")["codecId"], "codec-stats-src_0");
+        assert_eq!(by_id("codec-stats-src_0")["mimeType"], "audio/G722");
+        assert_eq!(by_id("codec-stats-src_0")["clockRate"], 8000);
+        assert_eq!(by_id("codec-stats-src_0")["payloadType"], 9);
+        assert_eq!(by_id("pair")["currentRoundTripTime"], 0.02);
+        assert_eq!(by_id("codec-stats-sink_0")["mimeType"], "audio/opus");
+    }
 
     #[test]
     fn names_follow_the_spec() {

@@ -7,6 +7,9 @@
 // window.__e2eProbe:
 //   .info()  → {attached, frames, recordedS, firstFrameAt, firstAudioAt, gapMs, gaps, errors}
 //              times are epoch ms (performance.timeOrigin + performance.now()) at frame arrival
+//   .levelsSince(t) → {frames, loud, speech, maxDbfs} of the frames that arrived after epoch ms
+//              `t`: `loud` above the first-audio threshold, `speech` above −40 dBFS (words, not
+//              the reference's −63 dBFS pauses); shows that audio still flows after an event
 //   .stop()  → same plus {rate, rates, pcmB64}: mono int16 LE at `rate` Hz (the decoder's rate;
 //              `rates`: seconds recorded per rate), gaps (by frame timestamp) filled with zeros
 //              so the recording keeps the call's timeline
@@ -18,7 +21,10 @@
   const p = {
     track: null, reader: null, chunks: [], timeUs: 0, frames: 0,
     firstFrameAt: null, firstAudioAt: null, firstTs: null, gapMs: 0, gaps: 0, errors: [], done: null,
+    // [arrival epoch ms, dBFS] per frame: 100 entries/s, a few thousand per call.
+    levels: [],
   };
+  const SPEECH_DBFS = -40;
 
   Object.defineProperty(HTMLMediaElement.prototype, 'srcObject', {
     configurable: true,
@@ -74,6 +80,7 @@
         p.frames += 1;
         if (p.firstFrameAt === null) p.firstFrameAt = at;
         const dbfs = 10 * Math.log10(e / n + 1e-20);
+        p.levels.push([at, dbfs]);
         if (p.firstAudioAt === null && dbfs > THRESHOLD_DBFS) { p.firstAudioAt = at; p.firstAudioDbfs = dbfs; }
       } finally {
         frame.close();
@@ -111,6 +118,18 @@
     };
   }
 
+  function levelsSince(t) {
+    let frames = 0, loud = 0, speech = 0, maxDbfs = -Infinity;
+    for (const [at, dbfs] of p.levels) {
+      if (at <= t) continue;
+      frames += 1;
+      if (dbfs > THRESHOLD_DBFS) loud += 1;
+      if (dbfs > SPEECH_DBFS) speech += 1;
+      if (dbfs > maxDbfs) maxDbfs = dbfs;
+    }
+    return { frames, loud, speech, maxDbfs: frames ? Math.round(maxDbfs * 10) / 10 : null };
+  }
+
   async function stop() {
     if (p.reader) { await p.reader.cancel().catch(() => {}); await p.done; }
     const { rate, rates, all } = flatten();
@@ -120,5 +139,5 @@
     return { ...info(), rate, rates, pcmB64: btoa(bin) };
   }
 
-  window.__e2eProbe = { info, stop };
+  window.__e2eProbe = { info, levelsSince, stop };
 })();

@@ -117,3 +117,41 @@ fn configuration_errors_name_the_key_and_exit_78() {
     let out = Command::new(DAEMON).args(["--connect", "http://x"]).output().unwrap();
     assert_eq!(out.status.code(), Some(64));
 }
+
+#[test]
+fn takes_its_listening_socket_from_systemd_socket_activation() {
+    let activate = Path::new("/usr/bin/systemd-socket-activate");
+    if !activate.exists() {
+        eprintln!("skipped: systemd-socket-activate is not installed (apt install systemd)");
+        return;
+    }
+    let dir = tempdir("activation");
+    let sock = dir.join("activated.sock");
+    // systemd-socket-activate binds the socket and execs the daemon on the first connection,
+    // passing the socket as fd 3 with LISTEN_FDS=1, as a .socket unit does.
+    let mut reaper = Reaper(
+        Command::new(activate)
+            .args(["-l", sock.to_str().unwrap(), "-E", "VDIMEDIA_LOG=info", DAEMON, "--backend", "alsa"])
+            .env_remove("JOURNAL_STREAM")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let child = &mut reaper.0;
+    wait_for_path(&sock, child);
+    let out = Command::new(CTL).args(["status", "--vc", &format!("unix:{}", sock.display())]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "status through the activated socket failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        assert!(started.elapsed() < Duration::from_secs(5), "daemon did not stop after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut log = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut log).unwrap();
+    assert!(log.contains("socket systemd passed"), "the daemon did not use the passed socket:\n{log}");
+}

@@ -21,10 +21,13 @@ import { keepOnlyCodec, audioCodecs } from './sdp.mjs';
 import { startProcess, stopProcess, waitFor, canConnect, run } from './procs.mjs';
 import { startVcRelay } from './vcrelay.mjs';
 import { writeWav16, readWav16, firstAboveMs } from './wav.mjs';
+import { sampleProc, watchProc } from './procstat.mjs';
 
 const PROBE_SRC = fs.readFileSync(path.join(E2E_DIR, 'lib/probe.js'), 'utf8')
   .replace('__FIRST_AUDIO_DBFS__', String(FIRST_AUDIO_DBFS));
 const CONNECT_TIMEOUT_MS = 15000;
+/** The daemon's log line once its one-time GStreamer/DTLS warm-up is done (daemon/src/engine.rs). */
+const DAEMON_READY_LOG = 'GStreamer and DTLS certificate ready';
 
 /**
  * @typedef {object} CallOptions
@@ -39,7 +42,23 @@ const CONNECT_TIMEOUT_MS = 15000;
  *   autoGainControl (default off: the fake sources talk at the same time, and AEC would
  *   suppress A during double talk — FIELD-NOTES)
  * @property {boolean} [keep] keep the work dir (recordings, logs) even when the call passes
+ * @property {(ctx: ScenarioContext) => Promise<{checks: {name: string, ok: boolean, value: any,
+ *   limit: string}[]} & Record<string, any>>} [scenario] runs once both peers are connected
+ *   instead of the scored call (no fixed duration, no recordings, no PESQ); its `checks` become
+ *   the report's checks (after `connected`), the whole result is `report.scenario`
  * @property {(line: string) => void} [log]
+ */
+
+/**
+ * @typedef {object} ScenarioContext
+ * @property {{A: {page: import('puppeteer-core').Page, browser: import('puppeteer-core').Browser},
+ *   B: {page: import('puppeteer-core').Page, browser: import('puppeteer-core').Browser}}} side
+ * @property {Record<string, import('node:child_process').ChildProcess>} procs daemon, bridge, …
+ * @property {Record<string, string>} rigEnv env of the rig's PipeWire (XDG_RUNTIME_DIR, …)
+ * @property {string} dir the call's work dir (vdimediad.log, vdimedia-bridge.log, …)
+ * @property {string} pageAUrl URL that loads page A as this call did (SDK mode: with bridgeUrl)
+ * @property {number} callAt epoch ms of the click on Call
+ * @property {(line: string) => void} log
  */
 
 /**
@@ -108,13 +127,27 @@ export async function runCall(opts) {
       if (procs.bridge.exitCode !== null) throw new Error(`vdimedia-bridge exited (${procs.bridge.exitCode}); see ${dir}/vdimedia-bridge.log`);
       bridgeUrl = `${o.tls ? 'wss' : 'ws'}://${BRIDGE_LISTEN}/`;
       log(`daemon and bridge up, bridge ${bridgeUrl}`);
+
+      // "Idle" footprint: channel connected and handshaken (WELCOME went back), the daemon's
+      // one-time warm-up done, no page yet.
+      await waitFor('the VC handshake', () => relay.counts.toVda > 0, 10000);
+      const daemonLog = path.join(dir, 'vdimediad.log');
+      const warm = await waitFor('the daemon warm-up', () => fs.readFileSync(daemonLog, 'utf8').includes(DAEMON_READY_LOG), 10000)
+        .then(() => true, () => false);
+      await sleep(500);
+      report.footprint = {
+        note: 'idle: channel connected, no page; in_call: max over the call; after_hangup: 1 s after both pages hung up; cpu: utime+stime over the call',
+        daemon: { pid: procs.daemon.pid, warm_up_logged: warm, idle: footprint(sampleProc(procs.daemon.pid)) },
+        bridge: { pid: procs.bridge.pid, idle: footprint(sampleProc(procs.bridge.pid)) },
+      };
     }
 
     // ---- pages ----
     const server = await startStaticServer({ '/': PAGES_DIR + '/', '/sdk/vdimedia.js': SDK_BUNDLE });
     cleanups.push(() => server.close());
+    const pageAQuery = new URLSearchParams({ mode: o.mode, processing: o.processingA, ...(bridgeUrl ? { bridgeUrl } : {}) });
     const side = {
-      A: { fake: sdk ? refs.silence : refs.A, records: !sdk, query: new URLSearchParams({ mode: o.mode, processing: o.processingA, ...(bridgeUrl ? { bridgeUrl } : {}) }), html: 'a.html' },
+      A: { fake: sdk ? refs.silence : refs.A, records: !sdk, query: pageAQuery, html: 'a.html' },
       B: { fake: refs.B, records: true, query: new URLSearchParams({ processing: 'off' }), html: 'b.html' },
     };
     const chains = { A: Promise.resolve(), B: Promise.resolve() };
@@ -188,6 +221,21 @@ export async function runCall(opts) {
     // ---- the call ----
     const callAt = Date.now();
     report.timeline.call_at = callAt;
+    const watchers = sdk ? { daemon: watchProc(procs.daemon.pid), bridge: watchProc(procs.bridge.pid) } : {};
+    // In-call footprint: maxima since the click, CPU over the call (ms per call second).
+    const stopWatchers = () => {
+      for (const [who, w] of Object.entries(watchers)) {
+        const r = w.stop();
+        const callS = (Date.now() - callAt) / 1000;
+        const cpuMs = r.first && r.last ? r.last.cpuMs - r.first.cpuMs : null;
+        Object.assign(report.footprint[who], {
+          in_call: { rss_max_kb: r.rssMaxKb, threads_max: r.threadsMax, samples: r.samples },
+          cpu: { ms: cpuMs, call_s: Math.round(callS * 10) / 10, ms_per_call_s: cpuMs === null ? null : Math.round((cpuMs / callS) * 10) / 10 },
+        });
+        delete watchers[who];
+      }
+    };
+    cleanups.push(async () => stopWatchers());
     await side[o.offerer].page.click('#call');
     const state = (s) => side[s].page.evaluate(() => window.softphone?.pc?.connectionState ?? 'new');
     try {
@@ -197,80 +245,90 @@ export async function runCall(opts) {
     } catch (e) {
       report.errors.push(`${e.message} (A: ${await state('A')}, B: ${await state('B')})`);
     }
-    const endAt = callAt + o.durationS * 1000;
-    while (Date.now() < endAt) await sleep(Math.min(500, endAt - Date.now()));
+    if (o.scenario) {
+      if (report.connect_ms === null) throw new Error('the scenario needs a connected call');
+      report.scenario = await o.scenario({ side, procs, rigEnv, dir, log, callAt, pageAUrl: `${server.url}/a.html?${pageAQuery}` });
+      stopWatchers();
+    } else {
+      const endAt = callAt + o.durationS * 1000;
+      while (Date.now() < endAt) await sleep(Math.min(500, endAt - Date.now()));
+      stopWatchers();
 
-    // ---- collect ----
-    const collected = {};
-    for (const s of ['A', 'B']) {
-      const page = side[s].page;
-      collected[s] = await page.evaluate(async (records) => {
-        const phone = window.softphone;
-        let stats = [];
-        let statsError = null;
+      // ---- collect ----
+      const collected = {};
+      for (const s of ['A', 'B']) {
+        const page = side[s].page;
+        collected[s] = await page.evaluate(async (records) => {
+          const phone = window.softphone;
+          let stats = [];
+          let statsError = null;
+          try {
+            const r = await phone.pc.getStats();
+            if (typeof r?.forEach === 'function') r.forEach((v) => stats.push(v));
+            else stats = Object.values(r ?? {});
+            stats = JSON.parse(JSON.stringify(stats));
+          } catch (e) { statsError = String(e); }
+          const rec = records ? await window.__e2eProbe.stop() : null;
+          phone.hangup();
+          return { log: phone.log, errors: phone.errors, stats, statsError, rec };
+        }, side[s].records).catch((e) => ({ error: e.message, log: [], errors: [], stats: [] }));
+        if (collected[s].error) report.errors.push(`collect ${s}: ${collected[s].error}`);
+        for (const e of collected[s].errors ?? []) report.errors.push(`page ${s}: ${e}`);
+        if (collected[s].statsError) report.errors.push(`getStats ${s}: ${collected[s].statsError}`);
+        report.stats[s] = summarizeStats(collected[s].stats ?? []);
+        fs.writeFileSync(path.join(dir, `stats-${s}.json`), JSON.stringify(collected[s].stats ?? [], null, 1));
+        report.timeline[s] = (collected[s].log ?? []).map((e) => ({ ...e, t: Math.round(e.t - callAt) }));
+      }
+      if (sdk) {
+        await stopProcess(procs.pwCat, 'SIGINT');
+        await stopProcess(procs.pwRecord, 'SIGINT');
+        // Both pages hung up (pc.close): the call's pipeline and its threads should be gone.
+        await sleep(1000);
+        report.footprint.daemon.after_hangup = footprint(sampleProc(procs.daemon.pid));
+      }
+
+      // ---- recordings ----
+      const recordings = { a_to_b: path.join(dir, 'received_by_B.wav'), b_to_a: recA };
+      const refOf = { a_to_b: refs.A, b_to_a: refs.B };
+      const answerAt = (collected[o.offerer].log ?? []).find((e) => e.what === 'answer-applied')?.t ?? null;
+      report.timeline.answer_applied_ms = answerAt && Math.round(answerAt - callAt);
+      for (const [dirn, receiver] of [['a_to_b', 'B'], ['b_to_a', 'A']]) {
+        const rec = collected[receiver].rec;
+        if (rec) {
+          writeWav16(recordings[dirn], Buffer.from(rec.pcmB64, 'base64'), rec.rate || 48000);
+          delete rec.pcmB64;
+          report[`probe_${receiver}`] = rec;
+          report.setup_ms[dirn] = answerAt && rec.firstAudioAt ? Math.round(rec.firstAudioAt - answerAt) : null;
+        } else if (dirn === 'b_to_a' && sdk && fs.existsSync(recA)) {
+          // pw-record has no per-buffer timestamps: first audio ≈ recorder start + offset in file.
+          const off = firstAboveMs(readWav16(recA), FIRST_AUDIO_DBFS);
+          report.setup_ms[dirn] = answerAt && off !== null ? Math.round(recStartedAt + off - answerAt) : null;
+          report.setup_ms.b_to_a_approx = true;
+        }
+      }
+      report.recordings = recordings;
+
+      // ---- scoring ----
+      for (const dirn of ['a_to_b', 'b_to_a']) {
+        if (!fs.existsSync(recordings[dirn])) { report.errors.push(`${dirn}: no recording`); continue; }
+        const r = await run(['python3', path.join(E2E_DIR, 'score.py'), '--ref', refOf[dirn], '--deg', recordings[dirn], '--band', band, '--periodic']);
         try {
-          const r = await phone.pc.getStats();
-          if (typeof r?.forEach === 'function') r.forEach((v) => stats.push(v));
-          else stats = Object.values(r ?? {});
-          stats = JSON.parse(JSON.stringify(stats));
-        } catch (e) { statsError = String(e); }
-        const rec = records ? await window.__e2eProbe.stop() : null;
-        phone.hangup();
-        return { log: phone.log, errors: phone.errors, stats, statsError, rec };
-      }, side[s].records).catch((e) => ({ error: e.message, log: [], errors: [], stats: [] }));
-      if (collected[s].error) report.errors.push(`collect ${s}: ${collected[s].error}`);
-      for (const e of collected[s].errors ?? []) report.errors.push(`page ${s}: ${e}`);
-      if (collected[s].statsError) report.errors.push(`getStats ${s}: ${collected[s].statsError}`);
-      report.stats[s] = summarizeStats(collected[s].stats ?? []);
-      fs.writeFileSync(path.join(dir, `stats-${s}.json`), JSON.stringify(collected[s].stats ?? [], null, 1));
-      report.timeline[s] = (collected[s].log ?? []).map((e) => ({ ...e, t: Math.round(e.t - callAt) }));
-    }
-    if (sdk) {
-      await stopProcess(procs.pwCat, 'SIGINT');
-      await stopProcess(procs.pwRecord, 'SIGINT');
-    }
-
-    // ---- recordings ----
-    const recordings = { a_to_b: path.join(dir, 'received_by_B.wav'), b_to_a: recA };
-    const refOf = { a_to_b: refs.A, b_to_a: refs.B };
-    const answerAt = (collected[o.offerer].log ?? []).find((e) => e.what === 'answer-applied')?.t ?? null;
-    report.timeline.answer_applied_ms = answerAt && Math.round(answerAt - callAt);
-    for (const [dirn, receiver] of [['a_to_b', 'B'], ['b_to_a', 'A']]) {
-      const rec = collected[receiver].rec;
-      if (rec) {
-        writeWav16(recordings[dirn], Buffer.from(rec.pcmB64, 'base64'), rec.rate || 48000);
-        delete rec.pcmB64;
-        report[`probe_${receiver}`] = rec;
-        report.setup_ms[dirn] = answerAt && rec.firstAudioAt ? Math.round(rec.firstAudioAt - answerAt) : null;
-      } else if (dirn === 'b_to_a' && sdk && fs.existsSync(recA)) {
-        // pw-record has no per-buffer timestamps: first audio ≈ recorder start + offset in file.
-        const off = firstAboveMs(readWav16(recA), FIRST_AUDIO_DBFS);
-        report.setup_ms[dirn] = answerAt && off !== null ? Math.round(recStartedAt + off - answerAt) : null;
-        report.setup_ms.b_to_a_approx = true;
+          report.score[dirn] = JSON.parse(r.stdout.trim().split('\n').at(-1));
+        } catch {
+          report.score[dirn] = { error: `score.py exit ${r.code}: ${r.stderr.trim().slice(-500)}` };
+        }
+        report.pesq[dirn] = report.score[dirn].pesq ?? null;
+        if (report.score[dirn].error) report.errors.push(`score ${dirn}: ${report.score[dirn].error}`);
       }
-    }
-    report.recordings = recordings;
 
-    // ---- scoring ----
-    for (const dirn of ['a_to_b', 'b_to_a']) {
-      if (!fs.existsSync(recordings[dirn])) { report.errors.push(`${dirn}: no recording`); continue; }
-      const r = await run(['python3', path.join(E2E_DIR, 'score.py'), '--ref', refOf[dirn], '--deg', recordings[dirn], '--band', band, '--periodic']);
-      try {
-        report.score[dirn] = JSON.parse(r.stdout.trim().split('\n').at(-1));
-      } catch {
-        report.score[dirn] = { error: `score.py exit ${r.code}: ${r.stderr.trim().slice(-500)}` };
-      }
-      report.pesq[dirn] = report.score[dirn].pesq ?? null;
-      if (report.score[dirn].error) report.errors.push(`score ${dirn}: ${report.score[dirn].error}`);
+      // ---- packets each way ----
+      const [sa, sb] = [report.stats.A, report.stats.B];
+      report.packets = {
+        a_to_b: { sent: sa.outbound?.packetsSent ?? null, received: sb.inbound?.packetsReceived ?? null, lost: sb.inbound?.packetsLost ?? null },
+        b_to_a: { sent: sb.outbound?.packetsSent ?? null, received: sa.inbound?.packetsReceived ?? null, lost: sa.inbound?.packetsLost ?? null },
+      };
+      report.negotiated = { a_send: sa.outbound?.codec ?? null, b_send: sb.outbound?.codec ?? null, a_recv: sa.inbound?.codec ?? null, b_recv: sb.inbound?.codec ?? null };
     }
-
-    // ---- packets each way ----
-    const [sa, sb] = [report.stats.A, report.stats.B];
-    report.packets = {
-      a_to_b: { sent: sa.outbound?.packetsSent ?? null, received: sb.inbound?.packetsReceived ?? null, lost: sb.inbound?.packetsLost ?? null },
-      b_to_a: { sent: sb.outbound?.packetsSent ?? null, received: sa.inbound?.packetsReceived ?? null, lost: sa.inbound?.packetsLost ?? null },
-    };
-    report.negotiated = { a_send: sa.outbound?.codec ?? null, b_send: sb.outbound?.codec ?? null, a_recv: sa.inbound?.codec ?? null, b_recv: sb.inbound?.codec ?? null };
   } catch (e) {
     report.errors.push(`harness: ${e.message}`);
     log(`ERROR ${e.stack ?? e}`);
@@ -301,8 +359,13 @@ export async function runCall(opts) {
 export function checks(r, o) {
   const out = [];
   const add = (name, ok, value, limit) => out.push({ name, ok: !!ok, value, limit });
-  const want = `audio/${CODECS[o.codec].rtpmap}`.toLowerCase();
   add('connected', r.connect_ms !== null, r.connect_ms, `< ${CONNECT_TIMEOUT_MS} ms`);
+  if (o.scenario) {
+    if (!r.scenario) add('scenario ran', false, null, 'a connected call');
+    for (const c of r.scenario?.checks ?? []) add(c.name, c.ok, c.value, c.limit);
+    return out;
+  }
+  const want = `audio/${CODECS[o.codec].rtpmap}`.toLowerCase();
   for (const k of ['a_send', 'b_send']) add(`codec ${k}`, (r.negotiated[k] ?? '').toLowerCase() === want, r.negotiated[k] ?? null, want);
   for (const dirn of ['a_to_b', 'b_to_a']) {
     add(`pesq ${dirn}`, (r.pesq[dirn] ?? 0) >= PESQ_MIN, r.pesq[dirn] ?? null, `>= ${PESQ_MIN} (${r.band.toUpperCase()})`);
@@ -342,6 +405,11 @@ export function summarizeStats(list) {
   };
 }
 
+/** procstat sample → report shape (KiB, count, ms). */
+function footprint(s) {
+  return s && { rss_kb: s.rssKb, threads: s.threads, cpu_ms: s.cpuMs };
+}
+
 function parseEnvFile(file) {
   const env = {};
   for (const line of fs.readFileSync(file, 'utf8').split('\n')) {
@@ -359,5 +427,17 @@ export function summaryLine(r) {
   return `${r.mode} ${r.codec} offerer=${r.offerer}: PESQ A→B ${f(r.pesq.a_to_b)} B→A ${f(r.pesq.b_to_a)} (${r.band}); ` +
     `setup A→B ${f(r.setup_ms.a_to_b)} ms B→A ${f(r.setup_ms.b_to_a)} ms; connect ${f(r.connect_ms)} ms; ` +
     `pkts A→B ${f(r.packets.a_to_b?.sent)}/${f(r.packets.a_to_b?.received)} B→A ${f(r.packets.b_to_a?.sent)}/${f(r.packets.b_to_a?.received)}; ` +
-    `VC ${r.vc_bytes ? r.vc_bytes.total + ' B' : 'n/a'}; ${r.pass ? 'PASS' : 'FAIL'}`;
+    `VC ${r.vc_bytes ? r.vc_bytes.total + ' B' : 'n/a'}; ${r.pass ? 'PASS' : 'FAIL'}` +
+    (r.footprint ? `\n  ${footprintLine(r.footprint.daemon, 'vdimediad')}\n  ${footprintLine(r.footprint.bridge, 'bridge')}` : '');
+}
+
+/** "vdimediad: RSS idle 12.3 MiB, in call ≤ 30.1 MiB; threads 3 → 17; CPU 45.2 ms per call-second" */
+export function footprintLine(f, name) {
+  if (!f) return `${name}: n/a`;
+  const mib = (kb) => (kb == null ? '–' : (kb / 1024).toFixed(1));
+  return `${name}: RSS idle ${mib(f.idle?.rss_kb)} MiB, in call max ${mib(f.in_call?.rss_max_kb)} MiB` +
+    (f.after_hangup ? `, after hang-up ${mib(f.after_hangup.rss_kb)} MiB` : '') +
+    `; threads idle ${f.idle?.threads ?? '–'}, in call max ${f.in_call?.threads_max ?? '–'}` +
+    (f.after_hangup ? `, after hang-up ${f.after_hangup.threads}` : '') +
+    `; CPU ${f.cpu?.ms_per_call_s ?? '–'} ms per call-second (${f.cpu?.ms ?? '–'} ms over ${f.cpu?.call_s ?? '–'} s)`;
 }

@@ -3,6 +3,10 @@
 //
 //   node tests/e2e/run.mjs --mode native|sdk --codec opus|G722|PCMU --offerer A|B \
 //        [--duration 20] [--out tests/out/x.json] [--tls] [--processing-a on|off] [--keep] [--no-netns]
+//        [--scenario garbage|tab-close]
+//
+// --scenario (SDK mode): instead of the scored call, once connected run a bad-page scenario
+// (lib/scenarios.mjs) whose checks become the report's.
 //
 // The call runs in a fresh network namespace (`unshare -n`, loopback only): the script re-execs
 // itself there unless --no-netns is given. Exit status: 0 all checks passed, 1 a check failed,
@@ -11,12 +15,13 @@ import { parseArgs } from 'node:util';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { runCall, summaryLine } from './lib/call.mjs';
+import { SCENARIOS } from './lib/scenarios.mjs';
 
 const IN_NETNS = 'VDIMEDIA_E2E_IN_NETNS';
 
 function usage(msg) {
   if (msg) console.error(`run.mjs: ${msg}`);
-  console.error('usage: node tests/e2e/run.mjs --mode native|sdk --codec opus|G722|PCMU --offerer A|B [--duration S] [--out FILE] [--tls] [--processing-a on|off] [--keep] [--no-netns]');
+  console.error('usage: node tests/e2e/run.mjs --mode native|sdk --codec opus|G722|PCMU --offerer A|B [--duration S] [--out FILE] [--tls] [--processing-a on|off] [--keep] [--no-netns] [--scenario garbage|tab-close]');
   process.exit(2);
 }
 
@@ -33,6 +38,7 @@ try {
       'processing-a': { type: 'string', default: 'off' },
       keep: { type: 'boolean', default: false },
       'no-netns': { type: 'boolean', default: false },
+      scenario: { type: 'string' },
       help: { type: 'boolean', default: false },
     },
   }));
@@ -43,6 +49,9 @@ if (args.help) usage();
 const durationS = Number(args.duration);
 if (!(durationS >= 15 && durationS <= 120)) usage('--duration must be 15..120 s (one reference period is ~11.6 s, plus setup)');
 if (!['on', 'off'].includes(args['processing-a'])) usage('--processing-a must be on or off');
+const scenario = args.scenario === undefined ? null : SCENARIOS[args.scenario];
+if (args.scenario !== undefined && !scenario) usage(`unknown --scenario ${args.scenario} (${Object.keys(SCENARIOS).join('|')})`);
+if (scenario && args.mode !== 'sdk') usage('--scenario needs --mode sdk');
 
 if (!args['no-netns'] && !process.env[IN_NETNS]) {
   // Fresh network namespace with only loopback up; everything (pages, peers, bridge) lives in it.
@@ -60,6 +69,7 @@ try {
   report = await runCall({
     mode: args.mode, codec: args.codec, offerer: args.offerer, durationS, out: args.out,
     tls: args.tls, processingA: args['processing-a'], keep: args.keep,
+    scenario: scenario?.run, scenarioName: args.scenario, pageAInit: scenario?.pageAInit,
   });
 } catch (e) {
   usage(e.message);

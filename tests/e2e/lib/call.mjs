@@ -46,6 +46,8 @@ const DAEMON_READY_LOG = 'GStreamer and DTLS certificate ready';
  *   limit: string}[]} & Record<string, any>>} [scenario] runs once both peers are connected
  *   instead of the scored call (no fixed duration, no recordings, no PESQ); its `checks` become
  *   the report's checks (after `connected`), the whole result is `report.scenario`
+ * @property {string} [scenarioName] name of `scenario` for the report and work dir
+ * @property {string} [pageAInit] script evaluated in page A before its own scripts (scenarios)
  * @property {(line: string) => void} [log]
  */
 
@@ -74,7 +76,7 @@ export async function runCall(opts) {
   if (!['native', 'sdk'].includes(o.mode)) throw new Error(`mode must be native or sdk, not ${o.mode}`);
   const sdk = o.mode === 'sdk';
   const band = CODECS[o.codec].band;
-  const name = `${o.mode}-${o.codec}-${o.offerer}-${new Date().toISOString().replace(/[:.]/g, '-')}`;
+  const name = `${o.mode}-${o.codec}-${o.offerer}${o.scenarioName ? `-${o.scenarioName}` : ''}-${new Date().toISOString().replace(/[:.]/g, '-')}`;
   const dir = path.join(OUT_DIR, 'work', name);
   fs.mkdirSync(dir, { recursive: true });
   const log = (l) => { o.log(`[${((Date.now() - t0) / 1000).toFixed(1)}s] ${l}`); fs.appendFileSync(path.join(dir, 'harness.log'), l + '\n'); };
@@ -82,7 +84,7 @@ export async function runCall(opts) {
 
   const refs = buildRefs(path.join(OUT_DIR, 'refs'));
   const report = {
-    mode: o.mode, codec: o.codec, offerer: o.offerer, duration_s: o.durationS, band,
+    mode: o.mode, codec: o.codec, offerer: o.offerer, duration_s: o.durationS, band, scenario_name: o.scenarioName ?? null,
     started_at: new Date(t0).toISOString(), work_dir: dir, processing_a: o.processingA,
     setup_ms: {}, connect_ms: null, negotiated: {}, packets: {}, pesq: {}, score: {},
     vc_bytes: null, signalling: { messages: 0, bytes: 0 }, stats: {}, timeline: {}, errors: [], checks: [],
@@ -169,6 +171,7 @@ export async function runCall(opts) {
       page.on('pageerror', (e) => { fs.appendFileSync(consoleLog, `pageerror: ${e}\n`); report.errors.push(`page ${s}: ${e.message ?? e}`); });
       await page.exposeFunction('e2eSignal', (msg) => relaySignal(s, msg));
       if (side[s].records) await page.evaluateOnNewDocument(PROBE_SRC);
+      if (s === 'A' && o.pageAInit) await page.evaluateOnNewDocument(o.pageAInit);
       side[s].browser = browser;
       side[s].page = page;
     }

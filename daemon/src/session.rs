@@ -240,9 +240,19 @@ impl Session {
                 if self.tracks.remove(&p.track).is_none() {
                     return Err(EngineError::not_found(format!("no capture track {}", p.track)));
                 }
-                // W3C stop(): the sender keeps its place but sends nothing from now on.
-                for pc in self.pcs.values() {
-                    let _ = pc.set_track_enabled(&p.track, false);
+                // W3C stop() ends the source: release the device in every peer connection that
+                // sends this track (its sender then sends nothing).
+                for pc in self.pcs.values().filter(|pc| !is_closed(pc)) {
+                    let senders: Vec<String> = pc
+                        .state()
+                        .transceivers
+                        .into_iter()
+                        .filter(|t| t.sender.track.as_deref() == Some(p.track.as_str()))
+                        .map(|t| t.sender.id)
+                        .collect();
+                    for sender in senders {
+                        pc.remove_track(&sender)?;
+                    }
                 }
                 info!(track = %p.track, "capture track stopped");
                 Ok(json!({}))

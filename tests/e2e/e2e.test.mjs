@@ -1,51 +1,50 @@
-// End-to-end call matrix for `node --test tests/e2e/e2e.test.mjs`.
+// End-to-end call matrix for `node --test tests/e2e/` (this file and badpage.test.mjs).
 //
-//   native baseline: opus, A offers (Chromium ↔ Chromium) — always runs.
-//   SDK matrix:      opus, G722, PCMU × offerer A, B (page A through vdimedia) — runs when
-//                    VDIMEDIA_E2E_SDK=1 (then missing daemon/bridge/SDK builds are failures,
-//                    not skips).
+//   SDK matrix:      opus, G722, PCMU × offerer A, B (page A through vdimedia) — runs by default;
+//                    missing daemon/bridge/SDK builds are failures naming the build command.
+//   native baseline: opus, A offers (Chromium ↔ Chromium) — runs by default.
 //
-// Env: VDIMEDIA_E2E_DURATION (s, default 20), VDIMEDIA_E2E_NATIVE_MATRIX=1 (the native baseline
-// for all six combinations), VDIMEDIA_E2E_TLS=1 (bridge over wss://).
+// Env knobs (for subsetting; the default is the issue's full matrix):
+//   VDIMEDIA_E2E_SDK=0             skip the SDK matrix
+//   VDIMEDIA_E2E_NATIVE=0          skip the native baseline
+//   VDIMEDIA_E2E_NATIVE_MATRIX=1   native baseline for all six combinations
+//   VDIMEDIA_E2E_CODECS=opus,PCMU  codecs of the matrix (default opus,G722,PCMU)
+//   VDIMEDIA_E2E_OFFERERS=A        offerers of the matrix (default A,B)
+//   VDIMEDIA_E2E_DURATION=S        call length (default 20)
+//   VDIMEDIA_E2E_TLS=1             bridge over wss://
 // Each call is a child `run.mjs` (its own network namespace); reports land in
 // tests/out/e2e-<mode>-<codec>-<offerer>.json and a summary in tests/out/e2e-summary.json.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
-import { OUT_DIR, DAEMON_BIN, BRIDGE_BIN, SDK_BUNDLE } from './lib/config.mjs';
+import { OUT_DIR } from './lib/config.mjs';
+import { missingSdkBuilds, placeCall, summaryOf } from './lib/runner.mjs';
 
-const RUN = path.join(path.dirname(fileURLToPath(import.meta.url)), 'run.mjs');
 const DURATION_S = Number(process.env.VDIMEDIA_E2E_DURATION ?? 20);
 const CALL_TIMEOUT_MS = (DURATION_S + 60) * 1000;
-const SDK_ON = process.env.VDIMEDIA_E2E_SDK === '1';
-const CODECS = ['opus', 'G722', 'PCMU'];
-const OFFERERS = ['A', 'B'];
+const SDK_ON = process.env.VDIMEDIA_E2E_SDK !== '0';
+const NATIVE_ON = process.env.VDIMEDIA_E2E_NATIVE !== '0';
+const ALL_CODECS = ['opus', 'G722', 'PCMU'];
+const ALL_OFFERERS = ['A', 'B'];
+const list = (env, all) => {
+  const v = process.env[env];
+  if (!v) return all;
+  const picked = v.split(',').map((x) => x.trim()).filter(Boolean);
+  const bad = picked.filter((x) => !all.includes(x));
+  if (bad.length) throw new Error(`${env}: unknown ${bad.join(', ')} (choose from ${all.join(',')})`);
+  return picked;
+};
+const CODECS = list('VDIMEDIA_E2E_CODECS', ALL_CODECS);
+const OFFERERS = list('VDIMEDIA_E2E_OFFERERS', ALL_OFFERERS);
 const reports = [];
 
-function placeCall(mode, codec, offerer) {
-  const out = path.join(OUT_DIR, `e2e-${mode}-${codec}-${offerer}.json`);
-  fs.rmSync(out, { force: true });
-  const argv = [RUN, '--mode', mode, '--codec', codec, '--offerer', offerer, '--duration', String(DURATION_S), '--out', out];
-  if (process.env.VDIMEDIA_E2E_TLS === '1') argv.push('--tls');
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, argv, { stdio: ['ignore', 'ignore', 'pipe'] });
-    let stderr = '';
-    child.stderr.on('data', (d) => { stderr += d; });
-    const timer = setTimeout(() => child.kill('SIGTERM'), CALL_TIMEOUT_MS);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      const report = fs.existsSync(out) ? JSON.parse(fs.readFileSync(out, 'utf8')) : null;
-      resolve({ code, stderr, report });
-    });
-  });
-}
-
 async function callTest(t, mode, codec, offerer) {
-  const { code, stderr, report } = await placeCall(mode, codec, offerer);
-  t.diagnostic(stderr.trim().split('\n').filter((l) => !l.startsWith('[')).join('\n'));
+  const out = path.join(OUT_DIR, `e2e-${mode}-${codec}-${offerer}.json`);
+  const { code, stderr, report } = await placeCall({
+    mode, codec, offerer, durationS: DURATION_S, out, tls: process.env.VDIMEDIA_E2E_TLS === '1', timeoutMs: CALL_TIMEOUT_MS,
+  });
+  for (const line of summaryOf(stderr).split('\n')) t.diagnostic(line);
   assert.ok(report, `no report (run.mjs exit ${code}):\n${stderr}`);
   reports.push(report);
   const harness = report.errors.filter((e) => e.startsWith('harness:'));
@@ -57,27 +56,28 @@ async function callTest(t, mode, codec, offerer) {
   assert.equal(code, 0, `run.mjs exit ${code}`);
 }
 
-const nativeCombos = process.env.VDIMEDIA_E2E_NATIVE_MATRIX === '1'
-  ? CODECS.flatMap((c) => OFFERERS.map((o) => [c, o]))
-  : [['opus', 'A']];
-for (const [codec, offerer] of nativeCombos) {
-  test(`native baseline: ${codec}, offerer ${offerer}`, { timeout: CALL_TIMEOUT_MS + 10000 }, (t) => callTest(t, 'native', codec, offerer));
-}
-
-const missing = [['vdimediad', DAEMON_BIN], ['vdimedia-bridge', BRIDGE_BIN], ['SDK bundle', SDK_BUNDLE]]
-  .filter(([, p]) => !fs.existsSync(p)).map(([n, p]) => `${n} (${p})`);
+const missing = missingSdkBuilds();
 for (const codec of CODECS) {
   for (const offerer of OFFERERS) {
     const name = `sdk: ${codec}, offerer ${offerer}`;
     if (!SDK_ON) {
-      test(name, { skip: `set VDIMEDIA_E2E_SDK=1 to run${missing.length ? `; missing: ${missing.join(', ')}` : ''}` }, () => {});
+      test(name, { skip: 'VDIMEDIA_E2E_SDK=0' }, () => {});
       continue;
     }
-    test(name, { timeout: CALL_TIMEOUT_MS + 10000 }, (t) => {
-      assert.deepEqual(missing, [], 'SDK mode needs these builds');
+    test(name, { timeout: CALL_TIMEOUT_MS + 30000 }, (t) => {
+      assert.equal(missing, null, missing ?? '');
       return callTest(t, 'sdk', codec, offerer);
     });
   }
+}
+
+const nativeCombos = process.env.VDIMEDIA_E2E_NATIVE_MATRIX === '1'
+  ? CODECS.flatMap((c) => OFFERERS.map((o) => [c, o]))
+  : [['opus', 'A']];
+for (const [codec, offerer] of nativeCombos) {
+  const name = `native baseline: ${codec}, offerer ${offerer}`;
+  if (!NATIVE_ON) test(name, { skip: 'VDIMEDIA_E2E_NATIVE=0' }, () => {});
+  else test(name, { timeout: CALL_TIMEOUT_MS + 30000 }, (t) => callTest(t, 'native', codec, offerer));
 }
 
 test.after(() => {
@@ -85,6 +85,7 @@ test.after(() => {
   const rows = reports.map((r) => ({
     mode: r.mode, codec: r.codec, offerer: r.offerer, pass: r.pass, pesq: r.pesq, setup_ms: r.setup_ms,
     connect_ms: r.connect_ms, packets: r.packets, vc_bytes: r.vc_bytes?.total ?? null,
+    daemon: r.footprint?.daemon ?? null,
   }));
   fs.writeFileSync(path.join(OUT_DIR, 'e2e-summary.json'), JSON.stringify(rows, null, 2) + '\n');
 });

@@ -113,6 +113,8 @@ export async function runCall(opts) {
       await waitFor('the daemon VC socket', () => fs.existsSync(d.vcSock) || procs.daemon.exitCode !== null, 10000);
       if (procs.daemon.exitCode !== null) throw new Error(`vdimediad exited (${procs.daemon.exitCode}); see ${dir}/vdimediad.log`);
 
+      // Before any channel: GStreamer is initialised only when the first channel connects.
+      const daemonStarted = sampleProc(procs.daemon.pid, { smaps: true });
       const relay = await startVcRelay(d.relaySock, d.vcSock);
       cleanups.push(() => relay.close());
       report.vc_bytes = relay.counts;
@@ -138,8 +140,8 @@ export async function runCall(opts) {
         .then(() => true, () => false);
       await sleep(500);
       report.footprint = {
-        note: 'idle: channel connected, no page; in_call: max over the call; after_hangup: 1 s after both pages hung up; cpu: utime+stime over the call',
-        daemon: { pid: procs.daemon.pid, warm_up_logged: warm, idle: footprint(sampleProc(procs.daemon.pid)) },
+        note: 'no_channel: daemon listening, no channel yet; idle: channel connected, no page; in_call: max over the call; after_hangup: 1 s after both pages hung up; cpu: utime+stime over the call',
+        daemon: { pid: procs.daemon.pid, warm_up_logged: warm, no_channel: footprint(daemonStarted), idle: footprint(sampleProc(procs.daemon.pid, { smaps: true })) },
         bridge: { pid: procs.bridge.pid, idle: footprint(sampleProc(procs.bridge.pid)) },
       };
     }
@@ -287,7 +289,7 @@ export async function runCall(opts) {
         await stopProcess(procs.pwRecord, 'SIGINT');
         // Both pages hung up (pc.close): the call's pipeline and its threads should be gone.
         await sleep(1000);
-        report.footprint.daemon.after_hangup = footprint(sampleProc(procs.daemon.pid));
+        report.footprint.daemon.after_hangup = footprint(sampleProc(procs.daemon.pid, { smaps: true }));
       }
 
       // ---- recordings ----
@@ -410,7 +412,7 @@ export function summarizeStats(list) {
 
 /** procstat sample → report shape (KiB, count, ms). */
 function footprint(s) {
-  return s && { rss_kb: s.rssKb, threads: s.threads, cpu_ms: s.cpuMs };
+  return s && { rss_kb: s.rssKb, ...(s.pssKb !== undefined ? { pss_kb: s.pssKb, uss_kb: s.ussKb } : {}), threads: s.threads, cpu_ms: s.cpuMs };
 }
 
 function parseEnvFile(file) {
@@ -427,6 +429,11 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 /** One-line human summary of a report. */
 export function summaryLine(r) {
   const f = (x) => (x == null ? '–' : x);
+  if (r.scenario_name) {
+    return `${r.mode} ${r.codec} offerer=${r.offerer} scenario ${r.scenario_name}: connect ${f(r.connect_ms)} ms; ` +
+      `VC ${r.vc_bytes ? r.vc_bytes.total + ' B' : 'n/a'}; ${r.pass ? 'PASS' : 'FAIL'}` +
+      (r.footprint ? `\n  ${footprintLine(r.footprint.daemon, 'vdimediad')}` : '');
+  }
   return `${r.mode} ${r.codec} offerer=${r.offerer}: PESQ A→B ${f(r.pesq.a_to_b)} B→A ${f(r.pesq.b_to_a)} (${r.band}); ` +
     `setup A→B ${f(r.setup_ms.a_to_b)} ms B→A ${f(r.setup_ms.b_to_a)} ms; connect ${f(r.connect_ms)} ms; ` +
     `pkts A→B ${f(r.packets.a_to_b?.sent)}/${f(r.packets.a_to_b?.received)} B→A ${f(r.packets.b_to_a?.sent)}/${f(r.packets.b_to_a?.received)}; ` +
@@ -438,7 +445,7 @@ export function summaryLine(r) {
 export function footprintLine(f, name) {
   if (!f) return `${name}: n/a`;
   const mib = (kb) => (kb == null ? '–' : (kb / 1024).toFixed(1));
-  return `${name}: RSS idle ${mib(f.idle?.rss_kb)} MiB, in call max ${mib(f.in_call?.rss_max_kb)} MiB` +
+  return `${name}: RSS ${f.no_channel ? `before any channel ${mib(f.no_channel.rss_kb)} MiB, ` : ''}idle ${mib(f.idle?.rss_kb)} MiB, in call max ${mib(f.in_call?.rss_max_kb)} MiB` +
     (f.after_hangup ? `, after hang-up ${mib(f.after_hangup.rss_kb)} MiB` : '') +
     `; threads idle ${f.idle?.threads ?? '–'}, in call max ${f.in_call?.threads_max ?? '–'}` +
     (f.after_hangup ? `, after hang-up ${f.after_hangup.threads}` : '') +

@@ -11,11 +11,14 @@ const CLK_TCK = (() => {
 /**
  * One sample of process `pid`.
  * @param {number} pid
- * @returns {{rssKb: number, threads: number, cpuMs: number} | null} `rssKb`: VmRSS (KiB) from
- *   /proc/PID/status; `threads`: Threads; `cpuMs`: utime + stime (user + system CPU, ms) from
- *   /proc/PID/stat. null when the process is gone.
+ * @param {{smaps?: boolean}} [o] with `smaps`, also PSS and USS from /proc/PID/smaps_rollup
+ * @returns {{rssKb: number, threads: number, cpuMs: number, pssKb?: number, ussKb?: number} | null}
+ *   `rssKb`: VmRSS (KiB) from /proc/PID/status (counts shared library pages in full);
+ *   `threads`: Threads; `cpuMs`: utime + stime (user + system CPU, ms) from /proc/PID/stat;
+ *   `pssKb`: proportional set size; `ussKb`: Private_Clean + Private_Dirty (memory only this
+ *   process holds). null when the process is gone.
  */
-export function sampleProc(pid) {
+export function sampleProc(pid, o = {}) {
   try {
     const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
     const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
@@ -24,7 +27,14 @@ export function sampleProc(pid) {
     // utime (field 14) and stime (field 15) are at indexes 11 and 12 of the rest.
     const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     const ticks = Number(rest[11]) + Number(rest[12]);
-    return { rssKb: field('VmRSS'), threads: field('Threads'), cpuMs: Math.round((ticks * 1000) / CLK_TCK) };
+    const out = { rssKb: field('VmRSS'), threads: field('Threads'), cpuMs: Math.round((ticks * 1000) / CLK_TCK) };
+    if (o.smaps) {
+      const roll = fs.readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
+      const kb = (name) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(roll)?.[1] ?? NaN);
+      out.pssKb = kb('Pss');
+      out.ussKb = kb('Private_Clean') + kb('Private_Dirty');
+    }
+    return out;
   } catch {
     return null;
   }

@@ -92,12 +92,14 @@ async function garbage(ctx) {
   const add = (name, ok, value, limit) => checks.push({ name, ok: !!ok, value, limit });
   await sleep(2000); // let audio flow first
   const before = { packetsA: await inboundPackets(A), at: Date.now() };
-  const frames = [
-    { text: 'not json', expect: { type: 'error', code: 'bad_message', name: 'SyntaxError' } },
-    { text: JSON.stringify({ type: 'request', id: BIG_ID, method: 'pc.fly', params: {} }), expect: { type: 'response', id: BIG_ID, code: 'unknown_method', name: 'NotSupportedError' } },
+  // On the SDK's socket the id must not collide with the SDK's own pending requests.
+  const framesFor = (id) => [
+    { label: 'not json', text: 'not json', expect: { type: 'error', code: 'bad_message', name: 'SyntaxError' } },
+    { label: 'unknown method pc.fly', text: JSON.stringify({ type: 'request', id, method: 'pc.fly', params: {} }), expect: { type: 'response', id, code: 'unknown_method', name: 'NotSupportedError' } },
   ];
   const out = {};
   for (const which of ['raw', 'sdk']) {
+    const frames = framesFor(which === 'sdk' ? BIG_ID : 1);
     out[which] = await sendAndCollect(A, which, frames, 3000);
     log(`garbage on the ${which} WebSocket: ${JSON.stringify(out[which])}`);
     if (out[which].error) { add(`${which} socket usable`, false, out[which].error, 'an open, redirected WebSocket'); continue; }
@@ -105,7 +107,7 @@ async function garbage(ctx) {
       const e = f.expect;
       const reply = out[which].replies.find((m) => (e.type === 'error' ? m.type === 'error' : m.type === 'response' && m.id === e.id));
       const err = reply?.error ?? null;
-      add(`${which} socket: ${f.text.slice(0, 40)} → typed error`, err?.code === e.code && err?.name === e.name,
+      add(`${which === 'sdk' ? "SDK's" : 'second'} WebSocket: ${f.label} → typed error`, err?.code === e.code && err?.name === e.name,
         err ? { code: err.code, name: err.name } : reply ?? null, `${e.type} with error ${e.code}/${e.name}`);
     }
     if (which === 'sdk') add('SDK WebSocket still open', out.sdk.sdkSocketOpen === true, out.sdk.sdkSocketOpen, 'true');
@@ -125,17 +127,22 @@ async function garbage(ctx) {
 }
 
 /**
- * PipeWire nodes that belong to process `pid` (application.process.id) or that a vdimediad
- * pipewiresrc/pipewiresink created (application.name "vdimediad", the elements' client-name).
- * @returns {Promise<{id: number, name: string, mediaClass: string, app: string, pid: string}[]>}
+ * PipeWire stream nodes of the daemon: nodes whose owning client (`client.id`) is a client of
+ * process `pid` (`application.process.id`), or whose `node.name` is "vdimediad" (the
+ * `client-name` the daemon gives pipewiresrc/pipewiresink). Seen in a call (pw-dump 0.3.65):
+ * two nodes `node.name=vdimediad`, `Stream/Input/Audio` and `Stream/Output/Audio`, owned by the
+ * daemon's client; the nodes themselves carry no process id.
+ * @returns {Promise<{id: number, name: string, mediaClass: string, client: number}[]>}
  */
 export async function daemonNodes(rigEnv, pid) {
   const r = await run(['pw-dump'], { env: rigEnv });
   if (r.code !== 0) throw new Error(`pw-dump failed (${r.code}): ${r.stderr.trim()}`);
   const objs = JSON.parse(r.stdout);
-  return objs.filter((o) => o.type === 'PipeWire:Interface:Node').map((o) => o.info?.props ?? {})
-    .filter((p) => String(p['application.process.id']) === String(pid) || p['application.name'] === 'vdimediad')
-    .map((p) => ({ id: p['object.id'], name: p['node.name'], mediaClass: p['media.class'], app: p['application.name'], pid: p['application.process.id'] }));
+  const props = (o) => o.info?.props ?? {};
+  const clients = new Set(objs.filter((o) => o.type === 'PipeWire:Interface:Client' && String(props(o)['application.process.id']) === String(pid)).map((o) => o.id));
+  return objs.filter((o) => o.type === 'PipeWire:Interface:Node')
+    .filter((o) => clients.has(props(o)['client.id']) || props(o)['node.name'] === 'vdimediad')
+    .map((o) => ({ id: o.id, name: props(o)['node.name'], mediaClass: props(o)['media.class'], client: props(o)['client.id'] }));
 }
 
 async function tabClose(ctx) {

@@ -92,13 +92,27 @@ impl BackendChoice {
 }
 
 /// `[webrtc]`: engine-wide WebRTC settings.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct WebRtcConfig {
     /// Gather ICE candidates on 127.0.0.1 too. libnice skips loopback when another interface
     /// exists and gathers nothing in a loopback-only namespace; test rigs turn this on.
     #[serde(default)]
     pub loopback_ice: bool,
+    /// Receive jitter buffer in ms (10..=1000): lower is less delay, higher rides out more
+    /// network jitter.
+    #[serde(default = "default_jitter_buffer_ms")]
+    pub jitter_buffer_ms: u32,
+}
+
+impl Default for WebRtcConfig {
+    fn default() -> Self {
+        Self { loopback_ice: false, jitter_buffer_ms: default_jitter_buffer_ms() }
+    }
+}
+
+fn default_jitter_buffer_ms() -> u32 {
+    crate::webrtc::peer_connection::DEFAULT_JITTER_BUFFER_MS
 }
 
 /// `[limits]`: per-channel and per-session caps; a breach is a typed `limit_exceeded` error.
@@ -215,6 +229,12 @@ impl Config {
         if !(1..=300).contains(&self.vc.redial_secs) {
             return Err(invalid("vc.redial_secs", format!("{} is outside 1..=300", self.vc.redial_secs)));
         }
+        if !(10..=1000).contains(&self.webrtc.jitter_buffer_ms) {
+            return Err(invalid(
+                "webrtc.jitter_buffer_ms",
+                format!("{} is outside 10..=1000", self.webrtc.jitter_buffer_ms),
+            ));
+        }
         if self.limits.max_peer_connections == 0 || self.limits.max_peer_connections > 64 {
             return Err(invalid("limits.max_peer_connections", "must be 1..=64".into()));
         }
@@ -285,6 +305,8 @@ mod tests {
         assert!(e.contains("lisen"), "typo must be reported: {e}");
         let e = parse("[vc]\nlisten=\"unix:/a\"\nconnect=\"unix:/b\"").unwrap_err().to_string();
         assert!(e.contains("not both"), "{e}");
+        let e = parse("[webrtc]\njitter_buffer_ms = 5").unwrap_err().to_string();
+        assert!(e.contains("webrtc.jitter_buffer_ms"), "{e}");
         let e = parse("[log]\nlevel = \"[[[\"").unwrap_err().to_string();
         assert!(e.contains("log.level"), "{e}");
     }

@@ -280,6 +280,7 @@ impl Session {
                 let (tx, rx) = mpsc::unbounded_channel();
                 let mut options = PcOptions::default();
                 options.loopback_ice |= self.engine.config.webrtc.loopback_ice;
+                options.jitter_buffer_ms = self.engine.config.webrtc.jitter_buffer_ms;
                 let pc = PeerConnection::with_options(&p.pc, &p.configuration, options, tx)?;
                 info!(pc = %p.pc, ice_servers = p.configuration.ice_servers.len(), "peer connection created");
                 self.events.insert(p.pc.clone(), UnboundedReceiverStream::new(rx));

@@ -42,24 +42,12 @@ pub fn prewarm() -> EngineResult<()> {
             if pem.is_none_or(|p| p.is_empty()) {
                 return Err("dtlsdec produced no certificate".to_string());
             }
-            // Loading the plugins' shared objects is the other first-call cost: instantiate one
-            // of each element a call uses, then drop them.
-            for f in [
-                "webrtcbin",
-                "nicesrc",
-                "srtpenc",
-                "rtpbin",
-                "opusenc",
-                "opusdec",
-                "rtpopuspay",
-                "rtpopusdepay",
-                "avenc_g722",
-                "mulawenc",
-                "alawenc",
-                "audioconvert",
-                "audioresample",
-            ] {
-                if gst::ElementFactory::make(f).build().is_err() {
+            // Only the certificate is made ahead: loading the call's plugins here would cost
+            // the idle daemon tens of MB (gst-libav alone maps libavfilter and its speech and
+            // SVG libraries), and that loading happens at pc.create, long before the answer, so
+            // it never delays first audio.
+            for f in ["webrtcbin", "nicesrc", "opusenc", "rtpopuspay"] {
+                if gst::ElementFactory::find(f).is_none() {
                     tracing::warn!(element = f, "GStreamer element missing: calls may fail");
                 }
             }

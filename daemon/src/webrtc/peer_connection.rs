@@ -57,14 +57,21 @@ pub struct PcOptions {
     pub loopback_ice: bool,
     /// Codecs offered and accepted, in preference order. Default [`Codec::DEFAULT_ORDER`].
     pub codecs: Vec<Codec>,
+    /// Receive jitter buffer, ms (webrtcbin `latency`, which sets rtpjitterbuffer's). Its
+    /// default of 200 ms adds that much to every call's mouth-to-ear delay; browsers adapt
+    /// from a few tens of ms. Default [`DEFAULT_JITTER_BUFFER_MS`].
+    pub jitter_buffer_ms: u32,
 }
+
+/// Default receive jitter buffer, ms: two to three 20 ms packets of headroom.
+pub const DEFAULT_JITTER_BUFFER_MS: u32 = 50;
 
 impl Default for PcOptions {
     fn default() -> Self {
         let loopback_ice = std::env::var(LOOPBACK_ICE_ENV)
             .map(|v| v == "1" || v.eq_ignore_ascii_case("true"))
             .unwrap_or(false);
-        Self { loopback_ice, codecs: Codec::DEFAULT_ORDER.to_vec() }
+        Self { loopback_ice, codecs: Codec::DEFAULT_ORDER.to_vec(), jitter_buffer_ms: DEFAULT_JITTER_BUFFER_MS }
     }
 }
 
@@ -338,6 +345,7 @@ impl PeerConnection {
             .build()
             .map_err(|e| op_err(format!("webrtcbin is not available: {e}")))?;
         webrtc.set_property("bundle-policy", ice_settings.bundle_policy);
+        webrtc.set_property("latency", options.jitter_buffer_ms);
         if ice_settings.relay_only {
             webrtc.set_property("ice-transport-policy", gst_webrtc::WebRTCICETransportPolicy::Relay);
         }

@@ -107,7 +107,7 @@ fn peer_with(name: &str, codecs: Vec<Codec>, config: &RtcConfiguration) -> Peer 
         .with_test_writer()
         .try_init();
     let (tx, rx) = unbounded_channel();
-    let opts = PcOptions { loopback_ice: true, codecs };
+    let opts = PcOptions { loopback_ice: true, codecs, ..PcOptions::default() };
     let pc = PeerConnection::with_options(name, config, opts, tx).unwrap();
     Peer { pc, rx, events: Vec::new() }
 }

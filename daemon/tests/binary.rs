@@ -38,6 +38,27 @@ impl Drop for Reaper {
     }
 }
 
+/// Sends SIGTERM and waits (at most 5 s) for the daemon to exit; returns its status and stderr.
+fn stop_with_sigterm(child: &mut Child) -> (std::process::ExitStatus, String) {
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let started = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "daemon did not stop within 5 s of SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut log = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut log).unwrap();
+    (status, log)
+}
+
+/// `vdimediactl status` against `sock`.
+fn status(sock: &Path) -> std::process::Output {
+    Command::new(CTL).args(["status", "--vc", &format!("unix:{}", sock.display())]).output().unwrap()
+}
+
 fn threads_of(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/task")).map(|d| d.count()).unwrap_or(0)
 }
@@ -62,24 +83,13 @@ fn starts_answers_status_and_stops_cleanly_on_sigterm() {
     let idle_threads = threads_of(child.id());
     assert!(idle_threads <= 3, "idle daemon runs {idle_threads} threads");
 
-    let out =
-        Command::new(CTL).args(["status", "--vc", &format!("unix:{}", sock.display())]).output().unwrap();
+    let out = status(&sock);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "status failed: {stdout} {}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("engine:   vdimediad/"), "{stdout}");
     assert!(stdout.contains("opus"), "{stdout}");
 
-    let started = Instant::now();
-    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(started.elapsed() < Duration::from_secs(5), "daemon did not stop within 5 s of SIGTERM");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut log = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut log).unwrap();
+    let (status, log) = stop_with_sigterm(child);
     assert!(status.success(), "exit status {status}; log:\n{log}");
     assert!(log.contains("SIGTERM") && log.contains("stopped"), "log:\n{log}");
 }
@@ -139,19 +149,12 @@ fn takes_its_listening_socket_from_systemd_socket_activation() {
     );
     let child = &mut reaper.0;
     wait_for_path(&sock, child);
-    let out = Command::new(CTL).args(["status", "--vc", &format!("unix:{}", sock.display())]).output().unwrap();
+    let out = status(&sock);
     assert!(
         out.status.success(),
         "status through the activated socket failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
-    let started = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        assert!(started.elapsed() < Duration::from_secs(5), "daemon did not stop after SIGTERM");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let mut log = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut log).unwrap();
+    let (_, log) = stop_with_sigterm(child);
     assert!(log.contains("socket systemd passed"), "the daemon did not use the passed socket:\n{log}");
 }

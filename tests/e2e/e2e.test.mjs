@@ -39,11 +39,22 @@ const CODECS = list('VDIMEDIA_E2E_CODECS', ALL_CODECS);
 const OFFERERS = list('VDIMEDIA_E2E_OFFERERS', ALL_OFFERERS);
 const reports = [];
 
+// Speech quality is the one check a stall of this shared 2-core machine can spoil (FIELD-NOTES:
+// 200–450 ms stalls stretch jitter buffers); a call whose only failures are PESQ is placed once
+// more and the second call decides. Every other check fails at once.
+const QUALITY_CHECK = /^pesq /;
+
 async function callTest(t, mode, codec, offerer) {
   const out = path.join(OUT_DIR, `e2e-${mode}-${codec}-${offerer}.json`);
-  const { code, stderr, report } = await placeCall({
+  const place = () => placeCall({
     mode, codec, offerer, durationS: DURATION_S, out, tls: process.env.VDIMEDIA_E2E_TLS === '1', timeoutMs: CALL_TIMEOUT_MS,
   });
+  let { code, stderr, report } = await place();
+  const failed = report?.checks.filter((c) => !c.ok) ?? [];
+  if (failed.length && failed.every((c) => QUALITY_CHECK.test(c.name))) {
+    t.diagnostic(`first call: ${failed.map((c) => `${c.name} = ${c.value}`).join(', ')}; placing it once more`);
+    ({ code, stderr, report } = await place());
+  }
   for (const line of summaryOf(stderr).split('\n')) t.diagnostic(line);
   assert.ok(report, `no report (run.mjs exit ${code}):\n${stderr}`);
   reports.push(report);

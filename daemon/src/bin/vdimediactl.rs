@@ -214,16 +214,8 @@ fn status(vc: Option<String>, json: bool) -> ExitCode {
 }
 
 async fn handshake(addr: &VcAddr) -> Result<vdimedia_protocol::handshake::Welcome, String> {
-    match addr {
-        VcAddr::Unix(p) => {
-            let s = tokio::net::UnixStream::connect(p).await.map_err(|e| e.to_string())?;
-            handshake_on(s).await
-        }
-        VcAddr::Tcp(a) => {
-            let s = tokio::net::TcpStream::connect(a).await.map_err(|e| e.to_string())?;
-            handshake_on(s).await
-        }
-    }
+    let stream = vdimediad::vc::transport::dial(addr).await.map_err(|e| e.to_string())?;
+    handshake_on(stream).await
 }
 
 async fn handshake_on<S>(mut s: S) -> Result<vdimedia_protocol::handshake::Welcome, String>

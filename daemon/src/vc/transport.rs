@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpStream, UnixListener, UnixStream};
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -78,6 +79,23 @@ pub async fn run_listener(listener: UnixListener, engine: Arc<Engine>, mut shutd
     while tasks.join_next().await.is_some() {}
 }
 
+/// A virtual-channel byte stream, whichever transport carries it.
+pub trait VcStream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> VcStream for T {}
+
+/// Connects to `addr` (`tcp://` with Nagle off, since frames are small and latency matters, or
+/// `unix:`).
+pub async fn dial(addr: &VcAddr) -> std::io::Result<Box<dyn VcStream>> {
+    Ok(match addr {
+        VcAddr::Tcp(a) => {
+            let s = TcpStream::connect(a).await?;
+            s.set_nodelay(true)?;
+            Box::new(s)
+        }
+        VcAddr::Unix(p) => Box::new(UnixStream::connect(p).await?),
+    })
+}
+
 /// Dials `addr` and serves the channel; redials `redial` after it drops or fails, until
 /// shutdown.
 pub async fn run_dialler(
@@ -87,30 +105,16 @@ pub async fn run_dialler(
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
-        let served = match &addr {
-            VcAddr::Tcp(a) => match TcpStream::connect(a).await {
-                Ok(s) => {
-                    let _ = s.set_nodelay(true);
-                    info!(vc = %addr, "virtual channel dialled");
-                    serve_channel(s, engine.clone(), shutdown.clone()).await;
-                    true
-                }
-                Err(e) => {
-                    warn!(vc = %addr, error = %e, "cannot dial the bridge");
-                    false
-                }
-            },
-            VcAddr::Unix(p) => match UnixStream::connect(p).await {
-                Ok(s) => {
-                    info!(vc = %addr, "virtual channel dialled");
-                    serve_channel(s, engine.clone(), shutdown.clone()).await;
-                    true
-                }
-                Err(e) => {
-                    warn!(vc = %addr, error = %e, "cannot dial the bridge");
-                    false
-                }
-            },
+        let served = match dial(&addr).await {
+            Ok(stream) => {
+                info!(vc = %addr, "virtual channel dialled");
+                serve_channel(stream, engine.clone(), shutdown.clone()).await;
+                true
+            }
+            Err(e) => {
+                warn!(vc = %addr, error = %e, "cannot dial the bridge");
+                false
+            }
         };
         if *shutdown.borrow() {
             break;

@@ -626,25 +626,7 @@ impl PeerConnection {
             }
             Some(d) => d,
         };
-        let allowed = match desc.sdp_type {
-            RtcSdpType::Offer => {
-                matches!(signaling, RtcSignalingState::Stable | RtcSignalingState::HaveLocalOffer)
-            }
-            RtcSdpType::Answer | RtcSdpType::Pranswer => {
-                matches!(signaling, RtcSignalingState::HaveRemoteOffer | RtcSignalingState::HaveLocalPranswer)
-            }
-            RtcSdpType::Rollback => {
-                tracing::warn!(pc = %i.id, "rollback requested: not supported by webrtcbin 1.22");
-                return Err(op_err("rollback is not supported by this engine"));
-            }
-        };
-        if !allowed {
-            tracing::warn!(pc = %i.id, ?desc.sdp_type, ?signaling, "setLocalDescription in wrong state");
-            return Err(EngineError::invalid_state(format!(
-                "setLocalDescription({:?}) in signaling state {signaling:?}",
-                desc.sdp_type
-            )));
-        }
+        check_description_state(&i.id, true, desc.sdp_type, signaling)?;
         self.apply_description(true, desc).await
     }
 
@@ -661,25 +643,7 @@ impl PeerConnection {
             }
             st.signaling
         };
-        let allowed = match desc.sdp_type {
-            RtcSdpType::Offer => {
-                matches!(signaling, RtcSignalingState::Stable | RtcSignalingState::HaveRemoteOffer)
-            }
-            RtcSdpType::Answer | RtcSdpType::Pranswer => {
-                matches!(signaling, RtcSignalingState::HaveLocalOffer | RtcSignalingState::HaveRemotePranswer)
-            }
-            RtcSdpType::Rollback => {
-                tracing::warn!(pc = %i.id, "rollback requested: not supported by webrtcbin 1.22");
-                return Err(op_err("rollback is not supported by this engine"));
-            }
-        };
-        if !allowed {
-            tracing::warn!(pc = %i.id, ?desc.sdp_type, ?signaling, "setRemoteDescription in wrong state");
-            return Err(EngineError::invalid_state(format!(
-                "setRemoteDescription({:?}) in signaling state {signaling:?}",
-                desc.sdp_type
-            )));
-        }
+        check_description_state(&i.id, false, desc.sdp_type, signaling)?;
         self.apply_description(false, desc).await
     }
 
@@ -1726,4 +1690,36 @@ impl Inner {
         });
         self.webrtc.emit_by_name::<()>("get-stats", &[&None::<gst::Pad>, &promise]);
     }
+}
+
+/// Whether a description of `sdp_type` may be applied (local or remote) in `signaling`, per
+/// the JSEP state machine (RFC 8829 §3.2, WebRTC 1.0 §4.4.1.5). Wrong state → `invalid_state`;
+/// rollback → `operation_error` (webrtcbin 1.22 cannot roll back).
+fn check_description_state(
+    pc: &str,
+    local: bool,
+    sdp_type: RtcSdpType,
+    signaling: RtcSignalingState,
+) -> EngineResult<()> {
+    use RtcSignalingState as S;
+    let allowed = match (sdp_type, local) {
+        (RtcSdpType::Offer, true) => matches!(signaling, S::Stable | S::HaveLocalOffer),
+        (RtcSdpType::Offer, false) => matches!(signaling, S::Stable | S::HaveRemoteOffer),
+        (RtcSdpType::Answer | RtcSdpType::Pranswer, true) => {
+            matches!(signaling, S::HaveRemoteOffer | S::HaveLocalPranswer)
+        }
+        (RtcSdpType::Answer | RtcSdpType::Pranswer, false) => {
+            matches!(signaling, S::HaveLocalOffer | S::HaveRemotePranswer)
+        }
+        (RtcSdpType::Rollback, _) => {
+            tracing::warn!(pc, "rollback requested: not supported by webrtcbin 1.22");
+            return Err(op_err("rollback is not supported by this engine"));
+        }
+    };
+    if allowed {
+        return Ok(());
+    }
+    let method = if local { "setLocalDescription" } else { "setRemoteDescription" };
+    tracing::warn!(pc, ?sdp_type, ?signaling, "{method} in wrong state");
+    Err(EngineError::invalid_state(format!("{method}({sdp_type:?}) in signaling state {signaling:?}")))
 }

@@ -38,5 +38,7 @@ fi
 # JS SDK build and unit tests (rollup, ws; no browser download).
 if [ ! -d sdk/js/node_modules/rollup ] || [ ! -d sdk/js/node_modules/ws ]; then
   echo "install-deps: npm ci in sdk/js"
-  (cd sdk/js && npm ci --no-audit --no-fund --silent)
+  # `npm install`, not `npm ci`: the lock names only the rollup native packages the registry
+  # here serves (linux x64/arm64), and `npm ci` insists on an entry for every platform's.
+  (cd sdk/js && npm install --no-audit --no-fund --silent)
 fi

@@ -12,6 +12,8 @@
 //   VDIMEDIA_E2E_OFFERERS=A        offerers of the matrix (default A,B)
 //   VDIMEDIA_E2E_DURATION=S        call length (default 20)
 //   VDIMEDIA_E2E_TLS=1             bridge over wss://
+//   VDIMEDIA_E2E_PESQ_MIN=3.5      PESQ threshold each way (the issue's 3.5; raise it to see
+//                                  the quality retries fail)
 // Each call is a child `run.mjs` (its own network namespace); reports land in
 // tests/out/e2e-<mode>-<codec>-<offerer>.json and a summary in tests/out/e2e-summary.json.
 import { test } from 'node:test';
@@ -40,9 +42,12 @@ const OFFERERS = list('VDIMEDIA_E2E_OFFERERS', ALL_OFFERERS);
 const reports = [];
 
 // Speech quality is the one check a stall of this shared 2-core machine can spoil (FIELD-NOTES:
-// 200–450 ms stalls stretch jitter buffers); a call whose only failures are PESQ is placed once
-// more and the second call decides. Every other check fails at once.
+// 200–450 ms stalls stretch jitter buffers; the rig's own pw-cat feeding the virtual mic stalls
+// too): about one call in 25 scored below 3.5 in one direction, with a visible time warp in the
+// alignment, while its other calls scored 4.3. A call whose only failures are PESQ is placed
+// again, up to QUALITY_ATTEMPTS calls, and the last one decides; every other check fails at once.
 const QUALITY_CHECK = /^pesq /;
+const QUALITY_ATTEMPTS = 3;
 
 async function callTest(t, mode, codec, offerer) {
   const out = path.join(OUT_DIR, `e2e-${mode}-${codec}-${offerer}.json`);
@@ -50,9 +55,10 @@ async function callTest(t, mode, codec, offerer) {
     mode, codec, offerer, durationS: DURATION_S, out, tls: process.env.VDIMEDIA_E2E_TLS === '1', timeoutMs: CALL_TIMEOUT_MS,
   });
   let { code, stderr, report } = await place();
-  const failed = report?.checks.filter((c) => !c.ok) ?? [];
-  if (failed.length && failed.every((c) => QUALITY_CHECK.test(c.name))) {
-    t.diagnostic(`first call: ${failed.map((c) => `${c.name} = ${c.value}`).join(', ')}; placing it once more`);
+  for (let attempt = 2; attempt <= QUALITY_ATTEMPTS; attempt++) {
+    const failed = report?.checks.filter((c) => !c.ok) ?? [];
+    if (!failed.length || !failed.every((c) => QUALITY_CHECK.test(c.name))) break;
+    t.diagnostic(`call ${attempt - 1}: ${failed.map((c) => `${c.name} = ${c.value}`).join(', ')}; placing it again`);
     ({ code, stderr, report } = await place());
   }
   for (const line of summaryOf(stderr).split('\n')) t.diagnostic(line);

@@ -93,6 +93,6 @@ export const CODECS = {
 /** Per-frame RMS (dBFS) above which the far end counts the frame as audio (setup time). */
 export const FIRST_AUDIO_DBFS = -70;
 /** PESQ threshold of the issue, each way. */
-export const PESQ_MIN = 3.5;
+export const PESQ_MIN = Number(process.env.VDIMEDIA_E2E_PESQ_MIN ?? 3.5);
 /** VC byte budget for one call, both ways together (signalling only). */
 export const VC_BYTES_MAX = 64 * 1024;

@@ -38,6 +38,14 @@ impl Drop for Reaper {
     }
 }
 
+/// Starts `cmd` (logging to a pipe, not the journal) and waits until `sock` exists.
+fn spawn_until_listening(cmd: &mut Command, sock: &Path) -> Reaper {
+    let mut reaper =
+        Reaper(cmd.env_remove("JOURNAL_STREAM").stderr(Stdio::piped()).spawn().expect("spawn the daemon"));
+    wait_for_path(sock, &mut reaper.0);
+    reaper
+}
+
 /// Sends SIGTERM and waits (at most 5 s) for the daemon to exit; returns its status and stderr.
 fn stop_with_sigterm(child: &mut Child) -> (std::process::ExitStatus, String) {
     assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
@@ -67,17 +75,12 @@ fn threads_of(pid: u32) -> usize {
 fn starts_answers_status_and_stops_cleanly_on_sigterm() {
     let dir = tempdir("sigterm");
     let sock = dir.join("vc.sock");
-    let mut reaper = Reaper(
-        Command::new(DAEMON)
-            .args(["--listen", &format!("unix:{}", sock.display()), "--backend", "alsa"])
-            .env("VDIMEDIA_LOG", "info")
-            .env_remove("JOURNAL_STREAM")
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
+    let listen = format!("unix:{}", sock.display());
+    let mut reaper = spawn_until_listening(
+        Command::new(DAEMON).args(["--listen", &listen, "--backend", "alsa"]).env("VDIMEDIA_LOG", "info"),
+        &sock,
     );
     let child = &mut reaper.0;
-    wait_for_path(&sock, child);
 
     // Idle: no GStreamer, no pipeline, so just the runtime's thread(s).
     let idle_threads = threads_of(child.id());
@@ -139,16 +142,19 @@ fn takes_its_listening_socket_from_systemd_socket_activation() {
     let sock = dir.join("activated.sock");
     // systemd-socket-activate binds the socket and execs the daemon on the first connection,
     // passing the socket as fd 3 with LISTEN_FDS=1, as a .socket unit does.
-    let mut reaper = Reaper(
-        Command::new(activate)
-            .args(["-l", sock.to_str().unwrap(), "-E", "VDIMEDIA_LOG=info", DAEMON, "--backend", "alsa"])
-            .env_remove("JOURNAL_STREAM")
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
+    let mut reaper = spawn_until_listening(
+        Command::new(activate).args([
+            "-l",
+            sock.to_str().unwrap(),
+            "-E",
+            "VDIMEDIA_LOG=info",
+            DAEMON,
+            "--backend",
+            "alsa",
+        ]),
+        &sock,
     );
     let child = &mut reaper.0;
-    wait_for_path(&sock, child);
     let out = status(&sock);
     assert!(
         out.status.success(),

@@ -71,7 +71,11 @@ impl Default for PcOptions {
         let loopback_ice = std::env::var(LOOPBACK_ICE_ENV)
             .map(|v| v == "1" || v.eq_ignore_ascii_case("true"))
             .unwrap_or(false);
-        Self { loopback_ice, codecs: Codec::DEFAULT_ORDER.to_vec(), jitter_buffer_ms: DEFAULT_JITTER_BUFFER_MS }
+        Self {
+            loopback_ice,
+            codecs: Codec::DEFAULT_ORDER.to_vec(),
+            jitter_buffer_ms: DEFAULT_JITTER_BUFFER_MS,
+        }
     }
 }
 

@@ -197,9 +197,14 @@ L.push('- **setup**: from the offerer\'s `setRemoteDescription(answer)` resolvin
   '- Native mode runs no daemon: its footprint cells are n/a. Chromium\'s own media CPU is not measured here.');
 // A hand-written interpretation between these markers survives regeneration.
 const NOTES = /<!-- interpretation -->[\s\S]*?<!-- \/interpretation -->/;
-const previous = fs.existsSync(a.out) ? fs.readFileSync(a.out, 'utf8').match(NOTES)?.[0] : null;
+// Other benchmarks (codecs, AEC, footprint) live after this marker; call-bench keeps them as they are.
+const MORE = '<!-- other benchmarks: kept by call-bench.mjs -->';
+const before = fs.existsSync(a.out) ? fs.readFileSync(a.out, 'utf8') : '';
+const previous = before.match(NOTES)?.[0] ?? null;
+const more = before.includes(MORE) ? before.slice(before.indexOf(MORE)).trimEnd() : MORE;
 const at = L.findIndex((l) => l.startsWith('## '));
 L.splice(at, 0, previous ?? '<!-- interpretation -->\n<!-- /interpretation -->', '');
+L.push('', more);
 fs.mkdirSync(path.dirname(path.resolve(a.out)), { recursive: true });
 fs.writeFileSync(a.out, L.join('\n') + '\n');
 console.error(`call-bench: wrote ${a.out}`);

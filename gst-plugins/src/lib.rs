@@ -1,13 +1,20 @@
 //! `libgstvdimedia.so`: the vdimedia GStreamer plugin.
 //!
 //! Elements follow gst-plugins-rs' layout, one folder per element with `mod.rs` (the public
-//! wrapper and registration) and `imp.rs` (the implementation). The plugin is registered now so
-//! packaging, `GST_PLUGIN_PATH` and `gst-inspect-1.0` work from the start; its first elements
-//! (G.722 without FFmpeg, AEC3 echo cancellation) are the next work item (see README.md).
+//! wrapper and registration) and `imp.rs` (the implementation).
 
 use gst::glib;
 
-fn plugin_init(_plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+mod g722dec;
+mod g722enc;
+mod vdiaec;
+mod vdiaecprobe;
+
+fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    g722enc::register(plugin)?;
+    g722dec::register(plugin)?;
+    vdiaec::register(plugin)?;
+    vdiaecprobe::register(plugin)?;
     Ok(())
 }
 

@@ -1,0 +1,80 @@
+#!/usr/bin/env python3
+"""AEC benchmark runner: scenario -> vdiaec / webrtcdsp (gst-launch, real time) and the pure-Rust
+candidates (bench/aec/candidates) -> scores (score.py) -> markdown table on stdout.
+
+usage: run.py [WORKDIR]     (default /tmp/aec-bench)
+Needs: pip install -r bench/aec/requirements.txt; cargo build --release -p gst-plugin-vdimedia;
+       bench/aec/candidates built with CARGO_TARGET_DIR=target/bench-aec cargo build --release.
+CPU per second of audio for the GStreamer elements = (user+sys CPU of the whole gst-launch run
+minus that of the same pipeline with `identity` in place of probe and canceller) / audio seconds.
+"""
+import json, os, resource, subprocess, sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
+WORK = sys.argv[1] if len(sys.argv) > 1 else "/tmp/aec-bench"
+PLUGIN_DIR = os.environ.get("VDIAEC_PLUGIN_DIR", os.path.join(ROOT, "target", "release"))
+CAND = os.path.join(ROOT, "target", "bench-aec", "release", "aec-candidates")
+CAPS = "audio/x-raw,format=S16LE,rate=16000,channels=1"
+
+SYSTEMS = {
+    # name: (probe element, canceller element); both: AEC + NS (moderate) + HPF, AGC off
+    "identity": ("identity", "identity"),
+    "webrtcdsp": ("webrtcechoprobe name=p", "webrtcdsp probe=p gain-control=false"),
+    "webrtcdsp delay-agnostic": ("webrtcechoprobe name=p",
+                                 "webrtcdsp probe=p gain-control=false delay-agnostic=true"),
+    "vdiaec": ("vdiaecprobe name=p", "vdiaec probe=p gain-control=false"),
+}
+
+
+def child_cpu():
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def run_gst(name, probe, dsp, out):
+    d = WORK
+    pipe = (f"filesrc location={d}/far.wav ! wavparse ! audioconvert ! audioresample ! {CAPS} ! "
+            f"audiobuffersplit output-buffer-duration=1/100 ! {probe} ! fakesink sync=true "
+            f"filesrc location={d}/near.wav ! wavparse ! audioconvert ! audioresample ! {CAPS} ! "
+            f"audiobuffersplit output-buffer-duration=1/100 ! {dsp} ! identity sync=true ! "
+            f"wavenc ! filesink location={out}")
+    env = dict(os.environ, GST_PLUGIN_PATH=PLUGIN_DIR)
+    c0 = child_cpu()
+    subprocess.run(["gst-launch-1.0", "-q"] + pipe.split(), check=True, env=env)
+    return child_cpu() - c0
+
+
+def main():
+    os.makedirs(WORK, exist_ok=True)
+    subprocess.run([sys.executable, f"{HERE}/make_scenario.py", WORK], check=True, stdout=subprocess.DEVNULL)
+    seg = json.load(open(f"{WORK}/segments.json"))
+    secs = seg["dt"][1]
+    rows = {}
+    base = None
+    for name, (probe, dsp) in SYSTEMS.items():
+        out = f"{WORK}/out-{name.replace(' ', '_')}.wav"
+        cpu = run_gst(name, probe, dsp, out)
+        if name == "identity":
+            base = cpu
+            continue
+        rows[name] = {"cpu_ms_per_s": round((cpu - base) / secs * 1000, 1), "out": out}
+    if os.path.exists(CAND):
+        for eng in ["sonora", "aec3"]:
+            out = f"{WORK}/out-cand-{eng}.wav"
+            r = subprocess.run([CAND, eng, f"{WORK}/far.wav", f"{WORK}/near.wav", out],
+                               check=True, capture_output=True, text=True)
+            rows[f"{eng} (crate, AEC only)"] = {"cpu_ms_per_s": json.loads(r.stdout)["cpu_ms_per_s"], "out": out}
+    print("| system | ERLE far-end single talk (dB) | AECMOS echo st / dt | AECMOS deg nst / dt | CPU ms per s of audio |")
+    print("|---|---|---|---|---|")
+    for name, r in rows.items():
+        s = json.loads(subprocess.run([sys.executable, f"{HERE}/score.py", WORK, r["out"]], check=True,
+                                      capture_output=True, text=True).stdout)
+        r.update(s)
+        print(f"| {name} | {s['erle_fst_db']:.1f} | {s['aecmos_echo_st']:.2f} / {s['aecmos_echo_dt']:.2f} | "
+              f"{s['aecmos_deg_nst']:.2f} / {s['aecmos_deg_dt']:.2f} | {r['cpu_ms_per_s']} |", flush=True)
+    json.dump(rows, open(f"{WORK}/results.json", "w"), indent=1)
+
+
+if __name__ == "__main__":
+    main()

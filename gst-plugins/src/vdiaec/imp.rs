@@ -1,0 +1,653 @@
+//! Implementation of `vdiaec`: see `mod.rs` and README.md.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, LazyLock, Mutex};
+
+use gst::glib;
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+use gst_base::prelude::*;
+use gst_base::subclass::prelude::*;
+use sonora::config::{
+    AdaptiveDigital, EchoCanceller, FixedDigital, GainController2, HighPassFilter,
+    NoiseSuppression, NoiseSuppressionLevel as SonoraNsLevel,
+};
+use sonora::{AudioProcessing, Config, StreamConfig};
+
+use super::NoiseSuppressionLevel;
+use crate::vdiaecprobe::{self, Reference};
+use crate::vdiaecprobe::imp_helpers::{audio_caps, from_f32, to_f32};
+
+static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "vdiaec",
+        gst::DebugColorFlags::empty(),
+        Some("vdimedia WebRTC AEC3 echo canceller"),
+    )
+});
+
+const FRAME_NS: u64 = 10_000_000;
+
+#[derive(Debug, Clone)]
+struct Settings {
+    probe: String,
+    echo_cancel: bool,
+    high_pass_filter: bool,
+    noise_suppression: bool,
+    noise_suppression_level: NoiseSuppressionLevel,
+    gain_control: bool,
+    gain_control_max_gain_db: f32,
+    gain_control_headroom_db: f32,
+    gain_control_fixed_gain_db: f32,
+    delay_hint_ms: i32,
+    reference_timeout_ms: u32,
+    stats_interval_ms: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            probe: "vdiaecprobe0".into(),
+            echo_cancel: true,
+            high_pass_filter: true,
+            noise_suppression: true,
+            noise_suppression_level: NoiseSuppressionLevel::Moderate,
+            gain_control: false,
+            gain_control_max_gain_db: 30.0,
+            gain_control_headroom_db: 5.0,
+            gain_control_fixed_gain_db: 0.0,
+            delay_hint_ms: 0,
+            reference_timeout_ms: 200,
+            stats_interval_ms: 1000,
+        }
+    }
+}
+
+impl Settings {
+    fn apm_config(&self) -> Config {
+        Config {
+            high_pass_filter: self.high_pass_filter.then(HighPassFilter::default),
+            echo_canceller: self.echo_cancel.then(EchoCanceller::default),
+            noise_suppression: self.noise_suppression.then(|| NoiseSuppression {
+                level: match self.noise_suppression_level {
+                    NoiseSuppressionLevel::Low => SonoraNsLevel::Low,
+                    NoiseSuppressionLevel::Moderate => SonoraNsLevel::Moderate,
+                    NoiseSuppressionLevel::High => SonoraNsLevel::High,
+                    NoiseSuppressionLevel::VeryHigh => SonoraNsLevel::VeryHigh,
+                },
+                ..Default::default()
+            }),
+            gain_controller2: self.gain_control.then(|| GainController2 {
+                input_volume_controller: false,
+                adaptive_digital: Some(AdaptiveDigital {
+                    headroom_db: self.gain_control_headroom_db,
+                    max_gain_db: self.gain_control_max_gain_db,
+                    ..Default::default()
+                }),
+                fixed_digital: FixedDigital { gain_db: self.gain_control_fixed_gain_db },
+            }),
+            ..Default::default()
+        }
+    }
+}
+
+/// Latest statistics, read by the read-only properties.
+#[derive(Debug, Clone, Copy)]
+struct Stats {
+    erle_db: f64,
+    erl_db: f64,
+    delay_ms: i32,
+    residual_echo_likelihood: f64,
+    divergent_filter_fraction: f64,
+    reference_active: bool,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Self {
+            erle_db: 0.0,
+            erl_db: 0.0,
+            delay_ms: -1,
+            residual_echo_likelihood: 0.0,
+            divergent_filter_fraction: 0.0,
+            reference_active: false,
+        }
+    }
+}
+
+struct State {
+    info: gst_audio::AudioInfo,
+    channels: usize,
+    /// Samples per channel in 10 ms.
+    frame: usize,
+    apm: Option<AudioProcessing>,
+    /// Render format the APM was built for: (rate, channels, probe generation).
+    render_fmt: Option<(u32, u32, u64)>,
+    config_dirty: bool,
+    in_fifo: Vec<f32>,
+    in_fifo_rt: Option<u64>,
+    out_fifo: VecDeque<f32>,
+    next_rt: Option<u64>,
+    reference: Option<Arc<Reference>>,
+    reference_active: bool,
+    warned_missing_probe: bool,
+    last_stats_rt: Option<u64>,
+    cap_bufs: Vec<Vec<f32>>,
+    out_bufs: Vec<Vec<f32>>,
+}
+
+impl State {
+    fn new(info: gst_audio::AudioInfo) -> Self {
+        let channels = info.channels() as usize;
+        let frame = info.rate() as usize / 100;
+        Self {
+            info,
+            channels,
+            frame,
+            apm: None,
+            render_fmt: None,
+            config_dirty: false,
+            in_fifo: Vec::new(),
+            in_fifo_rt: None,
+            // 10 ms of silence: the element's latency, so any buffer size can be returned in place.
+            out_fifo: std::iter::repeat_n(0.0, frame * channels).collect(),
+            next_rt: None,
+            reference: None,
+            reference_active: false,
+            warned_missing_probe: false,
+            last_stats_rt: None,
+            cap_bufs: vec![vec![0.0; frame]; channels],
+            out_bufs: vec![vec![0.0; frame]; channels],
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct VdiAec {
+    settings: Mutex<Settings>,
+    stats: Mutex<Stats>,
+    state: Mutex<Option<State>>,
+}
+
+#[glib::object_subclass]
+impl ObjectSubclass for VdiAec {
+    const NAME: &'static str = "GstVdiAec";
+    type Type = super::VdiAec;
+    type ParentType = gst_base::BaseTransform;
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl ObjectImpl for VdiAec {
+    fn properties() -> &'static [glib::ParamSpec] {
+        static P: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
+            let d = Settings::default();
+            vec![
+                glib::ParamSpecString::builder("probe")
+                    .nick("Probe")
+                    .blurb("Name of the vdiaecprobe element (on the playout branch of the same pipeline) whose audio is the far-end reference")
+                    .default_value(Some(d.probe.as_str()))
+                    .build(),
+                glib::ParamSpecBoolean::builder("echo-cancel")
+                    .nick("Echo cancellation")
+                    .blurb("Cancel acoustic echo of the far-end reference (WebRTC AEC3, automatic delay estimation)")
+                    .default_value(d.echo_cancel)
+                    .build(),
+                glib::ParamSpecBoolean::builder("high-pass-filter")
+                    .nick("High-pass filter")
+                    .blurb("Remove DC and low-frequency rumble below about 80 Hz")
+                    .default_value(d.high_pass_filter)
+                    .build(),
+                glib::ParamSpecBoolean::builder("noise-suppression")
+                    .nick("Noise suppression")
+                    .blurb("Suppress stationary background noise (WebRTC NS)")
+                    .default_value(d.noise_suppression)
+                    .build(),
+                glib::ParamSpecEnum::builder_with_default("noise-suppression-level", d.noise_suppression_level)
+                    .nick("Noise suppression level")
+                    .blurb("Noise suppression aggressiveness (about 6, 12, 18 or 21 dB of noise reduction)")
+                    .build(),
+                glib::ParamSpecBoolean::builder("gain-control")
+                    .nick("Automatic gain control")
+                    .blurb("Adaptive digital gain control with limiter (WebRTC AGC2)")
+                    .default_value(d.gain_control)
+                    .build(),
+                glib::ParamSpecFloat::builder("gain-control-max-gain")
+                    .nick("AGC maximum gain")
+                    .blurb("Highest gain the adaptive digital AGC may apply, in dB")
+                    .minimum(0.0).maximum(50.0).default_value(d.gain_control_max_gain_db)
+                    .build(),
+                glib::ParamSpecFloat::builder("gain-control-headroom")
+                    .nick("AGC headroom")
+                    .blurb("Headroom the adaptive digital AGC keeps below 0 dBFS for speech peaks, in dB")
+                    .minimum(0.0).maximum(30.0).default_value(d.gain_control_headroom_db)
+                    .build(),
+                glib::ParamSpecFloat::builder("gain-control-fixed-gain")
+                    .nick("AGC fixed gain")
+                    .blurb("Fixed digital gain applied after the adaptive gain and before the limiter, in dB")
+                    .minimum(0.0).maximum(50.0).default_value(d.gain_control_fixed_gain_db)
+                    .build(),
+                glib::ParamSpecInt::builder("delay-hint")
+                    .nick("Delay hint")
+                    .blurb("Expected extra delay from reference to capture beyond the running times, in ms; AEC3 estimates the real delay itself, this only seeds it")
+                    .minimum(0).maximum(500).default_value(d.delay_hint_ms)
+                    .build(),
+                glib::ParamSpecUInt::builder("reference-timeout")
+                    .nick("Reference timeout")
+                    .blurb("Pass capture through unchanged (with a warning) once the far-end reference lags the capture by more than this, in ms")
+                    .minimum(20).maximum(10_000).default_value(d.reference_timeout_ms)
+                    .build(),
+                glib::ParamSpecUInt::builder("stats-interval")
+                    .nick("Statistics interval")
+                    .blurb("Period of the \"vdiaec-stats\" element message on the bus, in ms of stream time (0 = none)")
+                    .minimum(0).maximum(60_000).default_value(d.stats_interval_ms)
+                    .build(),
+                glib::ParamSpecDouble::builder("erle")
+                    .nick("ERLE")
+                    .blurb("Echo return loss enhancement measured by AEC3, in dB (read-only, updated every stats-interval)")
+                    .minimum(-1000.0).maximum(1000.0).default_value(0.0)
+                    .read_only()
+                    .build(),
+                glib::ParamSpecDouble::builder("erl")
+                    .nick("ERL")
+                    .blurb("Echo return loss (reference to echo in capture) measured by AEC3, in dB (read-only)")
+                    .minimum(-1000.0).maximum(1000.0).default_value(0.0)
+                    .read_only()
+                    .build(),
+                glib::ParamSpecInt::builder("delay")
+                    .nick("Delay estimate")
+                    .blurb("AEC3's estimate of the reference-to-capture delay, in ms; -1 while unknown (read-only)")
+                    .minimum(-1).maximum(10_000).default_value(-1)
+                    .read_only()
+                    .build(),
+                glib::ParamSpecDouble::builder("residual-echo-likelihood")
+                    .nick("Residual echo likelihood")
+                    .blurb("Likelihood, 0 to 1, that echo remains in the output (WebRTC residual echo detector, read-only)")
+                    .minimum(0.0).maximum(1.0).default_value(0.0)
+                    .read_only()
+                    .build(),
+                glib::ParamSpecDouble::builder("divergent-filter-fraction")
+                    .nick("Divergent filter fraction")
+                    .blurb("Fraction, 0 to 1, of the last second in which AEC3's linear filter diverged (read-only)")
+                    .minimum(0.0).maximum(1.0).default_value(0.0)
+                    .read_only()
+                    .build(),
+                glib::ParamSpecBoolean::builder("reference-active")
+                    .nick("Reference active")
+                    .blurb("TRUE while the far-end reference flows and echo is cancelled; FALSE while capture passes through (read-only)")
+                    .default_value(false)
+                    .read_only()
+                    .build(),
+            ]
+        });
+        P.as_ref()
+    }
+
+    fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        let mut s = lock(&self.settings);
+        match pspec.name() {
+            "probe" => {
+                s.probe = value.get::<Option<String>>().ok().flatten().unwrap_or_default();
+            }
+            "echo-cancel" => s.echo_cancel = value.get().unwrap_or(true),
+            "high-pass-filter" => s.high_pass_filter = value.get().unwrap_or(true),
+            "noise-suppression" => s.noise_suppression = value.get().unwrap_or(true),
+            "noise-suppression-level" => s.noise_suppression_level = value.get().unwrap_or_default(),
+            "gain-control" => s.gain_control = value.get().unwrap_or(false),
+            "gain-control-max-gain" => s.gain_control_max_gain_db = value.get().unwrap_or(30.0),
+            "gain-control-headroom" => s.gain_control_headroom_db = value.get().unwrap_or(5.0),
+            "gain-control-fixed-gain" => s.gain_control_fixed_gain_db = value.get().unwrap_or(0.0),
+            "delay-hint" => s.delay_hint_ms = value.get().unwrap_or(0),
+            "reference-timeout" => s.reference_timeout_ms = value.get().unwrap_or(200),
+            "stats-interval" => s.stats_interval_ms = value.get().unwrap_or(1000),
+            other => gst::warning!(CAT, imp = self, "unknown property {other}"),
+        }
+        // Lock order is state, then settings (streaming thread): release settings first.
+        drop(s);
+        if let Some(st) = lock(&self.state).as_mut() {
+            if pspec.name() == "probe" {
+                st.reference = None;
+                st.warned_missing_probe = false;
+            } else {
+                st.config_dirty = true;
+            }
+        }
+    }
+
+    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        let s = lock(&self.settings);
+        let st = *lock(&self.stats);
+        match pspec.name() {
+            "probe" => s.probe.to_value(),
+            "echo-cancel" => s.echo_cancel.to_value(),
+            "high-pass-filter" => s.high_pass_filter.to_value(),
+            "noise-suppression" => s.noise_suppression.to_value(),
+            "noise-suppression-level" => s.noise_suppression_level.to_value(),
+            "gain-control" => s.gain_control.to_value(),
+            "gain-control-max-gain" => s.gain_control_max_gain_db.to_value(),
+            "gain-control-headroom" => s.gain_control_headroom_db.to_value(),
+            "gain-control-fixed-gain" => s.gain_control_fixed_gain_db.to_value(),
+            "delay-hint" => s.delay_hint_ms.to_value(),
+            "reference-timeout" => s.reference_timeout_ms.to_value(),
+            "stats-interval" => s.stats_interval_ms.to_value(),
+            "erle" => st.erle_db.to_value(),
+            "erl" => st.erl_db.to_value(),
+            "delay" => st.delay_ms.to_value(),
+            "residual-echo-likelihood" => st.residual_echo_likelihood.to_value(),
+            "divergent-filter-fraction" => st.divergent_filter_fraction.to_value(),
+            "reference-active" => st.reference_active.to_value(),
+            _ => glib::Value::from_type(pspec.value_type()),
+        }
+    }
+}
+
+impl GstObjectImpl for VdiAec {}
+
+impl ElementImpl for VdiAec {
+    fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
+        static M: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
+            gst::subclass::ElementMetadata::new(
+                "vdimedia echo canceller (WebRTC AEC3)",
+                "Filter/Effect/Audio",
+                "Cancels acoustic echo of the far-end reference tapped by vdiaecprobe (WebRTC AEC3), \
+                 with noise suppression, high-pass filter and AGC2",
+                "vdimedia developers",
+            )
+        });
+        Some(&*M)
+    }
+
+    fn pad_templates() -> &'static [gst::PadTemplate] {
+        static T: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
+            let caps = audio_caps();
+            vec![
+                gst::PadTemplate::new("src", gst::PadDirection::Src, gst::PadPresence::Always, &caps)
+                    .expect("src template"),
+                gst::PadTemplate::new("sink", gst::PadDirection::Sink, gst::PadPresence::Always, &caps)
+                    .expect("sink template"),
+            ]
+        });
+        T.as_ref()
+    }
+}
+
+impl VdiAec {
+    fn build_apm(&self, st: &State, render: Option<(u32, u32)>) -> AudioProcessing {
+        let s = lock(&self.settings).clone();
+        let cap = StreamConfig::new(st.info.rate(), st.channels as u16);
+        let (rr, rc) = render.unwrap_or((st.info.rate(), 1));
+        let mut apm = AudioProcessing::builder()
+            .config(s.apm_config())
+            .capture_config(cap)
+            .render_config(StreamConfig::new(rr, rc as u16))
+            .echo_detector(true)
+            .build();
+        let _ = apm.set_stream_delay_ms(s.delay_hint_ms);
+        apm
+    }
+
+    /// Forget the adaptive state (echo path, delay, noise estimate): after a gap the old state
+    /// would only add noise or chop speech.
+    fn reset(&self, st: &mut State, why: &str) {
+        gst::debug!(CAT, imp = self, "resetting processing state: {why}");
+        st.apm = None;
+        st.render_fmt = None;
+        // What is left of an incomplete frame goes out unprocessed, keeping the stream length.
+        let rest = std::mem::take(&mut st.in_fifo);
+        st.out_fifo.extend(rest);
+        st.in_fifo_rt = None;
+        st.next_rt = None;
+    }
+
+    fn set_reference_active(&self, st: &mut State, active: bool, why: &str) {
+        if st.reference_active == active {
+            return;
+        }
+        st.reference_active = active;
+        lock(&self.stats).reference_active = active;
+        if active {
+            gst::info!(CAT, imp = self, "far-end reference flowing, echo cancellation on");
+        } else {
+            gst::warning!(CAT, imp = self, "{why}: passing capture through unchanged");
+            gst::element_imp_warning!(self, gst::StreamError::Failed, ("{}: passing capture through without echo cancellation", why));
+        }
+    }
+
+    /// Processes one 10 ms capture frame (interleaved, in `st.in_fifo[..frame*channels]`) whose
+    /// first sample has running time `rt` (ns), appending the result to `out_fifo`.
+    fn process_frame(&self, st: &mut State, rt: u64) {
+        let (probe, timeout_ms, stats_ms, delay_hint, echo_cancel) = {
+            let s = lock(&self.settings);
+            (s.probe.clone(), s.reference_timeout_ms, s.stats_interval_ms, s.delay_hint_ms, s.echo_cancel)
+        };
+        let n = st.frame * st.channels;
+        if st.reference.is_none() {
+            st.reference = vdiaecprobe::acquire(&probe);
+            if st.reference.is_none() && !st.warned_missing_probe {
+                st.warned_missing_probe = true;
+                self.set_reference_active(st, true, "");
+                self.set_reference_active(st, false, &format!("no vdiaecprobe named \"{probe}\" in this process"));
+            }
+        }
+        // Take the reference frames that ended before this capture frame began: one frame of
+        // slack so that a playout branch paced like the capture branch never races it.
+        let mut render = Vec::new();
+        let mut render_fmt = None;
+        let mut lagging = true;
+        if let Some(r) = st.reference.clone() {
+            let mut q = r.lock();
+            render_fmt = Some((q.rate, q.channels, q.generation));
+            while q.frames.front().is_some_and(|f| f.running_time + FRAME_NS <= rt) {
+                if let Some(f) = q.frames.pop_front() {
+                    render.push(f.data);
+                }
+            }
+            let timeout = timeout_ms as u64 * 1_000_000;
+            lagging = q.rate == 0 || q.head_end.is_none_or(|h| h + timeout < rt + FRAME_NS);
+        }
+        let active = echo_cancel && !lagging;
+        if !echo_cancel {
+            // AEC off by property: no reference needed, NS/HPF/AGC still run.
+        } else if !active {
+            if st.reference_active || !st.warned_missing_probe {
+                st.warned_missing_probe = true;
+                self.set_reference_active(st, true, "");
+                self.set_reference_active(st, false, "far-end reference stopped or lags capture");
+            }
+            st.apm = None;
+            st.render_fmt = None;
+            st.out_fifo.extend(st.in_fifo.drain(..n));
+            return;
+        } else if !st.reference_active {
+            self.set_reference_active(st, true, "");
+        }
+        // (Re)build the processor for a new reference format, after a reset or on new settings.
+        if echo_cancel
+            && let Some(fmt) = render_fmt
+            && st.render_fmt != Some(fmt)
+        {
+            st.apm = None;
+            st.render_fmt = Some(fmt);
+        }
+        if st.apm.is_none() {
+            let rf = st.render_fmt.map(|(r, c, _)| (r, c));
+            st.apm = Some(self.build_apm(st, rf));
+            st.config_dirty = false;
+        } else if st.config_dirty {
+            let cfg = lock(&self.settings).apm_config();
+            if let Some(apm) = st.apm.as_mut() {
+                apm.apply_config(cfg);
+            }
+            st.config_dirty = false;
+        }
+        let channels = st.channels;
+        let frame = st.frame;
+        let render_ch = st.render_fmt.map(|(_, c, _)| c as usize).unwrap_or(1);
+        let State { apm, in_fifo, out_fifo, cap_bufs, out_bufs, .. } = st;
+        let Some(apm) = apm.as_mut() else { return };
+        for data in render {
+            let rf = data.len() / render_ch;
+            let mut chans: Vec<Vec<f32>> = (0..render_ch)
+                .map(|c| data.iter().skip(c).step_by(render_ch).copied().collect())
+                .collect();
+            let src: Vec<&[f32]> = chans.iter().map(|c| c.as_slice()).collect();
+            let mut dst_store = vec![vec![0.0f32; rf]; render_ch];
+            let mut dst: Vec<&mut [f32]> = dst_store.iter_mut().map(|c| c.as_mut_slice()).collect();
+            if let Err(e) = apm.process_render_f32(&src, &mut dst) {
+                gst::warning!(CAT, imp = self, "reference frame refused: {e}");
+            }
+            chans.clear();
+        }
+        for (i, s) in in_fifo[..n].iter().enumerate() {
+            cap_bufs[i % channels][i / channels] = *s;
+        }
+        let _ = apm.set_stream_delay_ms(delay_hint);
+        let src: Vec<&[f32]> = cap_bufs.iter().map(|c| c.as_slice()).collect();
+        let mut dst: Vec<&mut [f32]> = out_bufs.iter_mut().map(|c| c.as_mut_slice()).collect();
+        match apm.process_capture_f32(&src, &mut dst) {
+            Ok(()) => {
+                for i in 0..frame {
+                    for ch in out_bufs.iter() {
+                        out_fifo.push_back(ch[i]);
+                    }
+                }
+            }
+            Err(e) => {
+                gst::warning!(CAT, imp = self, "capture frame not processed: {e}");
+                out_fifo.extend(in_fifo[..n].iter().copied());
+            }
+        }
+        in_fifo.drain(..n);
+        if stats_ms > 0 && st.last_stats_rt.is_none_or(|t| rt >= t + stats_ms as u64 * 1_000_000) {
+            st.last_stats_rt = Some(rt);
+            self.update_stats(st, rt);
+        }
+    }
+
+    fn update_stats(&self, st: &State, rt: u64) {
+        let Some(apm) = st.apm.as_ref() else { return };
+        let s = apm.statistics();
+        let stats = {
+            let mut g = lock(&self.stats);
+            g.erle_db = s.echo_return_loss_enhancement.unwrap_or(0.0);
+            g.erl_db = s.echo_return_loss.unwrap_or(0.0);
+            // plus the one frame of slack taken when matching reference to capture
+            g.delay_ms = s.delay_ms.map_or(-1, |d| d + (FRAME_NS / 1_000_000) as i32);
+            g.residual_echo_likelihood = s.residual_echo_likelihood.unwrap_or(0.0);
+            g.divergent_filter_fraction = s.divergent_filter_fraction.unwrap_or(0.0);
+            *g
+        };
+        let st_msg = gst::Structure::builder("vdiaec-stats")
+            .field("running-time-ns", rt)
+            .field("erle-db", stats.erle_db)
+            .field("erl-db", stats.erl_db)
+            .field("delay-ms", stats.delay_ms)
+            .field("residual-echo-likelihood", stats.residual_echo_likelihood)
+            .field("divergent-filter-fraction", stats.divergent_filter_fraction)
+            .field("reference-active", stats.reference_active)
+            .build();
+        let _ = self.obj().post_message(gst::message::Element::builder(st_msg).src(&*self.obj()).build());
+    }
+}
+
+impl BaseTransformImpl for VdiAec {
+    const MODE: gst_base::subclass::BaseTransformMode = gst_base::subclass::BaseTransformMode::AlwaysInPlace;
+    const PASSTHROUGH_ON_SAME_CAPS: bool = false;
+    const TRANSFORM_IP_ON_PASSTHROUGH: bool = false;
+
+    fn accept_caps(&self, direction: gst::PadDirection, caps: &gst::Caps) -> bool {
+        let ok = self.parent_accept_caps(direction, caps);
+        if !ok {
+            gst::error!(
+                CAT,
+                imp = self,
+                "caps refused: {caps}; vdiaec takes interleaved S16LE or F32LE audio at 8000, 16000, 32000 or 48000 Hz, 1 or 2 channels"
+            );
+        }
+        ok
+    }
+
+    fn set_caps(&self, incaps: &gst::Caps, _outcaps: &gst::Caps) -> Result<(), gst::LoggableError> {
+        let info = gst_audio::AudioInfo::from_caps(incaps)
+            .map_err(|_| gst::loggable_error!(CAT, "vdiaec: unusable caps {incaps}"))?;
+        gst::info!(CAT, imp = self, "capture format {} Hz, {} channel(s)", info.rate(), info.channels());
+        *lock(&self.state) = Some(State::new(info));
+        Ok(())
+    }
+
+    fn stop(&self) -> Result<(), gst::ErrorMessage> {
+        *lock(&self.state) = None;
+        Ok(())
+    }
+
+    fn sink_event(&self, event: gst::Event) -> bool {
+        if matches!(event.type_(), gst::EventType::FlushStop | gst::EventType::StreamStart | gst::EventType::Gap)
+            && let Some(st) = lock(&self.state).as_mut()
+        {
+            self.reset(st, "flush, new stream or gap");
+        }
+        self.parent_sink_event(event)
+    }
+
+    fn query(&self, direction: gst::PadDirection, query: &mut gst::QueryRef) -> bool {
+        let res = BaseTransformImplExt::parent_query(self, direction, query);
+        if res
+            && direction == gst::PadDirection::Src
+            && let gst::QueryViewMut::Latency(q) = query.view_mut()
+        {
+            let (live, min, max) = q.result();
+            let extra = gst::ClockTime::from_nseconds(FRAME_NS);
+            q.set(live, min + extra, max.map(|m| m + extra));
+        }
+        res
+    }
+
+    fn transform_ip(&self, buf: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let segment = self.obj().segment();
+        let mut guard = lock(&self.state);
+        let Some(st) = guard.as_mut() else {
+            return Err(gst::FlowError::NotNegotiated);
+        };
+        let rate = st.info.rate() as u64;
+        let channels = st.channels;
+        let format = st.info.format();
+        let rt = segment
+            .downcast_ref::<gst::ClockTime>()
+            .and_then(|s| buf.pts().and_then(|pts| s.to_running_time(pts)))
+            .map(|t| t.nseconds());
+        let gap = match (rt, st.next_rt) {
+            (Some(a), Some(b)) => a.abs_diff(b) > FRAME_NS / 2,
+            _ => false,
+        };
+        if gap || buf.flags().contains(gst::BufferFlags::DISCONT) && st.next_rt.is_some() {
+            self.reset(st, if gap { "timestamp gap" } else { "discontinuity" });
+        }
+        let rt = rt.or(st.next_rt).unwrap_or(0);
+        let gap_buffer = buf.flags().contains(gst::BufferFlags::GAP);
+        let mut map = buf.map_writable().map_err(|_| gst::FlowError::Error)?;
+        let samples = to_f32(format, map.as_slice());
+        let frames_in = samples.len() / channels;
+        st.next_rt = Some(rt + frames_in as u64 * 1_000_000_000 / rate);
+        if gap_buffer {
+            // Silence standing in for missing audio: pass it on, and start afresh after it.
+            self.reset(st, "gap buffer");
+            st.out_fifo.extend(samples.iter().copied());
+        } else {
+            if st.in_fifo.is_empty() {
+                st.in_fifo_rt = Some(rt);
+            }
+            st.in_fifo.extend_from_slice(&samples);
+            let n = st.frame * channels;
+            while st.in_fifo.len() >= n {
+                let frt = st.in_fifo_rt.unwrap_or(rt);
+                self.process_frame(st, frt);
+                st.in_fifo_rt = Some(frt + FRAME_NS);
+            }
+        }
+        let out: Vec<f32> = (0..samples.len()).map(|_| st.out_fifo.pop_front().unwrap_or(0.0)).collect();
+        from_f32(format, &out, map.as_mut_slice());
+        Ok(gst::FlowSuccess::Ok)
+    }
+}

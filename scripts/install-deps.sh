@@ -42,3 +42,9 @@ if [ ! -d sdk/js/node_modules/rollup ] || [ ! -d sdk/js/node_modules/ws ]; then
   # here serves (linux x64/arm64), and `npm ci` insists on an entry for every platform's.
   (cd sdk/js && npm install --no-audit --no-fund --silent)
 fi
+
+# Offline linter for the Yocto layer (tests/yocto/lint.sh).
+if ! command -v oelint-adv >/dev/null; then
+  echo "install-deps: pip install -r tests/yocto/requirements.txt"
+  python3 -m pip install -q -r tests/yocto/requirements.txt
+fi

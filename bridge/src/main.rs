@@ -1,4 +1,5 @@
-//! `vdimedia-bridge` binary: CLI, logging to stderr, systemd readiness, SIGTERM/SIGINT.
+//! `vdimedia-bridge` binary: CLI, logging (journald with structured fields under systemd,
+//! else stderr), systemd readiness, SIGTERM/SIGINT.
 
 use std::process::ExitCode;
 
@@ -8,14 +9,17 @@ use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
 use vdimedia_bridge::{Bridge, Cli, Config};
 
+/// Where the bridge looks when no `--config` is given, most specific first: an administrator's
+/// override, then the packaged defaults (packaging/config/, installed by the Debian package).
+const DEFAULT_CONFIG_PATHS: &[&str] =
+    &["/etc/vdimedia/vdimedia-bridge.toml", "/usr/lib/vdimedia/vdimedia-bridge.toml"];
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_env("VDIMEDIA_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
-        .with_writer(std::io::stderr)
-        // Plain text for journald and log files; colours only on a terminal.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    let mut cli = Cli::parse();
+    if cli.config.is_none() {
+        cli.config = DEFAULT_CONFIG_PATHS.iter().map(std::path::PathBuf::from).find(|p| p.exists());
+    }
+    init_logging();
     let config = match Config::from_cli(&cli) {
         Ok(c) => c,
         Err(e) => {
@@ -32,6 +36,43 @@ fn main() -> ExitCode {
         }
     };
     rt.block_on(run(config))
+}
+
+/// journald when systemd runs the bridge (it sets `JOURNAL_STREAM`, systemd.exec(5)), with
+/// every tracing field as a `VDIMEDIA_`-prefixed journal field (`VDIMEDIA_PAGE`,
+/// `VDIMEDIA_SESSION` — the same session id the daemon logs —, `VDIMEDIA_REASON` =
+/// `not_allowed`, `version_mismatch`, …), as vdimediad does (daemon/src/logging.rs);
+/// stderr otherwise. `VDIMEDIA_LOG` is the filter (default `info`).
+fn init_logging() {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let filter = || EnvFilter::try_from_env("VDIMEDIA_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    if std::env::var_os("JOURNAL_STREAM").is_some() {
+        match tracing_journald::layer() {
+            Ok(layer) => {
+                let layer = layer
+                    .with_field_prefix(Some("VDIMEDIA".into()))
+                    .with_syslog_identifier("vdimedia-bridge".into())
+                    // As vdimediad: INFO 6, DEBUG/TRACE 7 (the crate's default puts INFO at 5).
+                    .with_priority_mappings(tracing_journald::PriorityMappings {
+                        error: tracing_journald::Priority::Error,
+                        warn: tracing_journald::Priority::Warning,
+                        info: tracing_journald::Priority::Informational,
+                        debug: tracing_journald::Priority::Debug,
+                        trace: tracing_journald::Priority::Debug,
+                    });
+                tracing_subscriber::registry().with(filter()).with(layer).init();
+                return;
+            }
+            Err(e) => eprintln!("vdimedia-bridge: journald not reachable ({e}); logging to stderr"),
+        }
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(filter())
+        .with_writer(std::io::stderr)
+        // Plain text for log files; colours only on a terminal.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
 }
 
 async fn run(config: Config) -> ExitCode {

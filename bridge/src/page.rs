@@ -401,7 +401,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Page<S> {
         }
         let allowed = &self.shared.allow_origins;
         if !allowed.is_empty() && !self.origin.as_ref().is_some_and(|o| allowed.contains(o)) {
-            warn!(page = self.id, origin = self.origin.as_deref().unwrap_or("(none)"), "origin not allowed");
+            warn!(
+                page = self.id,
+                reason = "not_allowed",
+                origin = self.origin.as_deref().unwrap_or("(none)"),
+                "page not redirected: origin not allowed"
+            );
             self.state = State::Detached;
             let ev = PageEvent::status_down(
                 StatusReason::NotAllowed,

@@ -367,12 +367,13 @@ impl VcTask {
         welcome: &Welcome,
     ) {
         if !(min_version..=max_version).contains(&welcome.version) {
-            info!(
+            warn!(
                 page,
+                reason = "version_mismatch",
                 min_version,
                 max_version,
                 channel_version = welcome.version,
-                "page SDK version does not match the channel"
+                "page not redirected: page SDK version does not match the channel"
             );
             let _ = events.try_send(PageEvent::status_down(
                 StatusReason::VersionMismatch,
@@ -433,6 +434,7 @@ impl VcTask {
                 }
                 ChannelEvent::Rejected(r) => {
                     error!(code = %r.code, message = %r.message, endpoint_min = r.min_version, endpoint_max = r.max_version,
+                           reason = if r.code == ErrorCode::VersionMismatch { "version_mismatch" } else { "engine_rejected" },
                            "vdimediad rejected the channel");
                     let (reason, msg) = if r.code == ErrorCode::VersionMismatch {
                         (

@@ -30,6 +30,31 @@ pub struct Config {
     pub limits: Limits,
     #[serde(default)]
     pub log: LogConfig,
+    #[serde(default)]
+    pub control: ControlConfig,
+}
+
+/// `[control]`: the local admin socket `vdimediactl` talks to (docs/control.md).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ControlConfig {
+    /// Path of the control socket (mode 0600, same uid or root only). Default: `control.sock`
+    /// next to the virtual-channel socket the daemon listens on, else
+    /// `$RUNTIME_DIRECTORY/control.sock`, else `$XDG_RUNTIME_DIR/vdimedia/control.sock`.
+    pub socket: Option<PathBuf>,
+    /// `false` turns the control socket off (kiosks that want no admin surface).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        Self { socket: None, enabled: true }
+    }
 }
 
 /// `[vc]`: how the virtual channel reaches the daemon. Exactly one of `listen` / `connect`;
@@ -170,15 +195,66 @@ pub enum LogTarget {
     Stderr,
 }
 
-/// A configuration error, with the file and the offending key in the message.
+/// A configuration error. Its message reads like a compiler's: `FILE:LINE:COLUMN: reason`
+/// (line and column 1-based; `FILE: reason` when the place is not known), and names the key
+/// for a value out of range.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {}: {source}", path.display())]
     Read { path: PathBuf, source: std::io::Error },
-    #[error("{path}: {message}")]
-    Parse { path: PathBuf, message: String },
-    #[error("{path}: {key}: {message}")]
-    Invalid { path: PathBuf, key: &'static str, message: String },
+    /// Not TOML, or not the shape of [`Config`] (unknown key, wrong type).
+    #[error("{}: {message}", Place(path, *at))]
+    Parse { path: PathBuf, at: Option<(usize, usize)>, message: String },
+    /// Valid TOML whose value is out of range.
+    #[error("{}: {key}: {message}", Place(path, *at))]
+    Invalid { path: PathBuf, at: Option<(usize, usize)>, key: &'static str, message: String },
+}
+
+impl ConfigError {
+    /// 1-based (line, column) of the error in the file, when known.
+    pub fn location(&self) -> Option<(usize, usize)> {
+        match self {
+            ConfigError::Read { .. } => None,
+            ConfigError::Parse { at, .. } | ConfigError::Invalid { at, .. } => *at,
+        }
+    }
+}
+
+/// `FILE:LINE:COLUMN` or `FILE`.
+struct Place<'a>(&'a Path, Option<(usize, usize)>);
+
+impl std::fmt::Display for Place<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.1 {
+            Some((line, col)) => write!(f, "{}:{line}:{col}", self.0.display()),
+            None => write!(f, "{}", self.0.display()),
+        }
+    }
+}
+
+/// 1-based (line, column) of byte `offset` in `text`.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
+    (line, col)
+}
+
+/// Where `key` (`section` or `section.name`) is set in `text`, from the TOML parser's spans.
+fn locate(text: &str, key: &str) -> Option<(usize, usize)> {
+    use std::collections::HashMap;
+    type Sections = HashMap<String, toml::Spanned<HashMap<String, toml::Spanned<toml::Value>>>>;
+    let doc: Sections = toml::from_str(text).ok()?;
+    let (section, name) = match key.split_once('.') {
+        Some((s, n)) => (s, Some(n)),
+        None => (key, None),
+    };
+    let table = doc.get(section)?;
+    let span = match name {
+        Some(n) => table.get_ref().get(n)?.span(),
+        None => table.span(),
+    };
+    Some(line_col(text, span.start))
 }
 
 impl Config {
@@ -200,14 +276,23 @@ impl Config {
 
     /// Parses and validates TOML text; `path` only names the source in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text)
-            .map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })?;
-        config.validate(path)?;
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            at: e.span().map(|s| line_col(text, s.start)),
+            message: e.message().trim_end().to_string(),
+        })?;
+        config.validate(path).map_err(|e| match e {
+            ConfigError::Invalid { path, key, message, .. } => {
+                ConfigError::Invalid { at: locate(text, key), path, key, message }
+            }
+            other => other,
+        })?;
         Ok(config)
     }
 
     fn validate(&self, path: &Path) -> Result<(), ConfigError> {
-        let invalid = |key, message: String| ConfigError::Invalid { path: path.to_path_buf(), key, message };
+        let invalid =
+            |key, message: String| ConfigError::Invalid { path: path.to_path_buf(), at: None, key, message };
         if self.vc.listen.is_some() && self.vc.connect.is_some() {
             return Err(invalid("vc", "set either listen or connect, not both".into()));
         }
@@ -246,6 +331,11 @@ impl Config {
         }
         if let Some(level) = &self.log.level {
             tracing_subscriber::EnvFilter::try_new(level).map_err(|e| invalid("log.level", e.to_string()))?;
+        }
+        if let Some(sock) = &self.control.socket
+            && !sock.is_absolute()
+        {
+            return Err(invalid("control.socket", format!("{} is not an absolute path", sock.display())));
         }
         Ok(())
     }
@@ -309,5 +399,26 @@ mod tests {
         assert!(e.contains("webrtc.jitter_buffer_ms"), "{e}");
         let e = parse("[log]\nlevel = \"[[[\"").unwrap_err().to_string();
         assert!(e.contains("log.level"), "{e}");
+    }
+
+    #[test]
+    fn errors_give_file_line_and_column() {
+        // A value out of range: the value's place.
+        let e = parse("# comment\n[vc]\nconnect = \"tcp://127.0.0.1:1\"\nmax_frame = 7\n").unwrap_err();
+        assert_eq!(e.location(), Some((4, 13)), "{e}");
+        assert!(e.to_string().starts_with("test.toml:4:13: vc.max_frame: 7 is outside"), "{e}");
+        // Broken TOML: the parser's place.
+        let e = parse("[vc]\nmax_frame = = 3\n").unwrap_err();
+        assert_eq!(e.location().map(|l| l.0), Some(2), "{e}");
+        assert!(e.to_string().starts_with("test.toml:2:"), "{e}");
+        // An unknown key: its line, and the message names it.
+        let e = parse("[audio]\nbackend = \"alsa\"\n\n[vc]\nlisen = \"unix:/x\"\n").unwrap_err();
+        assert_eq!(e.location().map(|l| l.0), Some(5), "{e}");
+        assert!(e.to_string().contains("lisen"), "{e}");
+        // A whole-section problem points at the section.
+        let e = parse("[vc]\nlisten = \"unix:/a\"\nconnect = \"unix:/b\"\n").unwrap_err();
+        assert!(e.to_string().starts_with("test.toml:1:"), "{e}");
+        let e = parse("[control]\nsocket = \"rel/ctl.sock\"\n").unwrap_err();
+        assert!(e.to_string().starts_with("test.toml:2:10: control.socket:"), "{e}");
     }
 }

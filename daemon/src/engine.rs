@@ -20,7 +20,7 @@ pub const ENGINE: &str = concat!("vdimediad/", env!("CARGO_PKG_VERSION"));
 /// PCMU/PCMA). A codec is advertised only when its elements are installed.
 const CODECS: &[(&str, &[&str])] = &[
     ("opus", &["opusenc", "opusdec"]),
-    ("G722", &["avenc_g722", "avdec_g722"]),
+    ("G722", &["g722enc", "g722dec"]),
     ("PCMU", &["mulawenc", "mulawdec"]),
     ("PCMA", &["alawenc", "alawdec"]),
 ];
@@ -32,6 +32,8 @@ pub struct Engine {
     pub tasks: TaskTracker,
     /// Peer connections alive in all sessions (their pipelines exist).
     pub peer_connections: AtomicUsize,
+    /// Sessions and their peer connections, for `vdimediactl status` (docs/control.md).
+    pub registry: Registry,
     warm: OnceCell<Result<(), EngineError>>,
 }
 
@@ -44,6 +46,7 @@ impl Engine {
             config,
             tasks: TaskTracker::new(),
             peer_connections: AtomicUsize::new(0),
+            registry: Registry::default(),
             warm: OnceCell::new(),
         })
     }
@@ -103,5 +106,64 @@ impl Engine {
                 devices: DeviceCounts { audioinput: inputs, audiooutput: outputs },
             },
         }
+    }
+}
+
+/// What the control socket reports about live sessions: each logical session (one page) with
+/// the peer connections it created, registered by the session task at `OPEN` / `pc.create` and
+/// removed when the session closes. Keyed by the session task's tokio id and the channel's
+/// session id, since session ids are unique per channel only.
+#[derive(Default)]
+pub struct Registry {
+    sessions: std::sync::Mutex<std::collections::BTreeMap<RegistryKey, SessionEntry>>,
+}
+
+type RegistryKey = (Option<tokio::task::Id>, vdimedia_protocol::SessionId);
+
+/// One registered session: its channel session id, when it opened, and its peer connections
+/// in creation order.
+#[derive(Clone)]
+pub struct SessionEntry {
+    pub session: vdimedia_protocol::SessionId,
+    pub opened: std::time::Instant,
+    pub peer_connections: Vec<crate::webrtc::PeerConnection>,
+}
+
+impl Registry {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<RegistryKey, SessionEntry>> {
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn key(id: vdimedia_protocol::SessionId) -> RegistryKey {
+        (tokio::task::try_id(), id)
+    }
+
+    /// A session opened (idempotent). Called from the session's own task.
+    pub fn open_session(&self, id: vdimedia_protocol::SessionId) {
+        self.lock().entry(Self::key(id)).or_insert_with(|| SessionEntry {
+            session: id,
+            opened: std::time::Instant::now(),
+            peer_connections: Vec::new(),
+        });
+    }
+
+    /// A peer connection was created in session `id`. Called from the session's own task.
+    pub fn add_peer_connection(&self, id: vdimedia_protocol::SessionId, pc: crate::webrtc::PeerConnection) {
+        self.open_session(id);
+        if let Some(s) = self.lock().get_mut(&Self::key(id)) {
+            s.peer_connections.push(pc);
+        }
+    }
+
+    /// The session closed: forget it and its peer connections. Called from its own task.
+    pub fn close_session(&self, id: vdimedia_protocol::SessionId) {
+        self.lock().remove(&Self::key(id));
+    }
+
+    /// The sessions now, oldest first.
+    pub fn snapshot(&self) -> Vec<SessionEntry> {
+        let mut v: Vec<SessionEntry> = self.lock().values().cloned().collect();
+        v.sort_by_key(|s| s.opened);
+        v
     }
 }

@@ -2,6 +2,7 @@
 //! `docs/ARCHITECTURE.md`.
 
 pub mod config;
+pub mod control;
 pub mod engine;
 pub mod error;
 pub mod logging;

@@ -7,7 +7,8 @@ use std::time::Duration;
 use clap::Parser;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
-use vdimediad::config::{BackendChoice, Config};
+use vdimediad::config::{BackendChoice, Config, ControlConfig};
+use vdimediad::control;
 use vdimediad::engine::{ENGINE, Engine};
 use vdimediad::vc::{VcAddr, transport};
 
@@ -106,6 +107,7 @@ fn main() -> ExitCode {
 
     let log_target = vdimediad::logging::init(config.log.target, config.log.level.as_deref());
     info!(engine = ENGINE, config = ?path, log = log_target, "starting");
+    check_elements_at_startup();
 
     // One thread serves the control plane: calls run on GStreamer's own streaming threads, so
     // a second async worker would only add idle footprint.
@@ -121,16 +123,21 @@ fn main() -> ExitCode {
 
 async fn run(config: Config, listen: Option<VcAddr>, connect: Option<VcAddr>) -> ExitCode {
     let redial = Duration::from_secs(config.vc.redial_secs);
+    let control = config.control.clone();
     let engine = Engine::new(config);
     let (stop_tx, stop_rx) = watch::channel(false);
+    let vc_desc: String;
+    let mut vc_path: Option<PathBuf> = None;
 
     let server = if let Some(addr) = connect {
         info!(vc = %addr, "dialling the bridge");
+        vc_desc = addr.to_string();
         tokio::spawn(transport::run_dialler(addr, redial, engine.clone(), stop_rx.clone()))
     } else {
         let listener = match transport::socket_activation_listener() {
             Ok(Some(l)) => {
                 info!(vc = "socket-activation", "listening on the socket systemd passed");
+                vc_desc = "socket-activation".into();
                 l
             }
             Ok(None) | Err(_) => {
@@ -147,6 +154,8 @@ async fn run(config: Config, listen: Option<VcAddr>, connect: Option<VcAddr>) ->
                 match transport::bind_unix(&path) {
                     Ok(l) => {
                         info!(vc = %format!("unix:{}", path.display()), "listening for the virtual channel");
+                        vc_desc = format!("unix:{}", path.display());
+                        vc_path = Some(path.clone());
                         l
                     }
                     Err(e) => {
@@ -158,6 +167,8 @@ async fn run(config: Config, listen: Option<VcAddr>, connect: Option<VcAddr>) ->
         };
         tokio::spawn(transport::run_listener(listener, engine.clone(), stop_rx.clone()))
     };
+
+    let control_task = start_control(&control, vc_path.as_deref(), vc_desc, &engine, &stop_rx);
 
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     let watchdog = sd_notify::watchdog_enabled().map(|period| {
@@ -177,6 +188,10 @@ async fn run(config: Config, listen: Option<VcAddr>, connect: Option<VcAddr>) ->
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     let _ = stop_tx.send(true);
     let _ = server.await;
+    if let Some((task, path)) = control_task {
+        let _ = task.await;
+        let _ = std::fs::remove_file(path);
+    }
     engine.tasks.close();
     if tokio::time::timeout(Duration::from_secs(5), engine.tasks.wait()).await.is_err() {
         warn!("sessions did not close within 5 s");
@@ -186,6 +201,69 @@ async fn run(config: Config, listen: Option<VcAddr>, connect: Option<VcAddr>) ->
     }
     info!("stopped");
     ExitCode::SUCCESS
+}
+
+/// Logs every GStreamer element calls need that is missing, naming its Debian package
+/// (docs/control.md; `vdimediactl diagnose` reports the same). The daemon still starts: device
+/// listing works, and a call fails with a typed error naming the package.
+fn check_elements_at_startup() {
+    match control::check_elements() {
+        Ok(checks) => {
+            for c in checks.iter().filter(|c| c.is_failure(&checks)) {
+                let e = &c.element;
+                if e.required {
+                    error!(
+                        element = e.name,
+                        package = e.package,
+                        purpose = e.purpose,
+                        "GStreamer element missing: calls will fail; install {}",
+                        e.package
+                    );
+                } else {
+                    warn!(
+                        element = e.name,
+                        package = e.package,
+                        purpose = e.purpose,
+                        "GStreamer element missing: {} unavailable; install {}",
+                        e.purpose,
+                        e.package
+                    );
+                }
+            }
+        }
+        Err(e) => error!(error = %e.message, "GStreamer cannot start: install gstreamer1.0-plugins-base"),
+    }
+}
+
+/// Binds the control socket (docs/control.md) and serves it on a task; `None` when it is
+/// turned off or cannot be bound (the daemon runs on without it, with an error logged).
+fn start_control(
+    control: &ControlConfig,
+    vc_path: Option<&std::path::Path>,
+    vc_desc: String,
+    engine: &std::sync::Arc<Engine>,
+    stop_rx: &watch::Receiver<bool>,
+) -> Option<(tokio::task::JoinHandle<()>, PathBuf)> {
+    if !control.enabled {
+        info!("control socket turned off ([control] enabled = false)");
+        return None;
+    }
+    let Some(path) = control::socket_path(control.socket.as_deref(), vc_path) else {
+        error!("no control socket: set [control] socket, or XDG_RUNTIME_DIR / RUNTIME_DIRECTORY");
+        return None;
+    };
+    match control::bind(&path) {
+        Ok(listener) => {
+            info!(control = %path.display(), "control socket listening");
+            let info = control::DaemonInfo::new(vc_desc, std::time::Instant::now());
+            let task = tokio::spawn(control::serve(listener, engine.clone(), info, stop_rx.clone()));
+            Some((task, path))
+        }
+        Err(e) => {
+            error!(control = %path.display(), error = %e, "cannot listen on the control socket");
+            None
+        }
+    }
 }
 
 async fn wait_for_signal() {

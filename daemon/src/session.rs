@@ -16,6 +16,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use futures_util::{FutureExt, StreamExt};
 use serde::Deserialize;
@@ -24,7 +25,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_stream::StreamMap;
 use tokio_stream::wrappers::UnboundedReceiverStream;
-use tracing::{Instrument, debug, info, info_span, warn};
+use tracing::{Instrument, Span, debug, info, info_span, warn};
 use vdimedia_protocol::SessionId;
 use vdimedia_protocol::api::{
     MediaStreamConstraints, RtcConfiguration, RtcIceCandidateInit, RtcOfferOptions,
@@ -36,10 +37,15 @@ use crate::engine::Engine;
 use crate::error::{EngineError, EngineResult};
 use crate::media::LocalTrack;
 use crate::vc::endpoint::Outbound;
+use crate::webrtc::summary::CallSummary;
 use crate::webrtc::{PcEvent, PcOptions, PeerConnection, TransceiverKindOrTrack};
 
 /// Longest object id a page may choose (docs/protocol.md, "Methods").
 const MAX_ID_LEN: usize = 64;
+
+/// How long the final `getStats()` for the end-of-call summary may take before the connection
+/// is closed without one: a page's close must not hang on a stuck pipeline.
+const SUMMARY_STATS_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Input to a session task from its channel.
 #[derive(Debug)]
@@ -72,6 +78,10 @@ pub struct Session {
     tracks: HashMap<String, LocalTrack>,
     remote_tracks: HashMap<String, RemoteTrack>,
     playouts: HashMap<String, Playout>,
+    /// The `session{session}` span this task runs in; peer connections' spans are its children.
+    span: Span,
+    /// When each peer connection first reached `connected` (the summary's call duration).
+    connected_at: HashMap<String, Instant>,
 }
 
 impl Session {
@@ -85,12 +95,17 @@ impl Session {
             tracks: HashMap::new(),
             remote_tracks: HashMap::new(),
             playouts: HashMap::new(),
+            span: Span::none(),
+            connected_at: HashMap::new(),
         }
     }
 
     /// Serves requests until the channel closes the session, then closes every peer
     /// connection and releases every device of this page.
     pub async fn run(mut self, mut input: mpsc::UnboundedReceiver<SessionInput>) {
+        // The channel task instruments this future with the session span.
+        self.span = Span::current();
+        self.engine.registry.open_session(self.id);
         loop {
             tokio::select! {
                 msg = input.recv() => match msg {
@@ -121,7 +136,7 @@ impl Session {
                 }
             }
         }
-        self.close_all();
+        self.close_all().await;
     }
 
     fn send(&self, out: Outbound) {
@@ -152,34 +167,48 @@ impl Session {
         after
     }
 
+    /// The span of peer connection `pc` (its requests and events run inside it), or the
+    /// session's when there is no such connection.
+    fn pc_span(&self, pc: &str) -> Span {
+        self.pcs.get(pc).map_or_else(|| self.span.clone(), |p| p.span().clone())
+    }
+
     async fn on_pc_event(&mut self, pc: &str, ev: PcEvent) {
+        let span = self.pc_span(pc);
+        self.on_pc_event_in_span(pc, ev).instrument(span).await
+    }
+
+    async fn on_pc_event_in_span(&mut self, pc: &str, ev: PcEvent) {
         match ev {
             PcEvent::SignalingStateChange(s) => {
-                info!(pc, signaling_state = ?s, "signalingstatechange");
+                debug!(signaling_state = ?s, "signalingstatechange sent to the page");
                 self.emit("pc.signalingstatechange", json!({"pc": pc, "state": s}));
             }
             PcEvent::IceGatheringStateChange(s) => {
-                info!(pc, ice_gathering_state = ?s, "icegatheringstatechange");
+                debug!(ice_gathering_state = ?s, "icegatheringstatechange sent to the page");
                 self.emit("pc.icegatheringstatechange", json!({"pc": pc, "state": s}));
             }
             PcEvent::IceConnectionStateChange(s) => {
-                info!(pc, ice_state = ?s, "iceconnectionstatechange");
+                debug!(ice_state = ?s, "iceconnectionstatechange sent to the page");
                 self.emit("pc.iceconnectionstatechange", json!({"pc": pc, "state": s}));
             }
             PcEvent::ConnectionStateChange(s) => {
-                info!(pc, connection_state = ?s, "connectionstatechange");
+                debug!(connection_state = ?s, "connectionstatechange sent to the page");
+                if s == vdimedia_protocol::api::RtcPeerConnectionState::Connected {
+                    self.connected_at.entry(pc.to_string()).or_insert_with(Instant::now);
+                }
                 self.emit("pc.connectionstatechange", json!({"pc": pc, "state": s}));
             }
             PcEvent::IceCandidate(c) => {
-                debug!(pc, candidate = ?c.as_ref().map(|c| &c.candidate), "icecandidate");
+                debug!(candidate = ?c.as_ref().map(|c| &c.candidate), "icecandidate sent to the page");
                 self.emit("pc.icecandidate", json!({"pc": pc, "candidate": c}));
             }
             PcEvent::NegotiationNeeded => {
-                debug!(pc, "negotiationneeded");
+                debug!("negotiationneeded sent to the page");
                 self.emit("pc.negotiationneeded", json!({"pc": pc}));
             }
             PcEvent::Track { transceiver, track, streams } => {
-                info!(pc, track = %track.id, streams = ?streams, "remote track");
+                debug!(track = %track.id, streams = ?streams, "remote track sent to the page");
                 self.remote_tracks
                     .insert(track.id.clone(), RemoteTrack { pc: pc.to_string(), streams: streams.clone() });
                 self.emit(
@@ -197,7 +226,7 @@ impl Session {
                 if let Some(sink_id) = sink
                     && let Err(e) = self.play_track(&track.id, sink_id.as_deref()).await
                 {
-                    warn!(pc, track = %track.id, error = %e, "cannot play the new remote track");
+                    warn!(track = %track.id, error = %e, "cannot play the new remote track");
                 }
             }
         }
@@ -205,10 +234,18 @@ impl Session {
 
     async fn dispatch(&mut self, req: Request) -> EngineResult<Value> {
         let method = req.method.as_str();
-        let span = info_span!("request", method, id = req.id);
-        let result = self.dispatch_inner(method, req.params).instrument(span).await;
+        let parent = match req.params.get("pc").and_then(Value::as_str) {
+            Some(pc) => self.pc_span(pc),
+            None => self.span.clone(),
+        };
+        let span = info_span!(parent: &parent, "request", method, request = req.id);
+        let result = self.dispatch_inner(method, req.params).instrument(span.clone()).await;
         if let Err(e) = &result {
-            warn!(method, code = ?e.code, error = %e.message, "request failed");
+            // Error texts may quote the page's SDP or candidate: addresses masked at warn.
+            span.in_scope(|| {
+                warn!(code = ?e.code, error = %crate::logging::redact(&e.message), "request failed");
+                debug!(error = %e.message, "request failed (unredacted)");
+            });
         }
         result
     }
@@ -230,7 +267,7 @@ impl Session {
                 let stream_id = new_id("stream");
                 let infos: Vec<_> = tracks.iter().map(|t| t.info()).collect();
                 for t in tracks {
-                    info!(track = %t.id, device = %t.settings.device_id, label = %t.label, "capture track created");
+                    debug!(track = %t.id, device_id = %t.settings.device_id, label = %t.label, "capture track created");
                     self.tracks.insert(t.id.clone(), t);
                 }
                 Ok(json!({"stream": {"id": stream_id}, "tracks": infos}))
@@ -281,9 +318,16 @@ impl Session {
                 let mut options = PcOptions::default();
                 options.loopback_ice |= self.engine.config.webrtc.loopback_ice;
                 options.jitter_buffer_ms = self.engine.config.webrtc.jitter_buffer_ms;
-                let pc = PeerConnection::with_options(&p.pc, &p.configuration, options, tx)?;
-                info!(pc = %p.pc, ice_servers = p.configuration.ice_servers.len(), "peer connection created");
+                // Made inside the session span, so the connection's span is the session's child
+                // (not the request's).
+                let pc = self
+                    .span
+                    .in_scope(|| PeerConnection::with_options(&p.pc, &p.configuration, options, tx))?;
+                pc.span().in_scope(|| {
+                    debug!(ice_servers = p.configuration.ice_servers.len(), "ICE servers configured")
+                });
                 self.events.insert(p.pc.clone(), UnboundedReceiverStream::new(rx));
+                self.engine.registry.add_peer_connection(self.id, pc.clone());
                 self.pcs.insert(p.pc, pc);
                 self.engine.peer_connections.fetch_add(1, Ordering::Relaxed);
                 Ok(json!({}))
@@ -328,7 +372,7 @@ impl Session {
                     .ok_or_else(|| EngineError::not_found(format!("no capture track {}", p.track)))?;
                 let source = track.make_source()?;
                 let t = self.pc(&p.pc)?.add_track(&p.track, source, p.streams)?;
-                info!(pc = %p.pc, track = %p.track, transceiver = %t.id, "track added");
+                debug!(track = %p.track, transceiver = %t.id, "track added");
                 Ok(json!({"transceiver": t}))
             }
             "pc.addTransceiver" => {
@@ -376,10 +420,11 @@ impl Session {
                 let p: PcParams = parse(params)?;
                 let pc = self.pc(&p.pc)?.clone();
                 if !is_closed(&pc) {
+                    self.log_summary(&p.pc, &pc).await;
                     pc.close();
                     self.engine.peer_connections.fetch_sub(1, Ordering::Relaxed);
                 }
-                info!(pc = %p.pc, "peer connection closed by the page");
+                info!("peer connection closed by the page");
                 Ok(json!({}))
             }
             "playout.attach" => {
@@ -485,22 +530,51 @@ impl Session {
         let sink_id = sink_id.map(str::to_string);
         let output = blocking(move || devices.output(sink_id.as_deref())).await?;
         let sink = output.make_sink()?;
-        info!(pc = %rt.pc, track, device = %output.device_id, label = %output.label, "playing remote track");
+        pc.span().in_scope(|| {
+            info!(track, device = %output.label, device_id = %output.device_id, "playing remote track");
+        });
         pc.set_playout(track, Some(sink))
     }
 
-    fn close_all(&mut self) {
+    /// Logs the end-of-call summary of `pc` (inside its span) from a final `getStats()`;
+    /// call before closing it. Without stats (timeout, error) the summary has no media figures.
+    async fn log_summary(&self, id: &str, pc: &PeerConnection) {
+        let span = pc.span().clone();
+        let connected_for = self.connected_at.get(id).map_or(Duration::ZERO, Instant::elapsed);
+        let jitter_buffer_ms = self.engine.config.webrtc.jitter_buffer_ms;
+        async {
+            let stats = match tokio::time::timeout(SUMMARY_STATS_TIMEOUT, pc.get_stats()).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    warn!(error = %e.message, "final getStats failed; summary without media figures");
+                    Vec::new()
+                }
+                Err(_) => {
+                    warn!("final getStats timed out; summary without media figures");
+                    Vec::new()
+                }
+            };
+            CallSummary::from_stats(&stats, connected_for, jitter_buffer_ms).log();
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn close_all(&mut self) {
         let n = self.pcs.len();
-        for (id, pc) in self.pcs.drain() {
+        let pcs: Vec<(String, PeerConnection)> = self.pcs.drain().collect();
+        for (id, pc) in pcs {
             if !is_closed(&pc) {
+                self.log_summary(&id, &pc).await;
                 pc.close();
                 self.engine.peer_connections.fetch_sub(1, Ordering::Relaxed);
             }
-            debug!(pc = %id, "peer connection closed with its session");
+            pc.span().in_scope(|| debug!("peer connection closed with its session"));
         }
         self.tracks.clear();
         self.playouts.clear();
         self.remote_tracks.clear();
+        self.engine.registry.close_session(self.id);
         info!(peer_connections = n, "session closed; devices released");
     }
 }
@@ -546,7 +620,9 @@ fn new_id(prefix: &str) -> String {
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> EngineResult<T> + Send + 'static,
 ) -> EngineResult<T> {
-    tokio::task::spawn_blocking(f)
+    // Device work logs from the blocking pool: keep the caller's span (session, request).
+    let span = Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(f))
         .await
         .unwrap_or_else(|e| Err(EngineError::new(ErrorCode::Internal, format!("worker failed: {e}"))))
 }

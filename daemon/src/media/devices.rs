@@ -177,7 +177,9 @@ impl MediaDevices {
         };
         let track = LocalTrack::new(dev.info.label.clone(), settings, dev.endpoint.clone(), self.backend);
         info!(target: "media", track = %track.id, device = %dev.info.label, endpoint = ?dev.endpoint,
-              sample_rate = sel.sample_rate, channels = sel.channel_count, "getUserMedia: track created");
+              sample_rate = sel.sample_rate, channels = sel.channel_count,
+              aec = if track.settings.echo_cancellation { "on" } else { "off" },
+              "getUserMedia: track created on {}", dev.info.label);
         Ok(vec![track])
     }
 

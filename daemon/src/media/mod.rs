@@ -25,7 +25,7 @@ use crate::error::{EngineError, EngineResult};
 
 /// Initializes GStreamer once (idempotent, cheap after the first call).
 pub(crate) fn ensure_gst() -> EngineResult<()> {
-    gst::init().map_err(|e| {
+    crate::webrtc::init_gstreamer().map_err(|e| {
         let e = EngineError::operation(format!("GStreamer initialization failed: {e}"));
         tracing::error!(target: "media", error = %e.message, "GStreamer unavailable");
         e

@@ -13,7 +13,8 @@ use gst::prelude::*;
 pub enum Codec {
     /// Opus at 48 kHz, 2 channels in SDP (RFC 7587), in-band FEC on.
     Opus,
-    /// G.722 (RTP clock 8000 Hz by RFC 3551's historical error, audio 16 kHz).
+    /// G.722 (RTP clock 8000 Hz by RFC 3551's historical error, audio 16 kHz), coded by our
+    /// `g722enc`/`g722dec` (gst-plugin-vdimedia), so no gst-libav is needed.
     G722,
     /// G.711 µ-law, 8 kHz.
     Pcmu,
@@ -113,7 +114,7 @@ impl Codec {
                 enc.set_property("packet-loss-percentage", OPUS_PACKET_LOSS_PERCENT);
                 (enc, make("rtpopuspay")?)
             }
-            Codec::G722 => (make("avenc_g722")?, make("rtpg722pay")?),
+            Codec::G722 => (make("g722enc")?, make("rtpg722pay")?),
             Codec::Pcmu => (make("mulawenc")?, make("rtppcmupay")?),
             Codec::Pcma => (make("alawenc")?, make("rtppcmapay")?),
         };
@@ -130,7 +131,7 @@ impl Codec {
     pub fn make_decoder(self) -> EngineResult<(gst::Element, gst::Element)> {
         Ok(match self {
             Codec::Opus => (make("rtpopusdepay")?, make("opusdec")?),
-            Codec::G722 => (make("rtpg722depay")?, make("avdec_g722")?),
+            Codec::G722 => (make("rtpg722depay")?, make("g722dec")?),
             Codec::Pcmu => (make("rtppcmudepay")?, make("mulawdec")?),
             Codec::Pcma => (make("rtppcmadepay")?, make("alawdec")?),
         })

@@ -5,6 +5,7 @@
 //! - [`ice`]: `RTCConfiguration` → STUN/TURN/policies of webrtcbin.
 //! - [`sdp`]: SDP checks and per-m-line facts (RFC 8866, JSEP RFC 8829).
 //! - [`stats`]: webrtcbin stats → W3C `RTCStats`.
+//! - [`summary`]: the end-of-call summary line (final stats, E-model MOS, network thresholds).
 //!
 //! The module deals in GStreamer elements only; devices are the media module's business.
 
@@ -13,6 +14,7 @@ pub mod ice;
 pub mod peer_connection;
 pub mod sdp;
 pub mod stats;
+pub mod summary;
 
 pub use codecs::Codec;
 pub use peer_connection::{LOOPBACK_ICE_ENV, PcEvent, PcOptions, PeerConnection, TransceiverKindOrTrack};
@@ -24,6 +26,26 @@ use std::time::Instant;
 
 static PREWARM: OnceLock<Result<(), String>> = OnceLock::new();
 
+/// Initialises GStreamer (idempotent, like `gst::init`) and makes sure our own elements
+/// (`g722enc`/`g722dec` from crate `gst-plugin-vdimedia`) are in the registry: when the packaged
+/// `libgstvdimedia.so` is not installed, the plugin linked into this binary is registered
+/// statically. Every GStreamer entry point of the daemon calls this instead of `gst::init`.
+/// A failed static registration is logged, not fatal: only G.722 is then unavailable.
+pub fn init_gstreamer() -> Result<(), gst::glib::Error> {
+    gst::init()?;
+    static VDIMEDIA_PLUGIN: std::sync::Once = std::sync::Once::new();
+    VDIMEDIA_PLUGIN.call_once(|| {
+        if gst::ElementFactory::find("g722enc").is_some() {
+            tracing::debug!("g722enc found in the registry (installed libgstvdimedia.so)");
+        } else if let Err(e) = gstvdimedia::plugin_register_static() {
+            tracing::warn!(error = %e, "cannot register the built-in vdimedia plugin: no G.722");
+        } else {
+            tracing::debug!("built-in vdimedia plugin registered (g722enc, g722dec)");
+        }
+    });
+    Ok(())
+}
+
 /// Process-wide warm-up; call once early (first session). Initialises GStreamer and makes the
 /// DTLS certificate ahead of any call: GStreamer's dtls elements share one generated
 /// certificate per process (when no `pem` is set), so instantiating a `dtlsdec` and reading its
@@ -34,7 +56,7 @@ pub fn prewarm() -> EngineResult<()> {
     PREWARM
         .get_or_init(|| {
             let t0 = Instant::now();
-            gst::init().map_err(|e| format!("GStreamer init failed: {e}"))?;
+            init_gstreamer().map_err(|e| format!("GStreamer init failed: {e}"))?;
             let dec = gst::ElementFactory::make("dtlsdec")
                 .build()
                 .map_err(|e| format!("dtlsdec is not available: {e}"))?;

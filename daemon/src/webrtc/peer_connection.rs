@@ -156,6 +156,9 @@ struct State {
 
 struct Inner {
     id: String,
+    /// `pc{pc}`, a child of the span current at construction (the page's session): every log
+    /// line of this connection, from requests or webrtcbin's threads, runs inside it.
+    span: tracing::Span,
     pipeline: gst::Pipeline,
     webrtc: gst::Element,
     events: UnboundedSender<PcEvent>,
@@ -338,7 +341,9 @@ impl PeerConnection {
         options: PcOptions,
         events: UnboundedSender<PcEvent>,
     ) -> EngineResult<Self> {
-        gst::init().map_err(|e| op_err(format!("GStreamer init failed: {e}")))?;
+        let span = tracing::info_span!("pc", pc = id);
+        let _entered = span.clone().entered();
+        super::init_gstreamer().map_err(|e| op_err(format!("GStreamer init failed: {e}")))?;
         if options.codecs.is_empty() {
             return Err(EngineError::invalid_params("no codecs enabled"));
         }
@@ -359,7 +364,7 @@ impl PeerConnection {
         for turn in &ice_settings.turn_servers {
             let ok = webrtc.emit_by_name::<bool>("add-turn-server", &[turn]);
             if !ok {
-                tracing::warn!(pc = id, "webrtcbin refused a TURN server URL");
+                tracing::warn!("webrtcbin refused a TURN server URL");
                 return Err(EngineError::invalid_params("TURN server URL refused by webrtcbin"));
             }
         }
@@ -367,11 +372,12 @@ impl PeerConnection {
         if options.loopback_ice {
             let agent = webrtc.property::<gst_webrtc::WebRTCICE>("ice-agent");
             let ok = agent.emit_by_name::<bool>("add-local-ip-address", &[&"127.0.0.1"]);
-            tracing::debug!(pc = id, ok, "loopback ICE: gathering on 127.0.0.1 only");
+            tracing::debug!(ok, "loopback ICE: gathering on 127.0.0.1 only");
         }
 
         let inner = Arc::new(Inner {
             id: id.to_string(),
+            span: span.clone(),
             pipeline: pipeline.clone(),
             webrtc: webrtc.clone(),
             events,
@@ -394,16 +400,17 @@ impl PeerConnection {
         });
         Self::connect_signals(&inner);
 
-        let pc_id = id.to_string();
+        let bus_span = span.clone();
         if let Some(bus) = pipeline.bus() {
             // No main loop here: log from the posting thread and drop, so nothing piles up.
             bus.set_sync_handler(move |_, msg| {
+                let _g = bus_span.enter();
                 match msg.view() {
                     gst::MessageView::Error(e) => tracing::error!(
-                        pc = %pc_id, src = ?msg.src().map(|s| s.path_string()), error = %e.error(),
-                        debug = ?e.debug(), "pipeline error"),
+                        src = ?msg.src().map(|s| s.path_string()), error = %e.error(),
+                        debug = %crate::logging::redact(&format!("{:?}", e.debug())), "pipeline error"),
                     gst::MessageView::Warning(w) => tracing::warn!(
-                        pc = %pc_id, src = ?msg.src().map(|s| s.path_string()), warning = %w.error(),
+                        src = ?msg.src().map(|s| s.path_string()), warning = %w.error(),
                         "pipeline warning"),
                     _ => {}
                 }
@@ -413,7 +420,7 @@ impl PeerConnection {
         pipeline
             .set_state(gst::State::Playing)
             .map_err(|e| op_err(format!("pipeline did not start: {e}")))?;
-        tracing::info!(pc = id, ?config.bundle_policy, relay = ice_settings.relay_only, "peer connection created");
+        tracing::info!(?config.bundle_policy, relay = ice_settings.relay_only, "peer connection created");
         Ok(PeerConnection { inner })
     }
 
@@ -471,9 +478,10 @@ impl PeerConnection {
                 return;
             }
             if let Some(i) = get(&wk)
-                && let Err(e) = i.on_src_pad(pad)
+                && let Err(e) = i.span.in_scope(|| i.on_src_pad(pad))
             {
-                tracing::error!(pc = %i.id, pad = %pad.name(), error = %e, "cannot link received audio");
+                let _g = i.span.enter();
+                tracing::error!(pad = %pad.name(), error = %e, "cannot link received audio");
             }
         });
     }
@@ -513,7 +521,7 @@ impl PeerConnection {
             }
         }
         if options.ice_restart {
-            tracing::warn!(pc = %i.id, "iceRestart is not supported by webrtcbin 1.22; ignored");
+            tracing::warn!("iceRestart is not supported by webrtcbin 1.22; ignored");
         }
         let wants_audio = match &options.offer_to_receive_audio {
             Some(serde_json::Value::Bool(b)) => *b,
@@ -538,7 +546,7 @@ impl PeerConnection {
             .ok_or_else(|| op_err("webrtcbin returned no offer"))?;
         let sdp = desc.sdp().as_text().map_err(|e| op_err(e.to_string()))?;
         lock(&i.st).last_offer = Some(sdp.clone());
-        tracing::debug!(pc = %i.id, "offer created");
+        tracing::debug!("offer created");
         Ok(RtcSessionDescriptionInit { sdp_type: RtcSdpType::Offer, sdp })
     }
 
@@ -577,7 +585,7 @@ impl PeerConnection {
             .ok_or_else(|| op_err("webrtcbin returned no answer"))?;
         let sdp = desc.sdp().as_text().map_err(|e| op_err(e.to_string()))?;
         lock(&i.st).last_answer = Some(sdp.clone());
-        tracing::debug!(pc = %i.id, "answer created");
+        tracing::debug!("answer created");
         Ok(RtcSessionDescriptionInit { sdp_type: RtcSdpType::Answer, sdp })
     }
 
@@ -654,7 +662,7 @@ impl PeerConnection {
     async fn apply_description(&self, local: bool, desc: RtcSessionDescriptionInit) -> EngineResult<PcState> {
         let i = &self.inner;
         let msg = sdp::parse(&desc.sdp).inspect_err(|e| {
-            tracing::warn!(pc = %i.id, local, reason = %e.message, "bad SDP");
+            tracing::warn!(local, reason = %e.message, "bad SDP");
         })?;
         let gst_type = match desc.sdp_type {
             RtcSdpType::Offer => gst_webrtc::WebRTCSDPType::Offer,
@@ -688,14 +696,14 @@ impl PeerConnection {
             } else {
                 e
             };
-            tracing::warn!(pc = %i.id, local, reason = %e.message, "description rejected by webrtcbin");
+            tracing::warn!(local, reason = %e.message, "description rejected by webrtcbin");
             return Err(e);
         }
-        tracing::info!(pc = %i.id, local, sdp_type = ?desc.sdp_type, "description applied");
+        tracing::info!(local, sdp_type = ?desc.sdp_type, "description applied");
         i.sync_states();
 
         let transceivers = i.webrtc_transceivers();
-        tracing::debug!(pc = %i.id, n = transceivers.len(), kinds = ?transceivers.iter().map(|t| t.kind()).collect::<Vec<_>>(), "webrtcbin transceivers");
+        tracing::debug!(n = transceivers.len(), kinds = ?transceivers.iter().map(|t| t.kind()).collect::<Vec<_>>(), "webrtcbin transceivers");
         {
             let mut st = lock(&i.st);
             // Adopt transceivers webrtcbin created for the remote offer's m-lines.
@@ -742,12 +750,12 @@ impl PeerConnection {
             return Err(EngineError::invalid_state("addIceCandidate before setRemoteDescription"));
         }
         let Some(c) = candidate else {
-            tracing::debug!(pc = %i.id, "remote end-of-candidates");
+            tracing::debug!("remote end-of-candidates");
             return Ok(());
         };
         let text = c.candidate.trim().trim_start_matches("a=");
         if text.is_empty() {
-            tracing::debug!(pc = %i.id, "remote end-of-candidates");
+            tracing::debug!("remote end-of-candidates");
             return Ok(());
         }
         let mline = match (c.sdp_m_line_index, &c.sdp_mid) {
@@ -769,10 +777,14 @@ impl PeerConnection {
             || fields.len() < 8
             || fields[6] != "typ"
         {
-            tracing::warn!(pc = %i.id, candidate = %text, "malformed remote candidate");
+            tracing::warn!("malformed remote candidate");
+            tracing::debug!(candidate = %text, "malformed remote candidate text");
             return Err(op_err(format!("malformed ICE candidate {text:.80}")));
         }
-        tracing::debug!(pc = %i.id, mline, candidate = %text, "remote candidate");
+        let kind = crate::logging::CandidateKind::parse(text);
+        tracing::info!(event = "remote-icecandidate", candidate_type = %kind.typ, protocol = %kind.protocol, mline,
+            "remote ICE candidate added: {kind}");
+        tracing::debug!(mline, candidate = %text, "remote candidate");
         i.webrtc.emit_by_name::<()>("add-ice-candidate", &[&mline, &text]);
         Ok(())
     }
@@ -833,7 +845,7 @@ impl PeerConnection {
             {
                 // Already negotiated to send: start at once.
                 if let Err(e) = i.link_send(t, pt, codec) {
-                    tracing::error!(pc = %i.id, error = %e, "cannot link send branch");
+                    tracing::error!(error = %e, "cannot link send branch");
                 }
             }
             t.info()
@@ -855,7 +867,7 @@ impl PeerConnection {
             lock(&i.st).transceivers.push(t);
             info
         };
-        tracing::info!(pc = %i.id, track = track_id, transceiver = %info.id, "track added");
+        tracing::info!(track = track_id, transceiver = %info.id, "track added");
         i.update_negotiation_needed();
         Ok(info)
     }
@@ -921,7 +933,7 @@ impl PeerConnection {
         }
         let info = t.info();
         lock(&i.st).transceivers.push(t);
-        tracing::info!(pc = %i.id, transceiver = %info.id, ?direction, "transceiver added");
+        tracing::info!(transceiver = %info.id, ?direction, "transceiver added");
         i.update_negotiation_needed();
         Ok(info)
     }
@@ -953,7 +965,7 @@ impl PeerConnection {
         if let Some(source) = source {
             i.detach_source(&source);
         }
-        tracing::info!(pc = %i.id, sender = sender_id, "track removed");
+        tracing::info!(sender = sender_id, "track removed");
         i.update_negotiation_needed();
         Ok(())
     }
@@ -974,7 +986,7 @@ impl PeerConnection {
         if !found {
             return Err(EngineError::not_found(format!("track {track_id} is not sent by {}", self.inner.id)));
         }
-        tracing::info!(pc = %self.inner.id, track = track_id, enabled, "track enabled changed");
+        tracing::info!(track = track_id, enabled, "track enabled changed");
         Ok(())
     }
 
@@ -993,7 +1005,7 @@ impl PeerConnection {
             .ok_or_else(|| EngineError::not_found(format!("no remote track {remote_track_id}")))?;
         t.playout = sink.clone();
         let Some(recv) = t.recv.as_mut() else {
-            tracing::info!(pc = %i.id, track = remote_track_id, sink = ?sink.as_ref().map(|s| s.name()), "playout set (no media yet)");
+            tracing::info!(track = remote_track_id, sink = ?sink.as_ref().map(|s| s.name()), "playout set (no media yet)");
             return Ok(());
         };
         let new_sink = match sink {
@@ -1062,6 +1074,12 @@ impl PeerConnection {
         &self.inner.id
     }
 
+    /// The connection's `pc{pc}` tracing span (journal field `VDIMEDIA_PC`): run requests on
+    /// this connection inside it (or a child of it).
+    pub fn span(&self) -> &tracing::Span {
+        &self.inner.span
+    }
+
     /// `close()` (WebRTC 1.0 §4.4.1.3): pipeline to NULL (sources and sinks released), states
     /// `closed`, no events fired (as the spec says). Idempotent.
     pub fn close(&self) {
@@ -1084,7 +1102,7 @@ impl PeerConnection {
             t.recv = None;
             t.playout = None;
         }
-        tracing::info!(pc = %i.id, "peer connection closed");
+        tracing::info!("peer connection closed");
     }
 }
 
@@ -1109,9 +1127,13 @@ fn swap_sink(
 ) {
     prepare_sink(&new);
     let pipeline = pipeline.clone();
-    let pc_id = pc_id.to_string();
+    // The probe may run later on a streaming thread: log inside the caller's (pc) span, or
+    // name the connection when there is none.
+    let span = tracing::Span::current();
+    let pc_id = if span.is_none() { Some(pc_id.to_string()) } else { None };
     let job = Mutex::new(Some((old, new, then)));
     tail.add_probe(gst::PadProbeType::IDLE, move |pad, _| {
+        let _g = span.enter();
         let Some((old, new, then)) = job.lock().unwrap_or_else(|e| e.into_inner()).take() else {
             return gst::PadProbeReturn::Remove;
         };
@@ -1124,10 +1146,10 @@ fn swap_sink(
             && new.static_pad("sink").is_some_and(|sp| pad.link(&sp).is_ok())
             && new.sync_state_with_parent().is_ok();
         if linked {
-            tracing::info!(pc = %pc_id, sink = %new.name(), "playout sink swapped");
+            tracing::info!(pc = pc_id.as_deref(), sink = %new.name(), "playout sink swapped");
         } else {
             // An unlinked decoder would stop the connection's reception (not-linked): discard.
-            tracing::error!(pc = %pc_id, sink = %new.name(), "playout sink could not be linked; discarding audio");
+            tracing::error!(pc = pc_id.as_deref(), sink = %new.name(), "playout sink could not be linked; discarding audio");
             let _ = new.set_state(gst::State::Null);
             let _ = pipeline.remove(&new);
             if let Ok(fake) = make_fakesink() {
@@ -1176,7 +1198,7 @@ impl Inner {
         emit(&promise);
         let reply = match tokio::time::timeout(PROMISE_TIMEOUT, rx).await {
             Err(_) => {
-                tracing::error!(pc = %self.id, what, "webrtcbin did not answer in time");
+                tracing::error!(what, "webrtcbin did not answer in time");
                 return Err(EngineError::new(ErrorCode::Timeout, format!("{what} timed out")));
             }
             Ok(Err(_)) => return Err(op_err(format!("{what}: promise dropped"))),
@@ -1242,13 +1264,13 @@ impl Inner {
                 &[&gst_webrtc::WebRTCRTPTransceiverDirection::Recvonly, &self.offer_caps()],
             );
             let Some(trans) = trans else {
-                tracing::error!(pc = %self.id, mline = idx, "webrtcbin refused add-transceiver");
+                tracing::error!(mline = idx, "webrtcbin refused add-transceiver");
                 continue;
             };
             let mut t = Trans::new(trans);
             t.kind_audio = true;
             t.pending_mline = Some(idx);
-            tracing::debug!(pc = %self.id, mline = idx, transceiver = %t.id, "transceiver for remote m-line");
+            tracing::debug!(mline = idx, transceiver = %t.id, "transceiver for remote m-line");
             lock(&self.st).transceivers.push(t);
         }
     }
@@ -1285,7 +1307,7 @@ impl Inner {
                 }
             }
             if caps.is_empty() {
-                tracing::warn!(pc = %self.id, mline = ?t.mline(), "remote offer has no codec we support");
+                tracing::warn!(mline = ?t.mline(), "remote offer has no codec we support");
             }
             t.trans.set_codec_preferences(Some(&caps));
         }
@@ -1314,7 +1336,7 @@ impl Inner {
                     track: t.track_ref(),
                     streams: t.remote_streams.clone(),
                 });
-                tracing::info!(pc = %self.id, track = %t.receiver_track, transceiver = %t.id, "remote track");
+                tracing::info!(track = %t.receiver_track, transceiver = %t.id, "remote track");
             }
         }
         for e in events {
@@ -1337,8 +1359,8 @@ impl Inner {
             t.current_direction = Some(if local_answer { d } else { sdp::reverse(d) });
             let negotiated =
                 sdp::media_codecs(media).into_iter().find(|(_, c)| self.options.codecs.contains(c));
-            tracing::info!(pc = %self.id, transceiver = %t.id, mid = ?t.trans.mid(),
-                current_direction = ?t.current_direction, codec = ?negotiated.map(|n| n.1),
+            tracing::info!(transceiver = %t.id, mid = ?t.trans.mid(),
+                current_direction = ?t.current_direction, codec = %negotiated.map_or("none".into(), |n| n.1.encoding_name().to_ascii_lowercase()),
                 pt = ?negotiated.map(|n| n.0), "negotiated");
             t.negotiated = negotiated;
             if let Some((pt, codec)) = negotiated
@@ -1351,7 +1373,7 @@ impl Inner {
         }
         for (idx, pt, codec) in to_link {
             if let Err(e) = self.link_send(&mut st.transceivers[idx], pt, codec) {
-                tracing::error!(pc = %self.id, error = %e, "cannot link send branch");
+                tracing::error!(error = %e, "cannot link send branch");
             }
         }
     }
@@ -1380,7 +1402,7 @@ impl Inner {
             };
             let pt_trans = pad.property::<gst_webrtc::WebRTCRTPTransceiver>("transceiver");
             if pt_trans != t.trans {
-                tracing::error!(pc = %self.id, mline, "webrtcbin bound sink pad to another transceiver");
+                tracing::error!(mline, "webrtcbin bound sink pad to another transceiver");
             }
             set_msid(&pad, &t.local_streams);
             t.sink_pad = Some(pad);
@@ -1412,7 +1434,7 @@ impl Inner {
         for e in elements.iter().rev() {
             let _ = e.sync_state_with_parent();
         }
-        tracing::info!(pc = %self.id, transceiver = %t.id, ?codec, pt, "send branch linked");
+        tracing::info!(transceiver = %t.id, codec = %codec.encoding_name().to_ascii_lowercase(), pt, "send branch linked");
         t.send = Some(SendBranch { codec, pt, elements, volume });
         self.attach_source(t)
     }
@@ -1434,7 +1456,7 @@ impl Inner {
             return Err(op_err(format!("source → encoder: {e}")));
         }
         source.sync_state_with_parent().map_err(|e| op_err(format!("source did not start: {e}")))?;
-        tracing::info!(pc = %self.id, transceiver = %t.id, track = ?t.sender_track, "sending");
+        tracing::info!(transceiver = %t.id, track = ?t.sender_track, "sending");
         Ok(())
     }
 
@@ -1535,7 +1557,7 @@ impl Inner {
             }
             return Err(e);
         }
-        tracing::info!(pc = %self.id, pad = %pad.name(), ?codec, sink = %sink.name(), "receiving");
+        tracing::info!(pad = %pad.name(), codec = %codec.encoding_name().to_ascii_lowercase(), sink = %sink.name(), "receiving");
         let Some(t) = t else { return Ok(()) };
         match (previous, playout) {
             (Some(prev), Some(p)) if prev.sink == p => {
@@ -1565,6 +1587,7 @@ impl Inner {
         let sig = signaling_from_gst(self.webrtc.property("signaling-state"));
         let ice = ice_from_gst(self.webrtc.property("ice-connection-state"));
         let conn = conn_from_gst(self.webrtc.property("connection-state"));
+        let _g = self.span.enter();
         let mut log_pair = false;
         let mut st = lock(&self.st);
         if st.closed {
@@ -1572,12 +1595,14 @@ impl Inner {
         }
         if st.signaling != sig {
             st.signaling = sig;
-            tracing::info!(pc = %self.id, state = ?sig, "signalingstatechange");
+            let state = crate::logging::w3c(&sig);
+            tracing::info!(event = "signalingstatechange", state = %state, "signalingstatechange: {state}");
             let _ = self.events.send(PcEvent::SignalingStateChange(sig));
         }
         if st.ice != ice {
             st.ice = ice;
-            tracing::info!(pc = %self.id, state = ?ice, "iceconnectionstatechange");
+            let state = crate::logging::w3c(&ice);
+            tracing::info!(event = "iceconnectionstatechange", state = %state, "iceconnectionstatechange: {state}");
             let _ = self.events.send(PcEvent::IceConnectionStateChange(ice));
             if matches!(ice, RtcIceConnectionState::Connected | RtcIceConnectionState::Completed)
                 && !st.pair_logged
@@ -1588,7 +1613,8 @@ impl Inner {
         }
         if st.conn != conn {
             st.conn = conn;
-            tracing::info!(pc = %self.id, state = ?conn, "connectionstatechange");
+            let state = crate::logging::w3c(&conn);
+            tracing::info!(event = "connectionstatechange", state = %state, "connectionstatechange: {state}");
             let _ = self.events.send(PcEvent::ConnectionStateChange(conn));
         }
         drop(st);
@@ -1640,7 +1666,8 @@ impl Inner {
             return;
         }
         st.negotiation_needed = true;
-        tracing::info!(pc = %self.id, "negotiationneeded");
+        let _g = self.span.enter();
+        tracing::info!(event = "negotiationneeded", "negotiationneeded");
         let _ = self.events.send(PcEvent::NegotiationNeeded);
     }
 
@@ -1649,7 +1676,9 @@ impl Inner {
             return;
         }
         st.gathering = g;
-        tracing::info!(pc = %self.id, state = ?g, "icegatheringstatechange");
+        let _g = self.span.enter();
+        let state = crate::logging::w3c(&g);
+        tracing::info!(event = "icegatheringstatechange", state = %state, "icegatheringstatechange: {state}");
         let _ = self.events.send(PcEvent::IceGatheringStateChange(g));
         if g == RtcIceGatheringState::Complete {
             let _ = self.events.send(PcEvent::IceCandidate(None));
@@ -1667,7 +1696,11 @@ impl Inner {
         }
         let (mid, ufrag) = st.local_mlines.get(mline as usize).cloned().unwrap_or((None, None));
         let candidate = candidate.trim_start_matches("a=").to_string();
-        tracing::debug!(pc = %self.id, mline, %candidate, "local candidate");
+        let _g = self.span.enter();
+        let kind = crate::logging::CandidateKind::parse(&candidate);
+        tracing::info!(event = "icecandidate", candidate_type = %kind.typ, protocol = %kind.protocol, mline,
+            "local ICE candidate gathered: {kind}");
+        tracing::debug!(mline, %candidate, "local candidate");
         let _ = self.events.send(PcEvent::IceCandidate(Some(RtcIceCandidateInit {
             candidate,
             sdp_mid: mid,
@@ -1678,18 +1711,32 @@ impl Inner {
 
     /// Logs the selected ICE candidate pair (from get-stats) once the connection is up.
     fn log_selected_pair(&self) {
-        let pc_id = self.id.clone();
+        let span = self.span.clone();
         let promise = gst::Promise::with_change_func(move |reply| {
+            let _g = span.enter();
             let Ok(Some(reply)) = reply else { return };
             let all = stats::reply_to_json(reply);
             let by_id = |id: &serde_json::Value| all.iter().find(|s| s.get("id") == Some(id)).cloned();
             for pair in all.iter().filter(|s| s["type"] == "candidate-pair") {
                 let local = pair.get("localCandidateId").and_then(by_id).unwrap_or_default();
                 let remote = pair.get("remoteCandidateId").and_then(by_id).unwrap_or_default();
-                tracing::info!(pc = %pc_id,
-                    local = %format!("{}:{} {} {}", local["address"].as_str().unwrap_or("?"), local["port"], local["candidateType"].as_str().unwrap_or("?"), local["protocol"].as_str().unwrap_or("?")),
-                    remote = %format!("{}:{} {} {}", remote["address"].as_str().unwrap_or("?"), remote["port"], remote["candidateType"].as_str().unwrap_or("?"), remote["protocol"].as_str().unwrap_or("?")),
-                    "selected candidate pair");
+                let kind = |c: &serde_json::Value| {
+                    format!(
+                        "{}/{}",
+                        c["candidateType"].as_str().unwrap_or("unknown"),
+                        c["protocol"].as_str().unwrap_or("unknown").to_ascii_lowercase()
+                    )
+                };
+                let pair = format!("{} -> {}", kind(&local), kind(&remote));
+                tracing::info!(event = "candidate-pair", candidate_pair = %pair,
+                    local_candidate_type = local["candidateType"].as_str().unwrap_or("unknown"),
+                    remote_candidate_type = remote["candidateType"].as_str().unwrap_or("unknown"),
+                    "selected ICE candidate pair: {pair}");
+                // Addresses identify the user's network: debug only.
+                tracing::debug!(
+                    local = %format!("{}:{}", local["address"].as_str().unwrap_or("?"), local["port"]),
+                    remote = %format!("{}:{}", remote["address"].as_str().unwrap_or("?"), remote["port"]),
+                    "selected candidate pair addresses");
             }
         });
         self.webrtc.emit_by_name::<()>("get-stats", &[&None::<gst::Pad>, &promise]);
@@ -1700,7 +1747,7 @@ impl Inner {
 /// the JSEP state machine (RFC 8829 §3.2, WebRTC 1.0 §4.4.1.5). Wrong state → `invalid_state`;
 /// rollback → `operation_error` (webrtcbin 1.22 cannot roll back).
 fn check_description_state(
-    pc: &str,
+    _pc: &str,
     local: bool,
     sdp_type: RtcSdpType,
     signaling: RtcSignalingState,
@@ -1716,7 +1763,7 @@ fn check_description_state(
             matches!(signaling, S::HaveLocalOffer | S::HaveRemotePranswer)
         }
         (RtcSdpType::Rollback, _) => {
-            tracing::warn!(pc, "rollback requested: not supported by webrtcbin 1.22");
+            tracing::warn!("rollback requested: not supported by webrtcbin 1.22");
             return Err(op_err("rollback is not supported by this engine"));
         }
     };
@@ -1724,6 +1771,6 @@ fn check_description_state(
         return Ok(());
     }
     let method = if local { "setLocalDescription" } else { "setRemoteDescription" };
-    tracing::warn!(pc, ?sdp_type, ?signaling, "{method} in wrong state");
+    tracing::warn!(?sdp_type, ?signaling, "{method} in wrong state");
     Err(EngineError::invalid_state(format!("{method}({sdp_type:?}) in signaling state {signaling:?}")))
 }

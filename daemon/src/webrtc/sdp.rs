@@ -14,7 +14,7 @@ pub const MAX_SDP_BYTES: usize = 256 * 1024;
 /// Parses SDP text after a strict line-syntax check (`<letter>=<value>` lines, `v=0` first),
 /// because `gst_sdp_message_parse_buffer` accepts almost any text.
 pub fn parse(text: &str) -> EngineResult<SDPMessage> {
-    gst::init().map_err(|e| EngineError::operation(format!("GStreamer init failed: {e}")))?;
+    super::init_gstreamer().map_err(|e| EngineError::operation(format!("GStreamer init failed: {e}")))?;
     if text.len() > MAX_SDP_BYTES {
         return Err(EngineError::new(
             ErrorCode::LimitExceeded,

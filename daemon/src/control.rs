@@ -209,27 +209,24 @@ struct Probe {
     at: Instant,
 }
 
-/// Devices and capabilities now, or from the last probe made while no call ran: a PipeWire
-/// device probe in the same process as a starting `pipewiresrc` can deadlock on the shared
-/// PipeWire thread loop (seen with PipeWire 0.3.65), which would stall the call's capture, so
-/// the admin socket never probes while a peer connection is alive.
+/// Devices and capabilities now. Calls do not stop the probe: PipeWire is probed by a
+/// `pw-dump` child process (`media::backend_pipewire`), so it cannot deadlock a running
+/// `pipewiresrc` as the former in-process device provider did (PipeWire 0.3.65). When a probe
+/// fails (a typed `operation_error`), the last good one is returned instead, its age in
+/// `devicesProbedSecsAgo`/`probedSecsAgo`.
 async fn probe(engine: &Arc<Engine>, info: &DaemonInfo) -> Result<Probe, ControlError> {
-    let calls = engine.peer_connections.load(std::sync::atomic::Ordering::Relaxed);
-    if calls > 0 {
-        return info.probe.lock().unwrap_or_else(|e| e.into_inner()).clone().ok_or_else(|| {
-            ControlError::new(
-                "operation_error",
-                format!(
-                    "devices are not probed while {calls} peer connection(s) run; ask again after the call"
-                ),
-            )
-        });
-    }
     let welcome = engine.welcome().await;
-    let devices = devices(engine).await?;
-    let p = Probe { welcome, devices, at: Instant::now() };
-    *info.probe.lock().unwrap_or_else(|e| e.into_inner()) = Some(p.clone());
-    Ok(p)
+    match devices(engine).await {
+        Ok(devices) => {
+            let p = Probe { welcome, devices, at: Instant::now() };
+            *info.probe.lock().unwrap_or_else(|e| e.into_inner()) = Some(p.clone());
+            Ok(p)
+        }
+        Err(e) => {
+            warn!(error = %e.message, "device probe failed; answering with the last good probe, if any");
+            info.probe.lock().unwrap_or_else(|e| e.into_inner()).clone().ok_or(e)
+        }
+    }
 }
 
 /// Binds the control socket: creates its folder (0700) if missing, replaces a stale socket,
@@ -406,8 +403,8 @@ async fn devices(engine: &Arc<Engine>) -> Result<Value, ControlError> {
 
 /// The `status` result (docs/control.md): engine identity, uptime, VC, codecs, AEC mode,
 /// audio backend, every session with its peer connections (states, negotiated codec, packet
-/// counts), and the devices. Initialises GStreamer if no call did yet. While calls run, codecs
-/// and devices come from the last probe made without calls (`devicesProbedSecsAgo`).
+/// counts), and the devices. Initialises GStreamer if no call did yet. Devices are probed now,
+/// calls or not; if that fails, the last good probe is returned (`devicesProbedSecsAgo`).
 pub async fn status(engine: &Arc<Engine>, info: &DaemonInfo) -> Value {
     let probed = probe(engine, info).await;
     let mut sessions = Vec::new();
@@ -695,8 +692,7 @@ async fn run_test_call(
     let config = RtcConfiguration::default();
     let a = PeerConnection::with_options("test-call-a", &config, options.clone(), tx_a)?;
     let b = PeerConnection::with_options("test-call-b", &config, options, tx_b)?;
-    // Closed on every path out, so the devices are released; counted as live calls meanwhile
-    // (no device probe from `status` while they capture).
+    // Closed on every path out, so the devices are released; counted as live calls meanwhile.
     struct CloseOnDrop(PeerConnection, PeerConnection, Arc<Engine>);
     impl Drop for CloseOnDrop {
         fn drop(&mut self) {

@@ -61,6 +61,7 @@ impl Engine {
                 let r = tokio::task::spawn_blocking(crate::webrtc::prewarm)
                     .await
                     .unwrap_or_else(|e| Err(EngineError::operation(format!("warm-up panicked: {e}"))));
+                trim_heap();
                 match &r {
                     Ok(()) => info!(
                         ms = started.elapsed().as_millis() as u64,
@@ -85,7 +86,9 @@ impl Engine {
                 .filter(|(_, elements)| elements.iter().all(|e| gst::ElementFactory::find(e).is_some()))
                 .map(|(name, _)| name.to_string())
                 .collect();
-            (codecs, this.devices.capabilities())
+            let counts = this.devices.capabilities();
+            trim_heap();
+            (codecs, counts)
         })
         .await
         .unwrap_or_default();
@@ -106,6 +109,18 @@ impl Engine {
                 devices: DeviceCounts { audioinput: inputs, audiooutput: outputs },
             },
         }
+    }
+}
+
+/// Returns freed heap to the kernel. GStreamer's init (registry load) and the certificate
+/// generation free most of what they allocate, but glibc keeps freed pages in its arenas
+/// (one per thread that allocated: the blocking pool's), so without this an idle daemon
+/// keeps several MiB of free heap resident.
+pub fn trim_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks glibc's own arenas; it takes their locks itself.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 

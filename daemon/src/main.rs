@@ -106,12 +106,22 @@ fn main() -> ExitCode {
     }
 
     let log_target = vdimediad::logging::init(config.log.target, config.log.level.as_deref());
+    if std::env::var_os(ELEMENT_CHECK_ENV).is_some() {
+        // We are the short-lived child of `spawn_element_check`.
+        check_elements_at_startup();
+        return ExitCode::SUCCESS;
+    }
     info!(engine = ENGINE, config = ?path, log = log_target, "starting");
-    check_elements_at_startup();
+    spawn_element_check();
 
     // One thread serves the control plane: calls run on GStreamer's own streaming threads, so
-    // a second async worker would only add idle footprint.
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    // a second async worker would only add idle footprint. The blocking pool (warm-up, device
+    // probes) lets its threads go after 1 s, so an idle daemon is back to this one thread.
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .thread_keep_alive(std::time::Duration::from_secs(1))
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             error!(error = %e, "cannot start the runtime");
@@ -201,6 +211,51 @@ async fn run(config: Config, listen: Option<VcAddr>, connect: Option<VcAddr>) ->
     }
     info!("stopped");
     ExitCode::SUCCESS
+}
+
+/// Set in the environment of the startup element-check child (any value).
+const ELEMENT_CHECK_ENV: &str = "VDIMEDIAD_ELEMENT_CHECK_CHILD";
+
+/// Runs [`check_elements_at_startup`] in a short-lived child (this executable again, same
+/// arguments, [`ELEMENT_CHECK_ENV`] set): the check initialises GStreamer and loads its whole
+/// registry (≈ 6 MiB of heap that glibc keeps), which an idle daemon should not carry before
+/// the first channel. The child logs through the same log target. A thread reaps it and
+/// exits. Where this executable cannot be run again (qemu-user without binfmt_misc: exec of a
+/// foreign binary fails), the check runs in-process.
+fn spawn_element_check() {
+    let child = std::env::current_exe().and_then(|exe| {
+        std::process::Command::new(exe)
+            .args(std::env::args_os().skip(1))
+            .env(ELEMENT_CHECK_ENV, "1")
+            // The child must not answer systemd's socket activation or readiness protocol.
+            .env_remove("LISTEN_FDS")
+            .env_remove("LISTEN_PID")
+            .env_remove("LISTEN_FDNAMES")
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .env_remove("WATCHDOG_PID")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+    });
+    match child {
+        Ok(mut child) => {
+            let reaper = std::thread::Builder::new().name("element-check".into()).spawn(move || {
+                match child.wait() {
+                    Ok(s) if s.success() => {}
+                    Ok(s) => warn!(status = %s, "startup element check exited with a failure"),
+                    Err(e) => warn!(error = %e, "startup element check: wait failed"),
+                }
+            });
+            if let Err(e) = reaper {
+                warn!(error = %e, "cannot start the element-check reaper thread");
+            }
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot re-run this executable; checking GStreamer elements in-process");
+            check_elements_at_startup();
+        }
+    }
 }
 
 /// Logs every GStreamer element calls need that is missing, naming its Debian package

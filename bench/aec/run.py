@@ -2,7 +2,10 @@
 """AEC benchmark runner: scenario -> vdiaec / webrtcdsp (gst-launch, real time) and the pure-Rust
 candidates (bench/aec/candidates) -> scores (score.py) -> markdown table on stdout.
 
-usage: run.py [WORKDIR]     (default /tmp/aec-bench)
+usage: run.py [WORKDIR] [NS]   (default /tmp/aec-bench, moderate)
+  NS: noise suppression of BOTH webrtcdsp and vdiaec: off | low | moderate | high | very-high
+      (webrtcdsp noise-suppression-level and vdiaec noise-suppression-level mean the same WebRTC
+      levels; HPF on and AGC off for both in every case)
 Needs: pip install -r bench/aec/requirements.txt; cargo build --release -p gst-plugin-vdimedia;
        bench/aec/candidates built with CARGO_TARGET_DIR=target/bench-aec cargo build --release.
 CPU per second of audio for the GStreamer elements = (user+sys CPU of the whole gst-launch run
@@ -13,17 +16,21 @@ import json, os, resource, subprocess, sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 WORK = sys.argv[1] if len(sys.argv) > 1 else "/tmp/aec-bench"
+NS = sys.argv[2] if len(sys.argv) > 2 else "moderate"
+if NS not in ("off", "low", "moderate", "high", "very-high"):
+    sys.exit(f"NS must be off, low, moderate, high or very-high, not {NS!r}")
+NS_PROPS = "noise-suppression=false" if NS == "off" else f"noise-suppression=true noise-suppression-level={NS}"
 PLUGIN_DIR = os.environ.get("VDIAEC_PLUGIN_DIR", os.path.join(ROOT, "target", "release"))
 CAND = os.path.join(ROOT, "target", "bench-aec", "release", "aec-candidates")
 CAPS = "audio/x-raw,format=S16LE,rate=16000,channels=1"
 
 SYSTEMS = {
-    # name: (probe element, canceller element); both: AEC + NS (moderate) + HPF, AGC off
+    # name: (probe element, canceller element); both: AEC + NS (same level) + HPF, AGC off
     "identity": ("identity", "identity"),
-    "webrtcdsp": ("webrtcechoprobe name=p", "webrtcdsp probe=p gain-control=false"),
+    "webrtcdsp": ("webrtcechoprobe name=p", f"webrtcdsp probe=p gain-control=false {NS_PROPS}"),
     "webrtcdsp delay-agnostic": ("webrtcechoprobe name=p",
-                                 "webrtcdsp probe=p gain-control=false delay-agnostic=true"),
-    "vdiaec": ("vdiaecprobe name=p", "vdiaec probe=p gain-control=false"),
+                                 f"webrtcdsp probe=p gain-control=false delay-agnostic=true {NS_PROPS}"),
+    "vdiaec": ("vdiaecprobe name=p", f"vdiaec probe=p gain-control=false {NS_PROPS}"),
 }
 
 

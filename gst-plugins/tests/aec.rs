@@ -1,6 +1,7 @@
 //! vdiaec + vdiaecprobe: echo is cancelled on a fixed echo path (ERLE threshold after
-//! convergence), a missing or stopped reference degrades to pass-through with a warning and
-//! without stalling, wrong caps are refused, a gap does not produce a noise burst.
+//! convergence) and stays aligned through playout stalls, a missing or stopped reference
+//! degrades to pass-through with a warning and without stalling, wrong caps are refused, a gap
+//! does not produce a noise burst.
 //!
 //! Buffers are pushed with gst_check harnesses, far-end frame then capture frame, 10 ms each,
 //! with running times (PTS in a 0-based TIME segment), so the test is deterministic.
@@ -92,6 +93,18 @@ fn energy(x: &[f32]) -> f64 {
 
 /// Runs `secs` of far + echo through probe and canceller; returns (near, out).
 fn run_echo(probe: &str, echo_cancel: bool, secs: usize) -> (Vec<f32>, Vec<f32>, gst::Element) {
+    run_echo_stalled(probe, echo_cancel, secs, None)
+}
+
+/// As `run_echo`; with `stall = Some((every, len))` the playout branch stalls: every `every`
+/// frames, `len` far-end frames reach the probe only after `len` capture frames were processed
+/// (a playout thread scheduled late), then arrive in a burst.
+fn run_echo_stalled(
+    probe: &str,
+    echo_cancel: bool,
+    secs: usize,
+    stall: Option<(usize, usize)>,
+) -> (Vec<f32>, Vec<f32>, gst::Element) {
     let (mut hf, _, _) = harness("vdiaecprobe", probe, &[]);
     let (mut hn, aec, _) = harness("vdiaec", &format!("{probe}-aec"), &[
         ("probe", &probe),
@@ -102,9 +115,16 @@ fn run_echo(probe: &str, echo_cancel: bool, secs: usize) -> (Vec<f32>, Vec<f32>,
     let far = far_signal(RATE * secs);
     let near = echo_of(&far);
     let mut out = Vec::new();
+    let mut held = Vec::new();
     for i in 0..far.len() / N {
-        let f = hf.push_and_pull(buffer(&far[i * N..(i + 1) * N], i, gst::BufferFlags::empty())).unwrap();
-        assert_eq!(samples(&f).len(), N, "probe changes nothing");
+        held.push(i);
+        let stalled = stall.is_some_and(|(every, len)| i % every < len && i + 1 < far.len() / N);
+        if !stalled {
+            for j in held.drain(..) {
+                let f = hf.push_and_pull(buffer(&far[j * N..(j + 1) * N], j, gst::BufferFlags::empty())).unwrap();
+                assert_eq!(samples(&f).len(), N, "probe changes nothing");
+            }
+        }
         let o = hn.push_and_pull(buffer(&near[i * N..(i + 1) * N], i, gst::BufferFlags::empty())).unwrap();
         out.extend(samples(&o));
     }
@@ -123,6 +143,30 @@ fn aec_cancels_fixed_echo_path() {
     assert!(aec.property::<bool>("reference-active"));
     let d = aec.property::<i32>("delay");
     assert!((30..=60).contains(&d), "delay estimate {d} ms, echo path delay is 40 ms");
+}
+
+#[test]
+fn late_reference_keeps_alignment() {
+    // Playout stalls of 40 ms every second: the reference frames that come too late are
+    // replaced by silence (echo leaks for those 40 ms) but the echo path and delay estimate
+    // stay, so echo is cancelled again right after each stall.
+    let every = 100;
+    let (near, out, aec) = run_echo_stalled("probe-stall", true, 8, Some((every, 4)));
+    // ERLE between stalls (from 10 frames after a stall to the next one), after 2 s
+    let (mut en, mut eo) = (0.0, 0.0);
+    for f in 200..near.len() / N {
+        if f % every >= 4 + 10 {
+            en += energy(&near[f * N..(f + 1) * N]);
+            eo += energy(&out[f * N..(f + 1) * N]);
+        }
+    }
+    let erle = 10.0 * (en / eo).log10();
+    eprintln!("ERLE between stalls: {erle:.1} dB, AEC3 delay {} ms", aec.property::<i32>("delay"));
+    assert!(erle > 20.0, "ERLE between playout stalls {erle:.1} dB, expected > 20 dB");
+    assert!(aec.property::<bool>("reference-active"));
+    // Fed late, the bursts shifted AEC3's delay estimate to 20 ms for this 40 ms echo path.
+    let d = aec.property::<i32>("delay");
+    assert!((30..=60).contains(&d), "delay estimate {d} ms after playout stalls, echo path delay is 40 ms");
 }
 
 #[test]

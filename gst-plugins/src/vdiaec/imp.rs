@@ -16,7 +16,7 @@ use sonora::{AudioProcessing, Config, StreamConfig};
 
 use super::NoiseSuppressionLevel;
 use crate::vdiaecprobe::{self, Reference};
-use crate::vdiaecprobe::imp_helpers::{audio_caps, from_f32, to_f32};
+use crate::vdiaecprobe::imp_helpers::{audio_caps, bytes_per_sample, extend_f32, write_f32};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -27,6 +27,12 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 });
 
 const FRAME_NS: u64 = 10_000_000;
+
+/// Reference frames are fed to AEC3 this many 10 ms frames after their running time: the
+/// playout thread may run up to `(SLACK - 1) * 10 ms` behind the capture thread before a frame is
+/// missed. AEC3 estimates the rest of the delay, so the acoustic + pipeline delay must be at least
+/// this (20 ms; a real playout device alone adds more).
+const REFERENCE_SLACK_FRAMES: u64 = 2;
 
 #[derive(Debug, Clone)]
 struct Settings {
@@ -123,6 +129,11 @@ struct State {
     apm: Option<AudioProcessing>,
     /// Render format the APM was built for: (rate, channels, probe generation).
     render_fmt: Option<(u32, u32, u64)>,
+    /// Running time (ns) of the next reference frame AEC3 should get; frames arriving after
+    /// it are late (silence was fed in their place) and dropped.
+    next_ref_rt: Option<u64>,
+    /// Reference frames replaced by silence because they came too late, since the last log.
+    late_frames: u64,
     config_dirty: bool,
     in_fifo: Vec<f32>,
     in_fifo_rt: Option<u64>,
@@ -132,8 +143,16 @@ struct State {
     reference_active: bool,
     warned_missing_probe: bool,
     last_stats_rt: Option<u64>,
+    /// Deinterleaved capture frame in and out of the APM (reused every 10 ms).
     cap_bufs: Vec<Vec<f32>>,
     out_bufs: Vec<Vec<f32>>,
+    /// Reference frames taken from the probe for the current capture frame; their buffers go
+    /// back to the probe's free list at the next take.
+    render: Vec<Vec<f32>>,
+    spent: Vec<Vec<f32>>,
+    /// Deinterleaved stereo reference and the APM's (unused) render output, reused.
+    ref_bufs: Vec<Vec<f32>>,
+    ref_out: Vec<Vec<f32>>,
 }
 
 impl State {
@@ -146,6 +165,8 @@ impl State {
             frame,
             apm: None,
             render_fmt: None,
+            next_ref_rt: None,
+            late_frames: 0,
             config_dirty: false,
             in_fifo: Vec::new(),
             in_fifo_rt: None,
@@ -158,6 +179,10 @@ impl State {
             last_stats_rt: None,
             cap_bufs: vec![vec![0.0; frame]; channels],
             out_bufs: vec![vec![0.0; frame]; channels],
+            render: Vec::new(),
+            spent: Vec::new(),
+            ref_bufs: Vec::new(),
+            ref_out: Vec::new(),
         }
     }
 }
@@ -394,9 +419,9 @@ impl VdiAec {
         gst::debug!(CAT, imp = self, "resetting processing state: {why}");
         st.apm = None;
         st.render_fmt = None;
+        st.next_ref_rt = None;
         // What is left of an incomplete frame goes out unprocessed, keeping the stream length.
-        let rest = std::mem::take(&mut st.in_fifo);
-        st.out_fifo.extend(rest);
+        st.out_fifo.extend(st.in_fifo.drain(..));
         st.in_fifo_rt = None;
         st.next_rt = None;
     }
@@ -418,12 +443,13 @@ impl VdiAec {
     /// Processes one 10 ms capture frame (interleaved, in `st.in_fifo[..frame*channels]`) whose
     /// first sample has running time `rt` (ns), appending the result to `out_fifo`.
     fn process_frame(&self, st: &mut State, rt: u64) {
-        let (probe, timeout_ms, stats_ms, delay_hint, echo_cancel) = {
+        let (timeout_ms, stats_ms, delay_hint, echo_cancel) = {
             let s = lock(&self.settings);
-            (s.probe.clone(), s.reference_timeout_ms, s.stats_interval_ms, s.delay_hint_ms, s.echo_cancel)
+            (s.reference_timeout_ms, s.stats_interval_ms, s.delay_hint_ms, s.echo_cancel)
         };
         let n = st.frame * st.channels;
         if st.reference.is_none() {
+            let probe = lock(&self.settings).probe.clone();
             st.reference = vdiaecprobe::acquire(&probe);
             if st.reference.is_none() && !st.warned_missing_probe {
                 st.warned_missing_probe = true;
@@ -431,21 +457,79 @@ impl VdiAec {
                 self.set_reference_active(st, false, &format!("no vdiaecprobe named \"{probe}\" in this process"));
             }
         }
-        // Take the reference frames that ended before this capture frame began: one frame of
-        // slack so that a playout branch paced like the capture branch never races it.
-        let mut render = Vec::new();
+        // AEC3 must get exactly one reference frame per capture frame, at a constant offset in
+        // running time: a reference frame fed late shifts the echo path it models and, worse,
+        // loses its delay estimate (ERLE fell from 35 to 15 dB with 30 ms playout stalls every
+        // 2 s). So the reference frames that ended REFERENCE_SLACK_FRAMES - 1 frames before this
+        // capture frame began are fed; one still missing then is replaced by silence and
+        // dropped when it arrives (its echo goes uncancelled for 10 ms, the alignment stays).
         let mut render_fmt = None;
         let mut lagging = true;
-        if let Some(r) = st.reference.clone() {
+        if let Some(r) = st.reference.as_ref() {
             let mut q = r.lock();
-            render_fmt = Some((q.rate, q.channels, q.generation));
-            while q.frames.front().is_some_and(|f| f.running_time + FRAME_NS <= rt) {
-                if let Some(f) = q.frames.pop_front() {
-                    render.push(f.data);
-                }
+            for data in st.spent.drain(..) {
+                q.recycle(data);
             }
+            if st.render_fmt.is_some_and(|(_, _, g)| g != q.generation) {
+                st.next_ref_rt = None;
+            }
+            render_fmt = Some((q.rate, q.channels, q.generation));
             let timeout = timeout_ms as u64 * 1_000_000;
             lagging = q.rate == 0 || q.head_end.is_none_or(|h| h + timeout < rt + FRAME_NS);
+            let deadline = (rt + FRAME_NS).saturating_sub(REFERENCE_SLACK_FRAMES * FRAME_NS);
+            let zero_len = (q.rate / 100 * q.channels) as usize;
+            let mut fed = 0usize;
+            while !lagging && fed < 100 {
+                let next = st.next_ref_rt;
+                let Some(front) = q.frames.front().map(|f| f.running_time) else { break };
+                if front + FRAME_NS > deadline {
+                    break;
+                }
+                match next {
+                    Some(nx) if front + FRAME_NS / 2 < nx => {
+                        // late: silence already stood in for it
+                        if let Some(f) = q.frames.pop_front() {
+                            q.recycle(f.data);
+                        }
+                    }
+                    Some(nx) if front > nx + FRAME_NS / 2 => {
+                        // a hole in the reference stream: silence up to the next frame
+                        let mut z = q.free.pop().unwrap_or_default();
+                        z.resize(zero_len, 0.0);
+                        st.render.push(z);
+                        st.next_ref_rt = Some(nx + FRAME_NS);
+                        fed += 1;
+                    }
+                    _ => {
+                        if let Some(f) = q.frames.pop_front() {
+                            st.render.push(f.data);
+                        }
+                        st.next_ref_rt = Some(front + FRAME_NS);
+                        fed += 1;
+                    }
+                }
+            }
+            // Due but not there: the playout thread is late.
+            while !lagging
+                && fed < 100
+                && let Some(nx) = st.next_ref_rt
+                && nx + FRAME_NS <= deadline
+            {
+                let mut z = q.free.pop().unwrap_or_default();
+                z.resize(zero_len, 0.0);
+                st.render.push(z);
+                st.next_ref_rt = Some(nx + FRAME_NS);
+                st.late_frames += 1;
+                fed += 1;
+            }
+            if fed >= 100 {
+                // More than a second behind without hitting the timeout: start over.
+                st.next_ref_rt = None;
+            }
+        }
+        if st.late_frames >= 100 {
+            gst::debug!(CAT, imp = self, "{} late reference frames replaced by silence", st.late_frames);
+            st.late_frames = 0;
         }
         let active = echo_cancel && !lagging;
         if !echo_cancel {
@@ -458,6 +542,8 @@ impl VdiAec {
             }
             st.apm = None;
             st.render_fmt = None;
+            st.next_ref_rt = None;
+            st.spent.append(&mut st.render);
             st.out_fifo.extend(st.in_fifo.drain(..n));
             return;
         } else if !st.reference_active {
@@ -485,28 +571,44 @@ impl VdiAec {
         let channels = st.channels;
         let frame = st.frame;
         let render_ch = st.render_fmt.map(|(_, c, _)| c as usize).unwrap_or(1);
-        let State { apm, in_fifo, out_fifo, cap_bufs, out_bufs, .. } = st;
-        let Some(apm) = apm.as_mut() else { return };
-        for data in render {
-            let rf = data.len() / render_ch;
-            let mut chans: Vec<Vec<f32>> = (0..render_ch)
-                .map(|c| data.iter().skip(c).step_by(render_ch).copied().collect())
-                .collect();
-            let src: Vec<&[f32]> = chans.iter().map(|c| c.as_slice()).collect();
-            let mut dst_store = vec![vec![0.0f32; rf]; render_ch];
-            let mut dst: Vec<&mut [f32]> = dst_store.iter_mut().map(|c| c.as_mut_slice()).collect();
-            if let Err(e) = apm.process_render_f32(&src, &mut dst) {
+        let State { apm, in_fifo, out_fifo, cap_bufs, out_bufs, render, spent, ref_bufs, ref_out, .. } = st;
+        let Some(apm) = apm.as_mut() else {
+            spent.append(render);
+            return;
+        };
+        for data in render.drain(..) {
+            let rf = data.len() / render_ch.max(1);
+            ref_out.resize_with(render_ch, Vec::new);
+            for o in ref_out.iter_mut() {
+                o.resize(rf, 0.0);
+            }
+            let res = if render_ch == 1 {
+                apm.process_render_f32(&[&data], &mut [&mut ref_out[0]])
+            } else {
+                ref_bufs.resize_with(render_ch, Vec::new);
+                for (c, b) in ref_bufs.iter_mut().enumerate() {
+                    b.clear();
+                    b.extend(data.iter().skip(c).step_by(render_ch));
+                }
+                let (o0, o1) = ref_out.split_at_mut(1);
+                apm.process_render_f32(&[&ref_bufs[0], &ref_bufs[1]], &mut [&mut o0[0], &mut o1[0]])
+            };
+            if let Err(e) = res {
                 gst::warning!(CAT, imp = self, "reference frame refused: {e}");
             }
-            chans.clear();
+            spent.push(data);
         }
         for (i, s) in in_fifo[..n].iter().enumerate() {
             cap_bufs[i % channels][i / channels] = *s;
         }
         let _ = apm.set_stream_delay_ms(delay_hint);
-        let src: Vec<&[f32]> = cap_bufs.iter().map(|c| c.as_slice()).collect();
-        let mut dst: Vec<&mut [f32]> = out_bufs.iter_mut().map(|c| c.as_mut_slice()).collect();
-        match apm.process_capture_f32(&src, &mut dst) {
+        let res = if channels == 1 {
+            apm.process_capture_f32(&[&cap_bufs[0]], &mut [&mut out_bufs[0]])
+        } else {
+            let (o0, o1) = out_bufs.split_at_mut(1);
+            apm.process_capture_f32(&[&cap_bufs[0], &cap_bufs[1]], &mut [&mut o0[0], &mut o1[0]])
+        };
+        match res {
             Ok(()) => {
                 for i in 0..frame {
                     for ch in out_bufs.iter() {
@@ -533,8 +635,8 @@ impl VdiAec {
             let mut g = lock(&self.stats);
             g.erle_db = s.echo_return_loss_enhancement.unwrap_or(0.0);
             g.erl_db = s.echo_return_loss.unwrap_or(0.0);
-            // plus the one frame of slack taken when matching reference to capture
-            g.delay_ms = s.delay_ms.map_or(-1, |d| d + (FRAME_NS / 1_000_000) as i32);
+            // plus the slack taken when matching reference to capture
+            g.delay_ms = s.delay_ms.map_or(-1, |d| d + (REFERENCE_SLACK_FRAMES * FRAME_NS / 1_000_000) as i32);
             g.residual_echo_likelihood = s.residual_echo_likelihood.unwrap_or(0.0);
             g.divergent_filter_fraction = s.divergent_filter_fraction.unwrap_or(0.0);
             *g
@@ -627,18 +729,21 @@ impl BaseTransformImpl for VdiAec {
         let rt = rt.or(st.next_rt).unwrap_or(0);
         let gap_buffer = buf.flags().contains(gst::BufferFlags::GAP);
         let mut map = buf.map_writable().map_err(|_| gst::FlowError::Error)?;
-        let samples = to_f32(format, map.as_slice());
-        let frames_in = samples.len() / channels;
+        let n_samples = map.len() / bytes_per_sample(format);
+        let frames_in = n_samples / channels;
         st.next_rt = Some(rt + frames_in as u64 * 1_000_000_000 / rate);
         if gap_buffer {
             // Silence standing in for missing audio: pass it on, and start afresh after it.
             self.reset(st, "gap buffer");
-            st.out_fifo.extend(samples.iter().copied());
+            let mut tmp = std::mem::take(&mut st.in_fifo);
+            extend_f32(format, map.as_slice(), &mut tmp);
+            st.out_fifo.extend(tmp.drain(..));
+            st.in_fifo = tmp;
         } else {
             if st.in_fifo.is_empty() {
                 st.in_fifo_rt = Some(rt);
             }
-            st.in_fifo.extend_from_slice(&samples);
+            extend_f32(format, map.as_slice(), &mut st.in_fifo);
             let n = st.frame * channels;
             while st.in_fifo.len() >= n {
                 let frt = st.in_fifo_rt.unwrap_or(rt);
@@ -646,8 +751,8 @@ impl BaseTransformImpl for VdiAec {
                 st.in_fifo_rt = Some(frt + FRAME_NS);
             }
         }
-        let out: Vec<f32> = (0..samples.len()).map(|_| st.out_fifo.pop_front().unwrap_or(0.0)).collect();
-        from_f32(format, &out, map.as_mut_slice());
+        // out_fifo always holds at least the 10 ms of latency plus this buffer's samples.
+        write_f32(format, st.out_fifo.drain(..n_samples.min(st.out_fifo.len())), map.as_mut_slice());
         Ok(gst::FlowSuccess::Ok)
     }
 }

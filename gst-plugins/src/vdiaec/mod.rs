@@ -4,8 +4,9 @@
 //!
 //! The far-end reference comes from the `vdiaecprobe` element named by the `probe` property,
 //! placed on the playout branch of the same pipeline. Reference frames are matched to capture
-//! frames by running time (every reference frame played no later than the capture frame is fed
-//! first); AEC3's own delay estimator then finds the acoustic delay. Without a reference (no
+//! frames by running time, one per capture frame at a constant 20 ms offset (a frame the
+//! playout branch delivers too late is replaced by silence, keeping the alignment); AEC3's own
+//! delay estimator then finds the acoustic delay. Without a reference (no
 //! probe, probe stopped, or silent for more than `reference-timeout` ms) capture passes through
 //! unchanged and a warning is posted; processing resumes, freshly reset, when it returns.
 

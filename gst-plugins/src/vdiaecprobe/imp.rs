@@ -58,6 +58,22 @@ pub(crate) struct RefQueue {
     pub head_end: Option<u64>,
     /// Frames dropped because no `vdiaec` consumed them in time.
     pub dropped: u64,
+    /// Spent frame buffers handed back by `vdiaec` (and by dropping), reused for new frames so
+    /// that steady streaming allocates nothing per 10 ms.
+    pub free: Vec<Vec<f32>>,
+}
+
+/// Most spare frame buffers kept in [`RefQueue::free`].
+pub(crate) const MAX_FREE_FRAMES: usize = 16;
+
+impl RefQueue {
+    /// Hands a spent frame buffer back for reuse (dropped once enough are spare).
+    pub(crate) fn recycle(&mut self, mut data: Vec<f32>) {
+        if self.free.len() < MAX_FREE_FRAMES {
+            data.clear();
+            self.free.push(data);
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -212,69 +228,83 @@ impl BaseTransformImpl for VdiAecProbe {
             state.pending_rt = None;
         }
         let map = buf.map_readable().map_err(|_| gst::FlowError::Error)?;
-        let samples = to_f32(info.format(), map.as_slice());
-        let n_frames = samples.len() / channels;
-        state.next_rt = Some(rt + n_frames as u64 * 1_000_000_000 / rate);
-        let mut out = Vec::new();
+        let bytes = map.as_slice();
+        let bps = bytes_per_sample(info.format());
+        let n_samples = bytes.len() / bps;
+        state.next_rt = Some(rt + (n_samples / channels) as u64 * 1_000_000_000 / rate);
+        // Lock order as in reset(): state, then queue. Samples go straight from the buffer into
+        // recycled frame buffers (no per-buffer allocation).
+        let mut q = self.reference.lock();
+        let mut pushed = false;
         let mut idx = 0;
-        while idx < samples.len() {
+        while idx < n_samples {
             if state.pending.is_empty() {
                 let offset = (idx / channels) as u64 * 1_000_000_000 / rate;
                 state.pending_rt = Some(rt + offset);
             }
-            let take = (frame_len - state.pending.len()).min(samples.len() - idx);
-            state.pending.extend_from_slice(&samples[idx..idx + take]);
+            let take = (frame_len - state.pending.len()).min(n_samples - idx);
+            extend_f32(info.format(), &bytes[idx * bps..(idx + take) * bps], &mut state.pending);
             idx += take;
             if state.pending.len() == frame_len {
-                out.push(RefFrame {
+                let fresh = q.free.pop().unwrap_or_else(|| Vec::with_capacity(frame_len));
+                let f = RefFrame {
                     running_time: state.pending_rt.take().unwrap_or(rt),
-                    data: std::mem::take(&mut state.pending),
-                });
-            }
-        }
-        drop(state);
-        if !out.is_empty() {
-            let mut q = self.reference.lock();
-            for f in out {
+                    data: std::mem::replace(&mut state.pending, fresh),
+                };
                 q.head_end = Some(f.running_time + 10_000_000);
                 q.frames.push_back(f);
+                pushed = true;
             }
-            let max = MAX_QUEUE_MS as usize / 10;
-            if q.frames.len() > max {
-                let n = q.frames.len() - max;
-                q.frames.drain(..n);
-                q.dropped += n as u64;
-                gst::debug!(CAT, imp = self, "no vdiaec consumed the reference: dropped {n} frames");
+        }
+        let max = MAX_QUEUE_MS as usize / 10;
+        if pushed && q.frames.len() > max {
+            let n = q.frames.len() - max;
+            for _ in 0..n {
+                if let Some(f) = q.frames.pop_front() {
+                    q.recycle(f.data);
+                }
             }
+            q.dropped += n as u64;
+            gst::debug!(CAT, imp = self, "no vdiaec consumed the reference: dropped {n} frames");
         }
         Ok(gst::FlowSuccess::Ok)
     }
 }
 
-/// Interleaved S16LE or F32LE bytes to f32 samples in [-1, 1].
-pub(crate) fn to_f32(format: gst_audio::AudioFormat, bytes: &[u8]) -> Vec<f32> {
+/// Bytes per sample of the negotiated format: 4 for F32LE, 2 for S16LE.
+pub(crate) fn bytes_per_sample(format: gst_audio::AudioFormat) -> usize {
+    if format == gst_audio::AudioFormat::F32le { 4 } else { 2 }
+}
+
+/// Appends interleaved S16LE or F32LE bytes to `out` as f32 samples in [-1, 1] (reusing its
+/// capacity, so a warmed-up buffer allocates nothing).
+pub(crate) fn extend_f32(format: gst_audio::AudioFormat, bytes: &[u8], out: &mut Vec<f32>) {
     match format {
-        gst_audio::AudioFormat::F32le => bytes
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect(),
-        _ => bytes
-            .chunks_exact(2)
-            .map(|c| i16::from_le_bytes([c[0], c[1]]) as f32 / 32768.0)
-            .collect(),
+        gst_audio::AudioFormat::F32le => out.extend(
+            bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+        ),
+        _ => out.extend(
+            bytes.chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]]) as f32 / 32768.0),
+        ),
     }
 }
 
-/// f32 samples back into interleaved S16LE or F32LE bytes (`bytes.len()` matches).
-pub(crate) fn from_f32(format: gst_audio::AudioFormat, samples: &[f32], bytes: &mut [u8]) {
+/// Writes f32 samples (taken from `samples`, 0 once it runs dry) into interleaved S16LE or
+/// F32LE `bytes`, filling all of `bytes`.
+pub(crate) fn write_f32(
+    format: gst_audio::AudioFormat,
+    mut samples: impl Iterator<Item = f32>,
+    bytes: &mut [u8],
+) {
     match format {
         gst_audio::AudioFormat::F32le => {
-            for (c, s) in bytes.chunks_exact_mut(4).zip(samples) {
-                c.copy_from_slice(&s.to_le_bytes());
+            for c in bytes.chunks_exact_mut(4) {
+                c.copy_from_slice(&samples.next().unwrap_or(0.0).to_le_bytes());
             }
         }
         _ => {
-            for (c, s) in bytes.chunks_exact_mut(2).zip(samples) {
+            for c in bytes.chunks_exact_mut(2) {
+                let s = samples.next().unwrap_or(0.0);
                 let v = (s * 32768.0).round().clamp(-32768.0, 32767.0) as i16;
                 c.copy_from_slice(&v.to_le_bytes());
             }

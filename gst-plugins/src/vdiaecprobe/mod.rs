@@ -15,7 +15,7 @@ pub(crate) use imp::Reference;
 
 /// Caps and sample conversion shared with `vdiaec`.
 pub(crate) mod imp_helpers {
-    pub(crate) use super::imp::{audio_caps, from_f32, to_f32};
+    pub(crate) use super::imp::{audio_caps, bytes_per_sample, extend_f32, write_f32};
 }
 
 glib::wrapper! {

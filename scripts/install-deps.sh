@@ -11,6 +11,7 @@ APT_PKGS=(
   gstreamer1.0-nice gstreamer1.0-alsa gstreamer1.0-pipewire gstreamer1.0-tools gstreamer1.0-libav
   pipewire pipewire-bin pipewire-pulse pipewire-alsa wireplumber dbus dbus-bin
   alsa-utils sox chromium iproute2 procps openssl coturn systemd
+  dpkg-dev debhelper lintian help2man debootstrap
 )
 missing=()
 for p in "${APT_PKGS[@]}"; do

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test: Rust unit and integration tests (protocol, daemon with real GStreamer and
-# headless PipeWire, bridge), the SDK's tests, and the end-to-end call matrix (headless
-# Chromium ↔ vdimediad through the bridge, scored with PESQ). Installs what is missing first.
+# headless PipeWire and journald, bridge, our GStreamer elements), the Yocto layer's lint, the
+# SDK's tests, the end-to-end call matrix (headless Chromium ↔ vdimediad through the bridge,
+# scored with PESQ), the Debian packages installed into a fresh Debian 12 root, and an arm64
+# build of the daemon running a call under qemu. Installs what is missing first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,8 +16,17 @@ cargo build --release --locked --workspace --bins
 echo "== cargo test"
 cargo test --locked --workspace
 
+echo "== Yocto layer (oelint-adv --release wrynose, crates .inc vs Cargo.lock, RDEPENDS vs elements)"
+tests/yocto/lint.sh
+
 echo "== SDK"
 (cd sdk/js && npm run --silent build && npm test)
 
 echo "== end-to-end calls"
 node --test --test-concurrency=1 tests/e2e/
+
+echo "== Debian packages: build (in-tree), lintian, install into a fresh Debian 12 root, units"
+tests/packaging/install-test.sh
+
+echo "== arm64: cross-build vdimediad, then a call through it under qemu-aarch64 (decoded audio)"
+tests/arm64/run.sh ci

@@ -95,10 +95,26 @@ async fn run(config: Config) -> ExitCode {
     if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
         warn!("sd_notify READY=1 failed: {e}");
     }
+    // WatchdogSec= in the unit: ping at half the period from the runtime itself, so a stuck
+    // event loop (not just a live process) makes systemd restart the bridge.
+    let mut watchdog_usec = 0u64;
+    let watchdog = sd_notify::watchdog_enabled(false, &mut watchdog_usec).then(|| {
+        let period = std::time::Duration::from_micros(watchdog_usec / 2);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            loop {
+                tick.tick().await;
+                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+            }
+        })
+    });
     let sig = tokio::select! {
         _ = term.recv() => "SIGTERM",
         _ = int.recv() => "SIGINT",
     };
+    if let Some(w) = watchdog {
+        w.abort();
+    }
     info!(signal = sig, "stopping: closing sessions and pages");
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     bridge.shutdown();

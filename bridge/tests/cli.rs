@@ -80,3 +80,44 @@ fn logs_spki_pin_and_exits_0_on_sigterm() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `Type=notify` + `WatchdogSec=` (packaging/systemd/system/vdimedia-bridge.service): READY=1
+/// once listening, then WATCHDOG=1 at half of WATCHDOG_USEC, over $NOTIFY_SOCKET (sd_notify(3)).
+#[test]
+fn notifies_ready_and_pings_the_watchdog() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = std::env::temp_dir().join(format!("vdimedia-bridge-cli-notify-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let sock_path = dir.join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    // systemd sets WATCHDOG_PID to the service's pid; `exec` keeps the shell's pid for the bridge.
+    let mut child = Command::new("sh")
+        .args(["-c", "WATCHDOG_PID=$$ exec \"$0\" \"$@\"", BIN])
+        .args(["--listen", "127.0.0.1:0", "--vc-listen", "tcp://127.0.0.1:0", "--state-dir"])
+        .arg(dir.join("state"))
+        .env("NOTIFY_SOCKET", &sock_path)
+        .env("WATCHDOG_USEC", "400000")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (mut ready, mut pings) = (false, 0);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut buf = [0u8; 512];
+    while Instant::now() < deadline && pings < 3 {
+        if let Ok(n) = sock.recv(&mut buf) {
+            let msg = String::from_utf8_lossy(&buf[..n]);
+            ready |= msg.contains("READY=1");
+            if msg.contains("WATCHDOG=1") {
+                assert!(ready, "WATCHDOG=1 before READY=1");
+                pings += 1;
+            }
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    std::fs::remove_dir_all(&dir).ok();
+    assert!(ready, "no READY=1 on $NOTIFY_SOCKET");
+    assert!(pings >= 3, "only {pings} WATCHDOG=1 pings within the deadline");
+}

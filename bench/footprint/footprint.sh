@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Footprint of vdimediad: stripped binary sizes (x86-64 and aarch64), daemon RSS / threads /
-# mapped shared objects before any channel, idle with a channel, in a call and after it (x86-64),
+# mapped shared objects before any channel, with a channel, with a page session, in a call and
+# after it (x86-64),
 # and instructions per call-second counted by callgrind (x86-64; repeatable, unlike wall time).
 #
 #   bench/footprint/footprint.sh [--no-callgrind] [--seconds N]   # prints a Markdown report
@@ -53,15 +54,19 @@ node -e '
   const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
   console.log("| state | RSS (MiB) | threads | shared objects mapped |");
   console.log("| --- | ---: | ---: | ---: |");
-  for (const [k, name] of [["beforeChannel", "started, no VC channel"], ["idleChannel", "idle, one VC channel open"], ["inCall", "in a call (both legs, Opus)"], ["afterCall", "2 s after pc.close"]]) {
+  const states = [["beforeChannel", "started, no VC channel"], ["idleChannel", "idle, one VC channel handshaken, no page session"], ["idleSession", "idle, one page session open, no call"], ["inCall", "in a call (both legs, Opus)"], ["afterCall", "2 s after pc.close of both"], ["afterSession", "2 s after the session closed too"]];
+  for (const [k, name] of states) {
     const s = r[k];
     console.log(`| ${name} | ${(s.rssKiB / 1024).toFixed(1)} | ${s.threads} | ${s.libs} |`);
   }
   const names = (s) => Object.entries(s.threadNames.reduce((m, n) => (m[n] = (m[n] ?? 0) + 1, m), {})).map(([n, c]) => c > 1 ? `${n}×${c}` : n).join(", ");
-  console.log(`\nThreads idle with a channel: ${names(r.idleChannel)}. In the call: ${names(r.inCall)}. After: ${names(r.afterCall)}.`);
+  console.log(`\nWELCOME ${r.welcomeMs} ms after connect; call up ${r.setupMs} ms after createOffer.`);
+  console.log("");
+  for (const [k, name] of states) console.log(`- threads, ${name}: ${names(r[k])}`);
   const added = (a, b) => b.libList.filter((l) => !a.libList.includes(l)).map((l) => l.split("/").pop());
-  console.log(`\nShared objects the channel adds: ${added(r.beforeChannel, r.idleChannel).join(", ")}.`);
-  console.log(`\nShared objects the call adds: ${added(r.idleChannel, r.inCall).join(", ")}.`);
+  console.log(`\nShared objects the channel adds: ${added(r.beforeChannel, r.idleChannel).join(", ") || "none"}.`);
+  console.log(`\nShared objects the page session adds: ${added(r.idleChannel, r.idleSession).join(", ") || "none"}.`);
+  console.log(`\nShared objects the call adds: ${added(r.idleSession, r.inCall).join(", ")}.`);
 ' "$work/call.json"
 echo
 

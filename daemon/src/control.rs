@@ -363,10 +363,12 @@ async fn dispatch(
             }))
         }
         "elements" => {
-            let checks = tokio::task::spawn_blocking(check_elements)
+            // The element-check child's report (or this process's registry once a session
+            // initialised GStreamer): asking does not load GStreamer into an idle daemon.
+            let report = tokio::task::spawn_blocking(crate::element_check::present_elements)
                 .await
-                .map_err(|e| ControlError::new("operation_error", e.to_string()))??;
-            Ok(json!({ "elements": checks }))
+                .map_err(|e| ControlError::new("operation_error", e.to_string()))?;
+            Ok(json!({ "elements": report.checks() }))
         }
         "test-call" => {
             let opts: TestCallOptions = if params.is_null() {
@@ -403,7 +405,8 @@ async fn devices(engine: &Arc<Engine>) -> Result<Value, ControlError> {
 
 /// The `status` result (docs/control.md): engine identity, uptime, VC, codecs, AEC mode,
 /// audio backend, every session with its peer connections (states, negotiated codec, packet
-/// counts), and the devices. Initialises GStreamer if no call did yet. Devices are probed now,
+/// counts), and the devices. Does not initialise GStreamer: codecs come from the element-check
+/// child's report (`element_check`) until a session has loaded GStreamer. Devices are probed now,
 /// calls or not; if that fails, the last good probe is returned (`devicesProbedSecsAgo`).
 pub async fn status(engine: &Arc<Engine>, info: &DaemonInfo) -> Value {
     let probed = probe(engine, info).await;

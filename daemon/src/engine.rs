@@ -25,6 +25,12 @@ const CODECS: &[(&str, &[&str])] = &[
     ("PCMA", &["alawenc", "alawdec"]),
 ];
 
+/// Every element some codec of [`CODECS`] needs (what the element check looks up besides
+/// `control::ELEMENTS`).
+pub fn codec_elements() -> impl Iterator<Item = &'static str> {
+    CODECS.iter().flat_map(|(_, elements)| elements.iter().copied())
+}
+
 pub struct Engine {
     pub config: Config,
     pub devices: MediaDevices,
@@ -52,8 +58,9 @@ impl Engine {
     }
 
     /// Initialises GStreamer and generates the DTLS certificate once per process, off the
-    /// async threads. Called when the first channel connects: ahead of any call, yet never on
-    /// an idle daemon that no remoting session uses.
+    /// async threads. Started by [`Engine::start_warm_up`] when a page session opens, and
+    /// awaited by whatever needs GStreamer (`pc.create`, `test-call`): an idle daemon, even
+    /// with a channel connected, carries neither GStreamer's registry nor OpenSSL (issue 8).
     pub async fn warm_up(&self) -> EngineResult<()> {
         self.warm
             .get_or_init(|| async {
@@ -75,15 +82,30 @@ impl Engine {
             .clone()
     }
 
+    /// Starts [`Engine::warm_up`] in the background and returns at once; a no-op once warm.
+    /// Called when a logical session opens (a page loaded the SDK): the RSA key generation
+    /// and registry load then run while the page sets up, ahead of its first `pc.create`.
+    pub fn start_warm_up(self: &Arc<Self>) {
+        if self.warm.initialized() {
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            let _ = this.warm_up().await;
+        });
+    }
+
     /// The `WELCOME` payload: engine identity and capabilities (installed codecs, AEC kind,
-    /// device counts). Needs GStreamer, so it warms up first.
+    /// device counts). Does not initialise GStreamer here: the installed elements come from
+    /// the element-check child's report ([`crate::element_check::present_elements`]), the
+    /// device counts from the backend's probe (a `pw-dump` child, or ALSA's hints).
     pub async fn welcome(self: &Arc<Self>) -> Welcome {
-        let _ = self.warm_up().await;
         let this = self.clone();
         let (codecs, (inputs, outputs)) = tokio::task::spawn_blocking(move || {
+            let present = crate::element_check::present_elements().present;
             let codecs: Vec<String> = CODECS
                 .iter()
-                .filter(|(_, elements)| elements.iter().all(|e| gst::ElementFactory::find(e).is_some()))
+                .filter(|(_, elements)| elements.iter().all(|e| present.contains(*e)))
                 .map(|(name, _)| name.to_string())
                 .collect();
             let counts = this.devices.capabilities();

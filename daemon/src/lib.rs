@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod control;
+pub mod element_check;
 pub mod engine;
 pub mod error;
 pub mod logging;

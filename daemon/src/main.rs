@@ -8,9 +8,9 @@ use clap::Parser;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 use vdimediad::config::{BackendChoice, Config, ControlConfig};
-use vdimediad::control;
 use vdimediad::engine::{ENGINE, Engine};
 use vdimediad::vc::{VcAddr, transport};
+use vdimediad::{control, element_check};
 
 /// vdimedia endpoint media engine: runs the WebRTC calls of pages in a virtual desktop, with
 /// this machine's audio devices, and speaks the vdimedia protocol on a virtual channel.
@@ -106,13 +106,18 @@ fn main() -> ExitCode {
     }
 
     let log_target = vdimediad::logging::init(config.log.target, config.log.level.as_deref());
-    if std::env::var_os(ELEMENT_CHECK_ENV).is_some() {
-        // We are the short-lived child of `spawn_element_check`.
-        check_elements_at_startup();
-        return ExitCode::SUCCESS;
+    if std::env::var_os(element_check::CHILD_ENV).is_some() {
+        // We are the short-lived child of `element_check::spawn_child`.
+        return ExitCode::from(element_check::child_main());
     }
     info!(engine = ENGINE, config = ?path, log = log_target, "starting");
-    spawn_element_check();
+    // The check loads GStreamer's registry (≈ 6 MiB of heap glibc keeps), which a daemon
+    // without a page session should not carry: a child does it, and `WELCOME` later uses its
+    // report. Where this executable cannot be run again (qemu-user without binfmt_misc: exec
+    // of a foreign binary fails), the check runs in-process.
+    if !element_check::spawn_child() {
+        element_check::log_missing();
+    }
 
     // One thread serves the control plane: calls run on GStreamer's own streaming threads, so
     // a second async worker would only add idle footprint. The blocking pool (warm-up, device
@@ -211,83 +216,6 @@ async fn run(config: Config, listen: Option<VcAddr>, connect: Option<VcAddr>) ->
     }
     info!("stopped");
     ExitCode::SUCCESS
-}
-
-/// Set in the environment of the startup element-check child (any value).
-const ELEMENT_CHECK_ENV: &str = "VDIMEDIAD_ELEMENT_CHECK_CHILD";
-
-/// Runs [`check_elements_at_startup`] in a short-lived child (this executable again, same
-/// arguments, [`ELEMENT_CHECK_ENV`] set): the check initialises GStreamer and loads its whole
-/// registry (≈ 6 MiB of heap that glibc keeps), which an idle daemon should not carry before
-/// the first channel. The child logs through the same log target. A thread reaps it and
-/// exits. Where this executable cannot be run again (qemu-user without binfmt_misc: exec of a
-/// foreign binary fails), the check runs in-process.
-fn spawn_element_check() {
-    let child = std::env::current_exe().and_then(|exe| {
-        std::process::Command::new(exe)
-            .args(std::env::args_os().skip(1))
-            .env(ELEMENT_CHECK_ENV, "1")
-            // The child must not answer systemd's socket activation or readiness protocol.
-            .env_remove("LISTEN_FDS")
-            .env_remove("LISTEN_PID")
-            .env_remove("LISTEN_FDNAMES")
-            .env_remove("NOTIFY_SOCKET")
-            .env_remove("WATCHDOG_USEC")
-            .env_remove("WATCHDOG_PID")
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .spawn()
-    });
-    match child {
-        Ok(mut child) => {
-            let reaper = std::thread::Builder::new().name("element-check".into()).spawn(move || {
-                match child.wait() {
-                    Ok(s) if s.success() => {}
-                    Ok(s) => warn!(status = %s, "startup element check exited with a failure"),
-                    Err(e) => warn!(error = %e, "startup element check: wait failed"),
-                }
-            });
-            if let Err(e) = reaper {
-                warn!(error = %e, "cannot start the element-check reaper thread");
-            }
-        }
-        Err(e) => {
-            tracing::debug!(error = %e, "cannot re-run this executable; checking GStreamer elements in-process");
-            check_elements_at_startup();
-        }
-    }
-}
-
-/// Logs every GStreamer element calls need that is missing, naming its Debian package
-/// (docs/control.md; `vdimediactl diagnose` reports the same). The daemon still starts: device
-/// listing works, and a call fails with a typed error naming the package.
-fn check_elements_at_startup() {
-    match control::check_elements() {
-        Ok(checks) => {
-            for c in checks.iter().filter(|c| c.is_failure(&checks)) {
-                let e = &c.element;
-                if e.required {
-                    error!(
-                        element = e.name,
-                        package = e.package,
-                        purpose = e.purpose,
-                        "GStreamer element missing: calls will fail; install {}",
-                        e.package
-                    );
-                } else {
-                    warn!(
-                        element = e.name,
-                        package = e.package,
-                        purpose = e.purpose,
-                        "GStreamer element missing: {} unavailable; install {}",
-                        e.purpose,
-                        e.package
-                    );
-                }
-            }
-        }
-        Err(e) => error!(error = %e.message, "GStreamer cannot start: install gstreamer1.0-plugins-base"),
-    }
 }
 
 /// Binds the control socket (docs/control.md) and serves it on a task; `None` when it is

@@ -164,3 +164,92 @@ fn takes_its_listening_socket_from_systemd_socket_activation() {
     let (_, log) = stop_with_sigterm(child);
     assert!(log.contains("socket systemd passed"), "the daemon did not use the passed socket:\n{log}");
 }
+
+/// The shared objects `pid` maps, by file name.
+fn mapped_libs(pid: u32) -> Vec<String> {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
+    let mut libs: Vec<String> = maps
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .filter(|p| p.contains(".so"))
+        .map(|p| p.rsplit('/').next().unwrap_or(p).to_string())
+        .collect();
+    libs.dedup();
+    libs
+}
+
+/// Polls `cond` every 50 ms for at most `secs`; true once it held.
+fn eventually(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    cond()
+}
+
+/// Issue 8: a handshaken channel without a page session must not load GStreamer's plugins or
+/// OpenSSL (the DTLS certificate), nor keep a thread beyond the runtime's; the first `OPEN`
+/// starts the warm-up. WELCOME's codecs come from the start-up element-check child.
+#[test]
+fn channel_without_a_page_session_stays_lean_and_open_warms_up() {
+    use std::io::Write;
+    use vdimedia_protocol::{Channel, ChannelConfig, ChannelEvent, Open};
+
+    let dir = tempdir("lean");
+    let sock = dir.join("vc.sock");
+    let reaper = spawn_until_listening(
+        Command::new(DAEMON)
+            .args(["--listen", &format!("unix:{}", sock.display()), "--backend", "alsa"])
+            .env("VDIMEDIA_LOG", "info"),
+        &sock,
+    );
+    let pid = reaper.0.id();
+    let mut io = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+    io.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut ch = Channel::new(ChannelConfig::vda("binary-test/1"), Instant::now());
+    let mut buf = vec![0u8; 65536];
+    let mut pump = |ch: &mut Channel, what: &str, pred: &dyn Fn(&ChannelEvent) -> bool| loop {
+        while let Some(f) = ch.poll_transmit() {
+            io.write_all(&f).unwrap();
+        }
+        while let Some(ev) = ch.poll_event() {
+            if pred(&ev) {
+                return ev;
+            }
+        }
+        let n = io.read(&mut buf).unwrap_or_else(|e| panic!("waiting for {what}: {e}"));
+        assert!(n > 0, "daemon closed the channel while waiting for {what}");
+        ch.handle_input(&buf[..n], Instant::now());
+    };
+    let ChannelEvent::Ready(w) = pump(&mut ch, "WELCOME", &|e| matches!(e, ChannelEvent::Ready(_))) else {
+        unreachable!()
+    };
+    assert!(w.capabilities.codecs.iter().any(|c| c == "opus"), "opus must be announced: {w:?}");
+
+    let heavy = |libs: &[String]| {
+        libs.iter()
+            .filter(|l| l.starts_with("libgstdtls") || l.starts_with("libssl"))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        eventually(5, || threads_of(pid) == 1),
+        "idle daemon with a channel keeps {} threads",
+        threads_of(pid)
+    );
+    let libs = mapped_libs(pid);
+    assert!(heavy(&libs).is_empty(), "idle daemon with a channel maps {:?}", heavy(&libs));
+    assert!(!libs.iter().any(|l| l.starts_with("libgstcoreelements")), "plugins loaded: {libs:?}");
+
+    // A page loads the SDK: the warm-up (GStreamer, DTLS certificate) starts by itself.
+    let sid = ch.open_session(Open::default()).unwrap();
+    pump(&mut ch, "OPENED", &|e| matches!(e, ChannelEvent::SessionOpened { session, .. } if *session == sid));
+    assert!(
+        eventually(20, || mapped_libs(pid).iter().any(|l| l.starts_with("libgstdtls"))),
+        "no warm-up after OPEN: {:?}",
+        mapped_libs(pid)
+    );
+}

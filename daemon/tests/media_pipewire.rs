@@ -164,6 +164,9 @@ fn media_pipewire_rig_end_to_end() {
     // Backend detection sees the rig's socket.
     assert_eq!(AudioBackend::detect(), AudioBackend::PipeWire);
     let md = MediaDevices::new(AudioBackend::PipeWire);
+    // Device probing needs no GStreamer (a pw-dump child), so nothing has initialised it yet;
+    // the pipelines below build GStreamer objects directly.
+    vdimediad::webrtc::init_gstreamer().expect("GStreamer init");
 
     // --- enumerateDevices
     let t0 = Instant::now();

@@ -66,12 +66,12 @@ node tests/arm64/lib/loopback-call.mjs --seconds "$seconds" --timeout 180 --foot
     const f = (s) => s ? `${s.threads} threads, ${s.libs} shared objects` : "-";
     console.log(`arm64 call: ok=${r.ok} arch=${r.welcome?.arch} codecs=${r.welcome?.capabilities?.codecs} setup=${r.setupMs} ms`);
     console.log(`  inbound a=${JSON.stringify(r.inbound?.a)} b=${JSON.stringify(r.inbound?.b)}`);
-    console.log(`  idle: ${f(r.beforeChannel)}; channel: ${f(r.idleChannel)}; call: ${f(r.inCall)}`);
+    console.log(`  idle: ${f(r.beforeChannel)}; channel: ${f(r.idleChannel)}; session: ${f(r.idleSession)}; call: ${f(r.inCall)}`);
     if (r.error || r.problems?.length) console.log(`  FAILED: ${r.error ?? r.problems.join("; ")} (logs in ${r.dir})`);
     if (r.welcome && r.welcome.arch !== "aarch64") { console.log("  FAILED: the daemon did not run as aarch64"); process.exit(1); }
     process.exit(r.ok ? 0 : 1);'
 echo "arm64: call took $(( $(date +%s) - t )) s"
 
-# The daemon built the arm64 registry at its first channel; every element a call needs must be in it.
+# The daemon (or its element-check child) built the arm64 registry at start-up; every element a call needs must be in it.
 scripts/qemu-env.sh check
 echo "arm64: $mode passed in $(( $(date +%s) - t_all )) s"

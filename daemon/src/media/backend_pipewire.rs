@@ -200,7 +200,10 @@ pub(crate) fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Result<S
                 let _ = child.wait();
                 let _ = reader.join();
                 warn!(target: "media", program = %prog, ?timeout, "killed: no answer in time");
-                return Err(format!("{prog} did not finish within {} ms and was killed", timeout.as_millis()));
+                return Err(format!(
+                    "{prog} did not finish within {} ms and was killed",
+                    timeout.as_millis()
+                ));
             }
             Err(e) => {
                 let _ = child.kill();
@@ -323,7 +326,10 @@ mod tests {
         let nodes = parse_dump(text).unwrap();
         assert_eq!(nodes.len(), 2, "{nodes:#?}");
         let spk = &nodes[0];
-        assert_eq!((spk.node_name.as_str(), spk.label.as_str(), spk.is_source), ("vdimedia_null_sink", "spk", false));
+        assert_eq!(
+            (spk.node_name.as_str(), spk.label.as_str(), spk.is_source),
+            ("vdimedia_null_sink", "spk", false)
+        );
         assert_eq!(spk.props["audio.channels"], "2");
         assert_eq!(spk.props["node.virtual"], "true");
         let mic = &nodes[1];
@@ -343,12 +349,16 @@ mod tests {
         let e = run_with_timeout(Command::new("sleep").arg("5"), Duration::from_millis(100)).unwrap_err();
         assert!(t0.elapsed() < Duration::from_secs(2), "the probe must not wait for the child");
         assert!(e.contains("sleep did not finish within 100 ms"), "{e}");
-        let e = run_with_timeout(&mut Command::new("/nonexistent/pw-dump"), Duration::from_millis(100)).unwrap_err();
+        let e = run_with_timeout(&mut Command::new("/nonexistent/pw-dump"), Duration::from_millis(100))
+            .unwrap_err();
         assert!(e.contains("cannot run"), "{e}");
         let e = run_with_timeout(&mut Command::new("false"), Duration::from_millis(1000)).unwrap_err();
         assert!(e.contains("failed"), "{e}");
         // Output larger than a pipe buffer is read while the child runs.
-        let big = run_with_timeout(Command::new("head").args(["-c", "300000", "/dev/zero"]), Duration::from_secs(2));
+        let big = run_with_timeout(
+            Command::new("head").args(["-c", "300000", "/dev/zero"]),
+            Duration::from_secs(2),
+        );
         assert_eq!(big.map(|s| s.len()), Ok(300_000));
     }
 

@@ -17,7 +17,7 @@ use vdimedia_protocol::api::{MediaDeviceInfo, MediaDeviceKind, MediaStreamConstr
 use super::constraints::{self, Candidate, CaptureCapabilities};
 use super::output::AudioOutput;
 use super::track::{LocalTrack, ProcessingPolicy};
-use super::{backend_alsa, backend_pipewire, ensure_gst};
+use super::{backend_alsa, backend_pipewire};
 use crate::error::{EngineError, EngineResult};
 
 /// The W3C `deviceId` (and `groupId`) of the default input and output entries.
@@ -216,8 +216,9 @@ impl MediaDevices {
     }
 
     /// Probes the backend: inputs (default first), then outputs (default first).
+    /// Needs no GStreamer (PipeWire: a `pw-dump` child; ALSA: alsa-lib's hints), so `WELCOME`
+    /// can count devices in a daemon that has not loaded GStreamer.
     pub(crate) fn devices(&self) -> EngineResult<Vec<Device>> {
-        ensure_gst()?;
         let _guard = self.probe_lock.lock().unwrap_or_else(|p| p.into_inner());
         let started = std::time::Instant::now();
         let devices = match self.backend {
@@ -404,8 +405,8 @@ mod tests {
         assert_eq!((track.label.as_str(), track.settings.sample_rate), ("nullmic", 16_000));
 
         // Capture from the null PCM: silence, but real buffers at the asked rate.
-        let pipeline = gst::Pipeline::new();
         let src = track.make_source().unwrap();
+        let pipeline = gst::Pipeline::new();
         let sink = gst::ElementFactory::make("fakesink").property("sync", false).build().unwrap();
         pipeline.add_many([&src, &sink]).unwrap();
         src.link(&sink).unwrap();

@@ -129,6 +129,9 @@ fn handle_event(
         ChannelEvent::SessionOpened { session, open } => {
             let open = open.unwrap_or_default();
             info!(session, origin = ?open.origin, sdk = ?open.sdk, "logical session opened");
+            // A page is here: load GStreamer and make the DTLS certificate now, in the
+            // background, so its first pc.create/createOffer does not wait for them.
+            engine.start_warm_up();
             let (tx, rx) = mpsc::unbounded_channel();
             let s = Session::new(session, engine.clone(), out_tx.clone());
             let span = info_span!("session", session = session);

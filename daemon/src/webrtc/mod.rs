@@ -26,6 +26,15 @@ use std::time::Instant;
 
 static PREWARM: OnceLock<Result<(), String>> = OnceLock::new();
 
+/// Set once [`init_gstreamer`] succeeded in this process.
+static GST_READY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether this process initialised GStreamer through [`init_gstreamer`] (its registry is
+/// loaded, so asking it costs nothing more).
+pub fn gstreamer_initialised() -> bool {
+    GST_READY.load(std::sync::atomic::Ordering::Acquire)
+}
+
 /// Initialises GStreamer (idempotent, like `gst::init`) and makes sure our own elements
 /// (`g722enc`/`g722dec` from crate `gst-plugin-vdimedia`) are in the registry: when the packaged
 /// `libgstvdimedia.so` is not installed, the plugin linked into this binary is registered
@@ -43,6 +52,7 @@ pub fn init_gstreamer() -> Result<(), gst::glib::Error> {
             tracing::debug!("built-in vdimedia plugin registered (g722enc, g722dec)");
         }
     });
+    GST_READY.store(true, std::sync::atomic::Ordering::Release);
     Ok(())
 }
 

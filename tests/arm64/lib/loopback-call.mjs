@@ -13,7 +13,10 @@
 // `scripts/qemu-env.sh run target/cross/.../vdimediad`, or `valgrind --tool=callgrind …`);
 // --listen/--backend/--loopback-ice are appended. Prints one JSON result line; exit 1 on failure.
 // --footprint samples the daemon's /proc (RSS, threads, mapped shared libraries) before any
-// channel, idle with a channel, and in the call.
+// channel (beforeChannel), with a handshaken channel and no session (idleChannel), with a page
+// session open and no call (idleSession), in the call (inCall), 2 s after pc.close of both
+// (afterCall) and 2 s after the session closed too (afterSession). Each idle sample waits
+// `--settle` seconds (default 2: tokio's blocking pool lets its threads go after 1 s).
 
 import { spawn, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -27,7 +30,7 @@ const TONE_A = 440; // Hz, sent by pc a (mic virt_mic)
 const TONE_B = 1000; // Hz, sent by pc b (mic virt_mic_b)
 
 function parseArgs(argv) {
-  const o = { seconds: 5, codec: 'opus', timeout: 120, dir: null, footprint: false, playout: false, mark: null, daemon: [] };
+  const o = { seconds: 5, codec: 'opus', timeout: 120, dir: null, footprint: false, settle: 2, playout: false, mark: null, daemon: [] };
   const i = argv.indexOf('--');
   if (i < 0 || i === argv.length - 1) throw new Error('usage: loopback-call.mjs [options] -- DAEMON_CMD...');
   o.daemon = argv.slice(i + 1);
@@ -40,6 +43,7 @@ function parseArgs(argv) {
       case '--timeout': o.timeout = Number(v()); break;
       case '--dir': o.dir = v(); break;
       case '--footprint': o.footprint = true; break;
+      case '--settle': o.settle = Number(v()); break;
       case '--playout': o.playout = true; break;
       case '--mark': o.mark = v(); break;
       default: throw new Error(`unknown option ${a[k]}`);
@@ -158,13 +162,16 @@ async function main() {
     result.startMs = Date.now() - t0;
     // The process that owns the socket is the daemon (a wrapper such as qemu-env.sh execs it).
     const pid = daemon.pid;
-    if (o.footprint) { await sleep(1000); result.beforeChannel = sampleProc(pid); }
+    if (o.footprint) { await sleep(o.settle * 1000); result.beforeChannel = sampleProc(pid); }
 
+    const tConnect = Date.now();
     client = await VcClient.connect(sock, { timeoutMs: o.timeout * 1000 });
+    result.welcomeMs = Date.now() - tConnect;
     result.welcome = client.welcome;
     if (!client.welcome.capabilities.codecs.includes(o.codec)) throw new Error(`daemon does not offer ${o.codec}: ${JSON.stringify(client.welcome.capabilities)}`);
+    if (o.footprint) { await sleep(o.settle * 1000); result.idleChannel = sampleProc(pid); }
     const s = await client.open();
-    if (o.footprint) { await sleep(1000); result.idleChannel = sampleProc(pid); }
+    if (o.footprint) { await sleep(o.settle * 1000); result.idleSession = sampleProc(pid); }
 
     const { devices } = await client.request(s, 'devices.enumerate', {});
     const dev = (kind, label) => devices.find((d) => d.kind === kind && d.label === label) ?? (() => { throw new Error(`no ${kind} "${label}" in ${JSON.stringify(devices)}`); })();
@@ -274,6 +281,9 @@ async function main() {
       // The same sample a while after the call closed: pipelines and their threads must go.
       await sleep(2000);
       result.afterCall = sampleProc(pid);
+      client.closeSession(s);
+      await sleep(2000);
+      result.afterSession = sampleProc(pid);
     }
     client.close();
     daemon.kill('SIGTERM');

@@ -114,6 +114,11 @@ export class VcClient {
     return s;
   }
 
+  /** Closes logical session `session` (the page went away); the daemon sends no reply. */
+  closeSession(session, reason = 'page closed') {
+    this.sock.write(encodeFrame(KIND.CLOSE, session, Buffer.from(JSON.stringify({ code: 'normal', reason }))));
+  }
+
   #send(session, obj) {
     const body = Buffer.from(JSON.stringify(obj));
     const room = this.maxFrame - 10;

@@ -106,12 +106,16 @@ fn run_echo_stalled(
     stall: Option<(usize, usize)>,
 ) -> (Vec<f32>, Vec<f32>, gst::Element) {
     let (mut hf, _, _) = harness("vdiaecprobe", probe, &[]);
-    let (mut hn, aec, _) = harness("vdiaec", &format!("{probe}-aec"), &[
-        ("probe", &probe),
-        ("echo-cancel", &echo_cancel),
-        ("noise-suppression", &false),
-        ("stats-interval", &100u32),
-    ]);
+    let (mut hn, aec, _) = harness(
+        "vdiaec",
+        &format!("{probe}-aec"),
+        &[
+            ("probe", &probe),
+            ("echo-cancel", &echo_cancel),
+            ("noise-suppression", &false),
+            ("stats-interval", &100u32),
+        ],
+    );
     let far = far_signal(RATE * secs);
     let near = echo_of(&far);
     let mut out = Vec::new();
@@ -121,7 +125,8 @@ fn run_echo_stalled(
         let stalled = stall.is_some_and(|(every, len)| i % every < len && i + 1 < far.len() / N);
         if !stalled {
             for j in held.drain(..) {
-                let f = hf.push_and_pull(buffer(&far[j * N..(j + 1) * N], j, gst::BufferFlags::empty())).unwrap();
+                let f =
+                    hf.push_and_pull(buffer(&far[j * N..(j + 1) * N], j, gst::BufferFlags::empty())).unwrap();
                 assert_eq!(samples(&f).len(), N, "probe changes nothing");
             }
         }
@@ -137,8 +142,11 @@ fn aec_cancels_fixed_echo_path() {
     let (near, out, aec) = run_echo("probe-erle", true, 6);
     let s = 2 * RATE; // after 2 s of convergence
     let erle = 10.0 * (energy(&near[s..]) / energy(&out[s..])).log10();
-    eprintln!("ERLE after 2 s: {erle:.1} dB, AEC3 says erle={} delay={} ms",
-        aec.property::<f64>("erle"), aec.property::<i32>("delay"));
+    eprintln!(
+        "ERLE after 2 s: {erle:.1} dB, AEC3 says erle={} delay={} ms",
+        aec.property::<f64>("erle"),
+        aec.property::<i32>("delay")
+    );
     assert!(erle > 20.0, "ERLE {erle:.1} dB, expected > 20 dB");
     assert!(aec.property::<bool>("reference-active"));
     let d = aec.property::<i32>("delay");
@@ -189,11 +197,14 @@ fn warnings(bus: &gst::Bus) -> Vec<String> {
 
 #[test]
 fn missing_probe_passes_through_with_warning() {
-    let (mut h, aec, bus) = harness("vdiaec", "aec-noprobe", &[("probe", &"no-such-probe"), ("high-pass-filter", &false)]);
+    let (mut h, aec, bus) =
+        harness("vdiaec", "aec-noprobe", &[("probe", &"no-such-probe"), ("high-pass-filter", &false)]);
     let x = far_signal(RATE);
     let mut out = Vec::new();
     for i in 0..x.len() / N {
-        out.extend(samples(&h.push_and_pull(buffer(&x[i * N..(i + 1) * N], i, gst::BufferFlags::empty())).unwrap()));
+        out.extend(samples(
+            &h.push_and_pull(buffer(&x[i * N..(i + 1) * N], i, gst::BufferFlags::empty())).unwrap(),
+        ));
     }
     for (a, b) in x[..x.len() - N].iter().zip(&out[N..]) {
         assert!((a - b).abs() < 1.0 / 16384.0, "pass-through must be bit-transparent (up to S16 rounding)");
@@ -206,7 +217,8 @@ fn missing_probe_passes_through_with_warning() {
 #[test]
 fn stopped_reference_degrades_without_stall() {
     let (mut hf, _, _) = harness("vdiaecprobe", "probe-stop", &[]);
-    let (mut hn, aec, bus) = harness("vdiaec", "aec-stop", &[("probe", &"probe-stop"), ("reference-timeout", &200u32)]);
+    let (mut hn, aec, bus) =
+        harness("vdiaec", "aec-stop", &[("probe", &"probe-stop"), ("reference-timeout", &200u32)]);
     let far = far_signal(RATE * 4);
     let near = echo_of(&far);
     let t0 = std::time::Instant::now();
@@ -215,7 +227,9 @@ fn stopped_reference_degrades_without_stall() {
         if i < 200 {
             hf.push_and_pull(buffer(&far[i * N..(i + 1) * N], i, gst::BufferFlags::empty())).unwrap();
         }
-        out.extend(samples(&hn.push_and_pull(buffer(&near[i * N..(i + 1) * N], i, gst::BufferFlags::empty())).unwrap()));
+        out.extend(samples(
+            &hn.push_and_pull(buffer(&near[i * N..(i + 1) * N], i, gst::BufferFlags::empty())).unwrap(),
+        ));
         if i == 150 {
             assert!(aec.property::<bool>("reference-active"));
         }
@@ -248,7 +262,8 @@ fn wrong_caps_are_refused() {
 #[test]
 fn gap_resets_without_noise_burst() {
     let (mut hf, _, _) = harness("vdiaecprobe", "probe-gap", &[]);
-    let (mut hn, _, _) = harness("vdiaec", "aec-gap", &[("probe", &"probe-gap"), ("noise-suppression", &false)]);
+    let (mut hn, _, _) =
+        harness("vdiaec", "aec-gap", &[("probe", &"probe-gap"), ("noise-suppression", &false)]);
     let far = far_signal(RATE * 5);
     let near = echo_of(&far);
     let mut out = Vec::new();

@@ -9,14 +9,14 @@ use gst::subclass::prelude::*;
 use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
 use sonora::config::{
-    AdaptiveDigital, EchoCanceller, FixedDigital, GainController2, HighPassFilter,
-    NoiseSuppression, NoiseSuppressionLevel as SonoraNsLevel,
+    AdaptiveDigital, EchoCanceller, FixedDigital, GainController2, HighPassFilter, NoiseSuppression,
+    NoiseSuppressionLevel as SonoraNsLevel,
 };
 use sonora::{AudioProcessing, Config, StreamConfig};
 
 use super::NoiseSuppressionLevel;
-use crate::vdiaecprobe::{self, Reference};
 use crate::vdiaecprobe::imp_helpers::{audio_caps, bytes_per_sample, extend_f32, write_f32};
+use crate::vdiaecprobe::{self, Reference};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -436,7 +436,11 @@ impl VdiAec {
             gst::info!(CAT, imp = self, "far-end reference flowing, echo cancellation on");
         } else {
             gst::warning!(CAT, imp = self, "{why}: passing capture through unchanged");
-            gst::element_imp_warning!(self, gst::StreamError::Failed, ("{}: passing capture through without echo cancellation", why));
+            gst::element_imp_warning!(
+                self,
+                gst::StreamError::Failed,
+                ("{}: passing capture through without echo cancellation", why)
+            );
         }
     }
 
@@ -454,7 +458,11 @@ impl VdiAec {
             if st.reference.is_none() && !st.warned_missing_probe {
                 st.warned_missing_probe = true;
                 self.set_reference_active(st, true, "");
-                self.set_reference_active(st, false, &format!("no vdiaecprobe named \"{probe}\" in this process"));
+                self.set_reference_active(
+                    st,
+                    false,
+                    &format!("no vdiaecprobe named \"{probe}\" in this process"),
+                );
             }
         }
         // AEC3 must get exactly one reference frame per capture frame, at a constant offset in
@@ -636,7 +644,8 @@ impl VdiAec {
             g.erle_db = s.echo_return_loss_enhancement.unwrap_or(0.0);
             g.erl_db = s.echo_return_loss.unwrap_or(0.0);
             // plus the slack taken when matching reference to capture
-            g.delay_ms = s.delay_ms.map_or(-1, |d| d + (REFERENCE_SLACK_FRAMES * FRAME_NS / 1_000_000) as i32);
+            g.delay_ms =
+                s.delay_ms.map_or(-1, |d| d + (REFERENCE_SLACK_FRAMES * FRAME_NS / 1_000_000) as i32);
             g.residual_echo_likelihood = s.residual_echo_likelihood.unwrap_or(0.0);
             g.divergent_filter_fraction = s.divergent_filter_fraction.unwrap_or(0.0);
             *g
@@ -685,8 +694,10 @@ impl BaseTransformImpl for VdiAec {
     }
 
     fn sink_event(&self, event: gst::Event) -> bool {
-        if matches!(event.type_(), gst::EventType::FlushStop | gst::EventType::StreamStart | gst::EventType::Gap)
-            && let Some(st) = lock(&self.state).as_mut()
+        if matches!(
+            event.type_(),
+            gst::EventType::FlushStop | gst::EventType::StreamStart | gst::EventType::Gap
+        ) && let Some(st) = lock(&self.state).as_mut()
         {
             self.reset(st, "flush, new stream or gap");
         }

@@ -28,11 +28,7 @@ static PROBES: LazyLock<Mutex<Vec<glib::WeakRef<super::VdiAecProbe>>>> =
 pub(crate) fn acquire(name: &str) -> Option<Arc<Reference>> {
     let mut probes = PROBES.lock().unwrap_or_else(|e| e.into_inner());
     probes.retain(|w| w.upgrade().is_some());
-    probes
-        .iter()
-        .filter_map(|w| w.upgrade())
-        .find(|p| p.name() == name)
-        .map(|p| p.imp().reference.clone())
+    probes.iter().filter_map(|w| w.upgrade()).find(|p| p.name() == name).map(|p| p.imp().reference.clone())
 }
 
 /// One 10 ms far-end frame.
@@ -113,10 +109,7 @@ impl ObjectSubclass for VdiAecProbe {
 impl ObjectImpl for VdiAecProbe {
     fn constructed(&self) {
         self.parent_constructed();
-        PROBES
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(self.obj().downgrade());
+        PROBES.lock().unwrap_or_else(|e| e.into_inner()).push(self.obj().downgrade());
     }
 }
 
@@ -280,12 +273,10 @@ pub(crate) fn bytes_per_sample(format: gst_audio::AudioFormat) -> usize {
 /// capacity, so a warmed-up buffer allocates nothing).
 pub(crate) fn extend_f32(format: gst_audio::AudioFormat, bytes: &[u8], out: &mut Vec<f32>) {
     match format {
-        gst_audio::AudioFormat::F32le => out.extend(
-            bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
-        ),
-        _ => out.extend(
-            bytes.chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]]) as f32 / 32768.0),
-        ),
+        gst_audio::AudioFormat::F32le => {
+            out.extend(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])))
+        }
+        _ => out.extend(bytes.chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]]) as f32 / 32768.0)),
     }
 }
 

@@ -26,12 +26,7 @@ glib::wrapper! {
 
 /// Registers `vdiaecprobe` with rank none (it is placed explicitly, never autoplugged).
 pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
-    gst::Element::register(
-        Some(plugin),
-        "vdiaecprobe",
-        gst::Rank::NONE,
-        VdiAecProbe::static_type(),
-    )
+    gst::Element::register(Some(plugin), "vdiaecprobe", gst::Rank::NONE, VdiAecProbe::static_type())
 }
 
 /// Finds the live `vdiaecprobe` named `name` and returns its reference queue.

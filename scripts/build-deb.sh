@@ -6,9 +6,9 @@
 # lintian on the result and fails on any error or warning.
 #
 # Usage: scripts/build-deb.sh [--arch arm64] [--out DIR] [--in-tree] [--no-lintian]
-#   --arch ARCH      cross-build for ARCH (dpkg-buildpackage -a ARCH; needs the cross
-#                    environment of scripts/cross-build.sh: :ARCH -dev packages, rustup target,
-#                    cross gcc, qemu-user for help2man). Default: the machine's architecture.
+#   --arch ARCH      cross-build for ARCH (dpkg-buildpackage -a ARCH) in the environment that
+#                    scripts/cross-build.sh --setup makes (sysroot of :ARCH -dev packages, rustup
+#                    target, cross gcc, qemu-user for help2man). Default: the machine's architecture.
 #   --out DIR        where the source tree and the .deb/.dsc/.changes go [target/deb].
 #   --in-tree        binary packages only, built in this work tree with its target/ and cargo's
 #                    crate cache (still --offline --locked): reuses an earlier
@@ -146,7 +146,19 @@ echo "== build-deb: dpkg-buildpackage (arch $arch)"
 build_args=(-us -uc)
 [ "$check_builddeps" = 1 ] || build_args+=(-d)
 if [ "$arch" != "$(dpkg --print-architecture)" ]; then
-  build_args+=(-a "$arch")
+  # The :ARCH -dev packages do not co-install with the host's: scripts/cross-build.sh keeps
+  # them in its private sysroot, so dpkg cannot see the Build-Depends (-d), and debian/rules
+  # takes pkg-config's and the linker's settings from the environment it prints.
+  case "$arch" in
+    arm64) rust_target=aarch64-unknown-linux-gnu ;;
+    armhf) rust_target=armv7-unknown-linux-gnueabihf ;;
+    *) echo "build-deb: no cross environment for --arch $arch (arm64, armhf)" >&2; exit 64 ;;
+  esac
+  "$repo/scripts/cross-build.sh" --target "$rust_target" --setup
+  eval "$("$repo/scripts/cross-build.sh" --target "$rust_target" --env)"
+  # debian/rules keeps its own target dir for the vendored build.
+  unset CARGO_TARGET_DIR
+  build_args+=(-a "$arch" -d)
   # Cross: binaries only, and no tests (host binaries do not run natively).
   export DEB_BUILD_OPTIONS="${DEB_BUILD_OPTIONS:-} nocheck"
   build_args+=(-B)

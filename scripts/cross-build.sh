@@ -9,6 +9,7 @@
 #   scripts/cross-build.sh --target armv7-unknown-linux-gnueabihf
 #   scripts/cross-build.sh -p vdimediad --bins  # only the daemon's binaries (the CI smoke)
 #   eval "$(scripts/cross-build.sh --env)"      # the pkg-config/linker env, for your own cargo
+#   scripts/cross-build.sh --setup              # install/unpack what is missing, build nothing
 #
 # It first checks (and, unless --no-install/--check, installs): the foreign dpkg architecture,
 # the :ARCH run-time libraries and GStreamer plugins (Multi-Arch: same, co-installed beside the
@@ -36,6 +37,7 @@ install=1
 tests=0
 bins_only=0
 env_only=0
+setup_only=0
 packages=()
 profile=${CROSS_PROFILE:-release}
 while [ $# -gt 0 ]; do
@@ -48,6 +50,7 @@ while [ $# -gt 0 ]; do
     --bins) bins_only=1; shift ;;
     -p|--package) packages+=(-p "${2:?-p needs a package}"); shift 2 ;;
     --env) env_only=1; mode=check; install=0; shift ;;
+    --setup) setup_only=1; shift ;;
     --debug) profile=dev; shift ;;
     --release) profile=release; shift ;;
     -h|--help) sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
@@ -220,6 +223,7 @@ if [ "$env_only" = 1 ]; then
   exit 0
 fi
 [ "$mode" = check ] && { echo "cross-build: prerequisites for $target present"; exit 0; }
+[ "$setup_only" = 1 ] && { echo "cross-build: prerequisites and sysroot for $target ready (build nothing)"; exit 0; }
 
 start=$(date +%s)
 echo "== cross-build: cargo build --profile $profile --target $target (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"

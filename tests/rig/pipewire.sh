@@ -27,7 +27,7 @@ MIC_FEED=mic_feed
 MIC=virt_mic
 SPK=vdimedia_null_sink
 QUANTUM=960
-TIMEOUT_S=${RIG_TIMEOUT_S:-15}
+TIMEOUT_S=${RIG_TIMEOUT_S:-30}
 
 die() { echo "pipewire.sh: $*" >&2; exit 1; }
 
@@ -51,6 +51,19 @@ wait_for() {
 # True when a node with node.name=$1 exists in the graph.
 node_exists() {
   pw-dump 2>/dev/null | grep -q "\"node.name\": \"$1\""
+}
+
+# Creates the null speaker unless it exists, then gives it 3 s to appear. It lingers after pw-cli
+# exits, so it needs no process of its own; but on a loaded machine pw-cli was seen to exit
+# before the server had made the node, which then never appeared: wait_for calls this again.
+ensure_null_sink() {
+  node_exists "$SPK" && return 0
+  pw-cli create-node adapter "{ factory.name=support.null-audio-sink node.name=$SPK \
+    node.description=spk media.class=Audio/Sink object.linger=true \
+    audio.position=[FL FR] monitor.channel-volumes=true }" >/dev/null 2>&1 || return 1
+  local i
+  for i in $(seq 30); do node_exists "$SPK" && return 0; sleep 0.1; done
+  return 1
 }
 
 # True when WirePlumber has published its default-device metadata (it is managing the graph).
@@ -116,17 +129,13 @@ start() {
   # 20 ms cycles (see header); the graph clock's rate stays 48 kHz.
   pw-metadata -n settings 0 clock.force-quantum "$QUANTUM" >/dev/null
 
-  # Null speaker: lingers after pw-cli exits, so it needs no process of its own.
-  pw-cli create-node adapter "{ factory.name=support.null-audio-sink node.name=$SPK \
-    node.description=spk media.class=Audio/Sink object.linger=true \
-    audio.position=[FL FR] monitor.channel-volumes=true }" >/dev/null
 
   # Virtual mic: whatever plays into mic_feed comes out of virt_mic.
   spawn pw-loopback pw-loopback -m '[ FL FR ]' \
     --capture-props="media.class=Audio/Sink node.name=$MIC_FEED node.description=mic_feed" \
     --playback-props="media.class=Audio/Source node.name=$MIC node.description=virt_mic"
 
-  wait_for "node $SPK" node_exists "$SPK"
+  wait_for "node $SPK" ensure_null_sink
   wait_for "node $MIC" node_exists "$MIC"
   wait_for "node $MIC_FEED" node_exists "$MIC_FEED"
   wait_for "wireplumber" wireplumber_ready

@@ -29,8 +29,8 @@ t0=$(date +%s)
 step() { echo "== install-test [$(( $(date +%s) - t0 ))s] $*"; }
 
 if [ -z "$debs" ]; then
-  step "build packages (scripts/build-deb.sh --reuse-target)"
-  "$repo/scripts/build-deb.sh" --reuse-target --out "$repo/target/deb"
+  step "build packages (scripts/build-deb.sh --in-tree)"
+  "$repo/scripts/build-deb.sh" --in-tree --out "$repo/target/deb"
   debs="$repo/target/deb"
 fi
 arch=$(dpkg --print-architecture)

@@ -15,9 +15,10 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::UnixStream;
-use vdimedia_protocol::{Channel, ChannelConfig, ChannelEvent, Message, Open, Response, SessionId};
+use vdimedia_protocol::{ChannelEvent, Message, SessionId};
+
+mod common;
+use common::{Page, Reaper};
 
 const DAEMON: &str = env!("CARGO_BIN_EXE_vdimediad");
 const CTL: &str = env!("CARGO_BIN_EXE_vdimediactl");
@@ -27,15 +28,6 @@ fn tempdir(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
-}
-
-/// Kills (by pid) and reaps a child when the test ends, failed or not.
-struct Reaper(Child);
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn wait_for_path(p: &Path, child: &mut Child, log: &Path) {
@@ -127,78 +119,7 @@ fn status_json(env: &HashMap<String, String>, sock: &Path) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("status JSON: {e}: {}", text(&out)))
 }
 
-/// A page on the virtual channel, speaking the real protocol over the daemon's VC socket.
-struct Page {
-    ch: Channel,
-    io: UnixStream,
-    events: Vec<ChannelEvent>,
-    next_id: u64,
-}
-
 impl Page {
-    async fn connect(vc: &Path) -> Page {
-        let io = UnixStream::connect(vc).await.unwrap();
-        let mut p = Page {
-            ch: Channel::new(ChannelConfig::vda("ctl-test/1"), Instant::now()),
-            io,
-            events: vec![],
-            next_id: 0,
-        };
-        p.wait_for("WELCOME", |e| matches!(e, ChannelEvent::Ready(_))).await;
-        p
-    }
-
-    /// Reads for up to `wait` and keeps what arrives.
-    async fn pump(&mut self, wait: Duration) {
-        while let Some(f) = self.ch.poll_transmit() {
-            self.io.write_all(&f).await.unwrap();
-        }
-        let mut buf = vec![0u8; 65536];
-        if let Ok(r) = tokio::time::timeout(wait, self.io.read(&mut buf)).await {
-            let n = r.unwrap();
-            assert!(n > 0, "daemon closed the channel");
-            self.ch.handle_input(&buf[..n], Instant::now());
-        }
-        while let Some(ev) = self.ch.poll_event() {
-            self.events.push(ev);
-        }
-    }
-
-    async fn wait_for(&mut self, what: &str, pred: impl Fn(&ChannelEvent) -> bool) -> ChannelEvent {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(i) = self.events.iter().position(&pred) {
-                return self.events.remove(i);
-            }
-            assert!(Instant::now() < deadline, "timed out waiting for {what}: {:#?}", self.events);
-            self.pump(Duration::from_millis(100)).await;
-        }
-    }
-
-    async fn open(&mut self) -> SessionId {
-        let sid = self.ch.open_session(Open::default()).unwrap();
-        self.wait_for(
-            "OPENED",
-            |e| matches!(e, ChannelEvent::SessionOpened { session, .. } if *session == sid),
-        )
-        .await;
-        sid
-    }
-
-    async fn req(&mut self, sid: SessionId, method: &str, params: Value) -> Value {
-        self.next_id += 1;
-        let id = self.next_id;
-        self.ch.send(sid, &Message::request(id, method, params)).unwrap();
-        let ev = self
-            .wait_for(method, |e| {
-                matches!(e, ChannelEvent::Message { session, message: Message::Response(Response { id: rid, .. }) }
-                    if *session == sid && *rid == id)
-            })
-            .await;
-        let ChannelEvent::Message { message: Message::Response(r), .. } = ev else { unreachable!() };
-        r.outcome.unwrap_or_else(|e| panic!("{method} failed: {e:?}"))
-    }
-
     /// Forwards `pc.icecandidate` events between peer connections `a` and `b` of session `sid`.
     async fn trickle(&mut self, sid: SessionId) {
         let cands: Vec<(String, Value)> = self
@@ -218,7 +139,7 @@ impl Page {
         );
         for (from, cand) in cands {
             let to = if from == "a" { "b" } else { "a" };
-            self.req(sid, "pc.addIceCandidate", json!({"pc": to, "candidate": cand})).await;
+            self.request(sid, "pc.addIceCandidate", json!({"pc": to, "candidate": cand})).await;
         }
     }
 }
@@ -257,20 +178,20 @@ fn ctl_status_diagnose_test_call_and_permissions_on_the_real_daemon() {
 
     // A call through the VC: the page's mic on pc "a", answered by pc "b" in the same page.
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let mut page = rt.block_on(Page::connect(&vc));
+    let mut page = rt.block_on(Page::connect(&vc, "ctl-test/1"));
     let sid = rt.block_on(async {
         let sid = page.open().await;
-        let gum = page.req(sid, "media.getUserMedia", json!({"constraints": {"audio": true}})).await;
+        let gum = page.request(sid, "media.getUserMedia", json!({"constraints": {"audio": true}})).await;
         let track = gum["tracks"][0]["id"].as_str().unwrap().to_string();
-        page.req(sid, "pc.create", json!({"pc": "a"})).await;
-        page.req(sid, "pc.create", json!({"pc": "b"})).await;
-        page.req(sid, "pc.addTrack", json!({"pc": "a", "track": track, "streams": ["s"]})).await;
-        let offer = page.req(sid, "pc.createOffer", json!({"pc": "a"})).await;
-        page.req(sid, "pc.setLocalDescription", json!({"pc": "a", "description": offer})).await;
-        page.req(sid, "pc.setRemoteDescription", json!({"pc": "b", "description": offer})).await;
-        let answer = page.req(sid, "pc.createAnswer", json!({"pc": "b"})).await;
-        page.req(sid, "pc.setLocalDescription", json!({"pc": "b", "description": answer})).await;
-        page.req(sid, "pc.setRemoteDescription", json!({"pc": "a", "description": answer})).await;
+        page.request(sid, "pc.create", json!({"pc": "a"})).await;
+        page.request(sid, "pc.create", json!({"pc": "b"})).await;
+        page.request(sid, "pc.addTrack", json!({"pc": "a", "track": track, "streams": ["s"]})).await;
+        let offer = page.request(sid, "pc.createOffer", json!({"pc": "a"})).await;
+        page.request(sid, "pc.setLocalDescription", json!({"pc": "a", "description": offer})).await;
+        page.request(sid, "pc.setRemoteDescription", json!({"pc": "b", "description": offer})).await;
+        let answer = page.request(sid, "pc.createAnswer", json!({"pc": "b"})).await;
+        page.request(sid, "pc.setLocalDescription", json!({"pc": "b", "description": answer})).await;
+        page.request(sid, "pc.setRemoteDescription", json!({"pc": "a", "description": answer})).await;
         sid
     });
     let deadline = Instant::now() + Duration::from_secs(20);

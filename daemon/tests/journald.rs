@@ -20,11 +20,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::UnixStream;
-use vdimedia_protocol::{
-    Channel, ChannelConfig, ChannelEvent, ErrorCode, Message, Open, Response, SessionId,
-};
+use vdimedia_protocol::{ChannelEvent, ErrorCode, Message};
+
+mod common;
+use common::{Page, Reaper};
 
 const DAEMON: &str = env!("CARGO_BIN_EXE_vdimediad");
 /// Set by the outer test for the re-run inside the private mount namespace.
@@ -63,15 +62,6 @@ fn journal_fields_of_a_real_call() {
     // Guard against a filter that matched nothing (the inner test would "pass" by not running).
     assert!(stdout.contains("1 passed"), "inner test did not run\n{stdout}\n{stderr}");
     eprintln!("{stderr}");
-}
-
-/// Kills a child when the test fails half-way.
-struct Reaper(Child);
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 struct Rig {
@@ -360,63 +350,7 @@ fn mos_ok(s: &HashMap<String, Value>) -> bool {
     num(s, "VDIMEDIA_MOS") > 4.0
 }
 
-/// The VDA side over the daemon's socket.
-struct Vda {
-    ch: Channel,
-    io: UnixStream,
-    events: Vec<ChannelEvent>,
-    next_id: u64,
-}
-
-impl Vda {
-    async fn flush(&mut self) {
-        while let Some(f) = self.ch.poll_transmit() {
-            self.io.write_all(&f).await.unwrap();
-        }
-    }
-
-    /// Reads for at most `max`, collecting events.
-    async fn pump(&mut self, max: Duration) {
-        self.flush().await;
-        let mut buf = vec![0u8; 65536];
-        if let Ok(r) = tokio::time::timeout(max, self.io.read(&mut buf)).await {
-            match r {
-                Ok(0) => panic!("daemon closed the channel"),
-                Ok(n) => self.ch.handle_input(&buf[..n], Instant::now()),
-                Err(e) => panic!("read: {e}"),
-            }
-        }
-        while let Some(ev) = self.ch.poll_event() {
-            self.events.push(ev);
-        }
-        self.flush().await;
-    }
-
-    async fn wait_for(&mut self, what: &str, pred: impl Fn(&ChannelEvent) -> bool) -> ChannelEvent {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(i) = self.events.iter().position(&pred) {
-                return self.events.remove(i);
-            }
-            assert!(Instant::now() < deadline, "timed out waiting for {what}; events: {:#?}", self.events);
-            self.pump(Duration::from_millis(200)).await;
-        }
-    }
-
-    async fn request(&mut self, sid: SessionId, method: &str, params: Value) -> Value {
-        self.next_id += 1;
-        let id = self.next_id;
-        self.ch.send(sid, &Message::request(id, method, params)).unwrap();
-        let ev = self
-            .wait_for(method, |e| {
-                matches!(e, ChannelEvent::Message { session, message: Message::Response(Response { id: rid, .. }) }
-                    if *session == sid && *rid == id)
-            })
-            .await;
-        let ChannelEvent::Message { message: Message::Response(r), .. } = ev else { unreachable!() };
-        r.outcome.unwrap_or_else(|e| panic!("{method} failed: {e:?}"))
-    }
-
+impl Page {
     /// Takes the `pc.*` events received so far: (name, params).
     fn take_pc_events(&mut self) -> Vec<(String, Value)> {
         let mut out = Vec::new();
@@ -444,17 +378,8 @@ fn ice_credentials(sdp: &str) -> Vec<String> {
 /// `callee` receives; then the page closes `caller` and goes away. Returns the ICE credentials
 /// that were used.
 async fn call(sock: &Path) -> Vec<String> {
-    let io = UnixStream::connect(sock).await.expect("connect to the daemon's socket");
-    let mut vda = Vda {
-        ch: Channel::new(ChannelConfig::vda("journald-test/1"), Instant::now()),
-        io,
-        events: Vec::new(),
-        next_id: 0,
-    };
-    vda.wait_for("WELCOME", |e| matches!(e, ChannelEvent::Ready(_))).await;
-    let s = vda.ch.open_session(Open::default()).unwrap();
-    vda.wait_for("OPENED", |e| matches!(e, ChannelEvent::SessionOpened { session, .. } if *session == s))
-        .await;
+    let mut vda = Page::connect(sock, "journald-test/1").await;
+    let s = vda.open().await;
 
     let gum = vda.request(s, "media.getUserMedia", json!({"constraints": {"audio": true}})).await;
     let track = gum["tracks"][0]["id"].as_str().expect("a capture track").to_string();

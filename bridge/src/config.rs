@@ -11,6 +11,8 @@ use std::time::Duration;
 use clap::Parser;
 use serde::Deserialize;
 
+use crate::peer::ProcessPolicy;
+
 /// Default WebSocket listen address (the page SDK connects to `wss://127.0.0.1:9002/`).
 pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9002);
 /// Default virtual-channel mode: wait for `vdimediad --connect tcp://127.0.0.1:9003` to dial in.
@@ -35,6 +37,12 @@ pub const DEFAULT_HELLO_TIMEOUT_MS: u64 = 5000;
 /// Virtual channel, one daemon at a time:
 ///   --vc-listen tcp://127.0.0.1:9003      the daemon dials us: `vdimediad --connect tcp://127.0.0.1:9003`
 ///   --vc-connect unix:/run/user/UID/vdimedia/vc.sock   we dial the daemon's socket (or tcp://HOST:PORT)
+///   --vc-connect 'unix:/run/user/{uid}/vdimedia/vc.sock'  one channel per user: each page goes
+///                                        to the socket of the uid of the process that opened it
+///
+/// Pages are accepted only from allowed local executables (default: chromium, chrome, msedge,
+/// firefox, firefox-esr, firefox-bin; see [security] in the config file); others are closed
+/// with 1008 and a reason.
 #[derive(Debug, Clone, Default, Parser)]
 #[command(name = "vdimedia-bridge", version, about, long_about = None, verbatim_doc_comment)]
 pub struct Cli {
@@ -66,7 +74,8 @@ pub struct Cli {
     #[arg(long, value_name = "URL", conflicts_with = "vc_connect")]
     pub vc_listen: Option<String>,
 
-    /// Dial the daemon at unix:PATH or tcp://HOST:PORT (redialled with backoff when it drops).
+    /// Dial the daemon at unix:PATH or tcp://HOST:PORT (redialled with backoff when it drops);
+    /// a {uid} in PATH gives one channel per user: the uid of the process behind each page.
     #[arg(long, value_name = "URL")]
     pub vc_connect: Option<String>,
 
@@ -86,6 +95,21 @@ pub struct Cli {
     /// default: any origin.
     #[arg(long = "allow-origin", value_name = "ORIGIN")]
     pub allow_origins: Vec<String>,
+
+    /// Executable allowed to open pages (repeatable; replaces [security] allowed_executables):
+    /// a file name (root-owned binaries only) or an absolute path.
+    #[arg(long = "allow-executable", value_name = "NAME|PATH")]
+    pub allowed_executables: Vec<String>,
+
+    /// Accept pages from any local process (development only; no process lookup).
+    #[arg(long)]
+    pub allow_any_process: bool,
+
+    /// Create the self-signed certificate in the state directory, or renew it when it expires
+    /// within 30 days (same key, so the SPKI pin stays), print its path, pin and expiry, and
+    /// exit. Run at install and as the unit's ExecStartPre=.
+    #[arg(long)]
+    pub make_cert: bool,
 }
 
 /// The `--config` TOML file. Keys mirror the long flags with `_` for `-`; unknown keys are an
@@ -104,6 +128,19 @@ pub struct FileConfig {
     pub max_pages: Option<usize>,
     pub hello_timeout_ms: Option<u64>,
     pub allow_origins: Option<Vec<String>>,
+    pub security: Option<SecurityFile>,
+}
+
+/// `[security]` of the config file: which local processes may open pages.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecurityFile {
+    /// File names (root-owned binaries only) or absolute paths of allowed executables.
+    pub allowed_executables: Option<Vec<String>>,
+    /// App directories or `.asar` files of Electron apps run by a shared `electron` binary.
+    pub allowed_electron_apps: Option<Vec<PathBuf>>,
+    /// Accept any local process (development only).
+    pub allow_any_process: Option<bool>,
 }
 
 /// Whether and how the WebSocket listener speaks TLS.
@@ -132,7 +169,24 @@ pub enum VcTarget {
     Tcp(String),
     /// `unix:PATH` (or `unix://PATH`): a Unix stream socket.
     Unix(PathBuf),
+    /// `unix:/run/user/{uid}/vdimedia/vc.sock`: one channel per user. `{uid}` is replaced by
+    /// the uid of the process behind each page; a page whose uid has no socket there (owned by
+    /// that uid) is refused.
+    UnixPerUid(String),
 }
+
+impl VcTarget {
+    /// The socket path of `uid`'s channel (`UnixPerUid` only).
+    pub fn path_for_uid(&self, uid: u32) -> Option<PathBuf> {
+        match self {
+            VcTarget::UnixPerUid(t) => Some(PathBuf::from(t.replace(UID_PLACEHOLDER, &uid.to_string()))),
+            _ => None,
+        }
+    }
+}
+
+/// Placeholder of a per-user `vc_connect` template.
+pub const UID_PLACEHOLDER: &str = "{uid}";
 
 impl std::fmt::Display for VcMode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -148,6 +202,7 @@ impl std::fmt::Display for VcTarget {
         match self {
             VcTarget::Tcp(h) => write!(f, "tcp://{h}"),
             VcTarget::Unix(p) => write!(f, "unix:{}", p.display()),
+            VcTarget::UnixPerUid(t) => write!(f, "unix:{t}"),
         }
     }
 }
@@ -169,6 +224,8 @@ pub struct Config {
     pub hello_timeout: Duration,
     /// Allowed `Origin` header values; empty = any.
     pub allow_origins: Vec<String>,
+    /// Which local processes may open pages.
+    pub process_policy: ProcessPolicy,
 }
 
 /// A configuration that cannot be used, with the reason in words.
@@ -176,10 +233,24 @@ pub struct Config {
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
     Read { path: PathBuf, source: std::io::Error },
-    #[error("invalid config file {path}: {source}")]
-    Parse { path: PathBuf, source: Box<toml::de::Error> },
+    /// Not TOML, or not the shape of [`FileConfig`] (unknown key, wrong type), at
+    /// `FILE:LINE:COLUMN` (1-based) when the parser knows where.
+    #[error("{}: {}", place(path, *at), source.message().trim_end())]
+    Parse { path: PathBuf, at: Option<(usize, usize)>, source: Box<toml::de::Error> },
     #[error("invalid {key}: {message}")]
     Invalid { key: &'static str, message: String },
+    /// A value of the config file that is out of range, at `FILE:LINE:COLUMN` (1-based) when
+    /// the key is found in the file.
+    #[error("{}: {key}: {message}", place(path, *at))]
+    InFile { path: PathBuf, at: Option<(usize, usize)>, key: &'static str, message: String },
+}
+
+/// `FILE:LINE:COLUMN` or `FILE`.
+fn place(path: &Path, at: Option<(usize, usize)>) -> String {
+    match at {
+        Some((l, c)) => format!("{}:{l}:{c}", path.display()),
+        None => path.display().to_string(),
+    }
 }
 
 fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
@@ -199,17 +270,32 @@ impl Config {
             max_pages: DEFAULT_MAX_PAGES,
             hello_timeout: Duration::from_millis(DEFAULT_HELLO_TIMEOUT_MS),
             allow_origins: Vec::new(),
+            process_policy: ProcessPolicy::default(),
         }
     }
 
     /// Merges the command line over the `--config` file (if any) over the defaults and
     /// validates the result.
     pub fn from_cli(cli: &Cli) -> Result<Config, ConfigError> {
-        let file = match &cli.config {
-            Some(path) => load_file(path)?,
-            None => FileConfig::default(),
+        let Some(path) = &cli.config else {
+            return Config::merge(cli, FileConfig::default());
         };
-        Config::merge(cli, file)
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+        let file: FileConfig = toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.clone(),
+            at: source.span().map(|s| line_col(&text, s.start)),
+            source: Box::new(source),
+        })?;
+        Config::merge(cli, file).map_err(|e| match e {
+            // A bad value the file set (and the command line did not override) is reported at
+            // its place in the file, as vdimediad does.
+            ConfigError::Invalid { key, message } if !cli_sets(cli, key) => match locate(&text, key) {
+                Some(at) => ConfigError::InFile { path: path.clone(), at: Some(at), key, message },
+                None => ConfigError::Invalid { key, message },
+            },
+            other => other,
+        })
     }
 
     fn merge(cli: &Cli, file: FileConfig) -> Result<Config, ConfigError> {
@@ -291,6 +377,33 @@ impl Config {
             ));
         }
 
+        let sec = file.security.unwrap_or_default();
+        let executables = if cli.allowed_executables.is_empty() {
+            sec.allowed_executables.unwrap_or_else(|| ProcessPolicy::default().executables)
+        } else {
+            cli.allowed_executables.clone()
+        };
+        if let Some(bad) =
+            executables.iter().find(|e| e.is_empty() || (e.contains('/') && !e.starts_with('/')))
+        {
+            return Err(invalid(
+                "security.allowed_executables",
+                format!("{bad:?}: expected a file name (\"chromium\") or an absolute path"),
+            ));
+        }
+        let electron_apps = sec.allowed_electron_apps.unwrap_or_default();
+        if let Some(bad) = electron_apps.iter().find(|p| !p.is_absolute()) {
+            return Err(invalid(
+                "security.allowed_electron_apps",
+                format!("{}: expected an absolute path (app directory or .asar)", bad.display()),
+            ));
+        }
+        let process_policy = ProcessPolicy {
+            allow_any: cli.allow_any_process || sec.allow_any_process.unwrap_or(false),
+            executables,
+            electron_apps,
+        };
+
         Ok(Config {
             listen,
             security,
@@ -300,14 +413,55 @@ impl Config {
             max_pages,
             hello_timeout: Duration::from_millis(hello_ms),
             allow_origins,
+            process_policy,
         })
     }
 }
 
-fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
-    let text =
-        std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
-    toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.into(), source: Box::new(source) })
+/// Whether the command line gives the value named by an [`ConfigError::Invalid`] key.
+fn cli_sets(cli: &Cli, key: &str) -> bool {
+    match key {
+        "listen" => cli.listen.is_some(),
+        "insecure_ws" => cli.insecure_ws,
+        "vc_listen" => cli.vc_listen.is_some(),
+        "vc_connect" => cli.vc_connect.is_some(),
+        "max_message_bytes" => cli.max_message_bytes.is_some(),
+        "max_pages" => cli.max_pages.is_some(),
+        "hello_timeout_ms" => cli.hello_timeout_ms.is_some(),
+        "allow_origins" => !cli.allow_origins.is_empty(),
+        "security.allowed_executables" => !cli.allowed_executables.is_empty(),
+        _ => false,
+    }
+}
+
+/// 1-based (line, column) where `key` (`name` or `section.name`) is set in `text`.
+fn locate(text: &str, key: &str) -> Option<(usize, usize)> {
+    use std::collections::HashMap;
+    #[derive(Deserialize)]
+    struct Sections {
+        #[serde(default)]
+        security: HashMap<String, toml::Spanned<toml::Value>>,
+    }
+    let span = match key.split_once('.') {
+        None => {
+            let doc: HashMap<String, toml::Spanned<toml::Value>> = toml::from_str(text).ok()?;
+            doc.get(key)?.span()
+        }
+        Some(("security", name)) => {
+            let doc: Sections = toml::from_str(text).ok()?;
+            doc.security.get(name)?.span()
+        }
+        Some(_) => return None,
+    };
+    Some(line_col(text, span.start))
+}
+
+/// 1-based (line, column) of byte `offset` in `text`.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
+    (line, col)
 }
 
 /// `$STATE_DIRECTORY` (set by systemd's `StateDirectory=`; the first entry if several) or
@@ -332,6 +486,12 @@ pub fn parse_vc_listen(s: &str) -> Result<SocketAddr, ConfigError> {
 /// Parses `tcp://HOST:PORT`, `unix:PATH` or `unix://PATH`.
 pub fn parse_vc_target(s: &str) -> Result<VcTarget, ConfigError> {
     if let Some(rest) = s.strip_prefix("tcp://") {
+        if rest.contains(UID_PLACEHOLDER) {
+            return Err(invalid(
+                "vc_connect",
+                format!("{s:?}: {UID_PLACEHOLDER} is only supported in unix:PATH"),
+            ));
+        }
         let rest = rest.trim_end_matches('/');
         let ok = rest
             .rsplit_once(':')
@@ -345,6 +505,13 @@ pub fn parse_vc_target(s: &str) -> Result<VcTarget, ConfigError> {
         let path = rest.strip_prefix("//").unwrap_or(rest);
         if !path.starts_with('/') {
             return Err(invalid("vc_connect", format!("{s:?}: expected unix:/ABSOLUTE/PATH")));
+        }
+        // A brace is a mistyped placeholder, not a path anyone means.
+        if path.replace(UID_PLACEHOLDER, "0").contains(['{', '}']) {
+            return Err(invalid("vc_connect", format!("{s:?}: the only placeholder is {UID_PLACEHOLDER}")));
+        }
+        if path.contains(UID_PLACEHOLDER) {
+            return Ok(VcTarget::UnixPerUid(path.to_string()));
         }
         return Ok(VcTarget::Unix(PathBuf::from(path)));
     }
@@ -402,6 +569,50 @@ mod tests {
             Cli::try_parse_from(["b", "--vc-listen", "tcp://127.0.0.1:1", "--vc-connect", "unix:/x"])
                 .is_err()
         );
+    }
+
+    #[test]
+    fn security_section_and_per_uid_template() {
+        let c = Config::from_cli(&cli(&[])).unwrap();
+        assert!(!c.process_policy.allow_any);
+        assert!(c.process_policy.executables.iter().any(|e| e == "chromium"));
+        let dir = std::env::temp_dir().join(format!("vdimedia-bridge-cfg-sec-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("bridge.toml");
+        std::fs::write(
+            &path,
+            "vc_connect = \"unix:/run/user/{uid}/vdimedia/vc.sock\"\n[security]\nallowed_executables = [\"chromium\", \"/opt/acme/phone\"]\nallowed_electron_apps = [\"/usr/lib/acme\"]\n",
+        )
+        .unwrap();
+        let c = Config::from_cli(&cli(&["--config", path.to_str().unwrap()])).unwrap();
+        let VcMode::Connect(t) = &c.vc else { panic!("{:?}", c.vc) };
+        assert_eq!(t.path_for_uid(1001).unwrap(), PathBuf::from("/run/user/1001/vdimedia/vc.sock"));
+        assert_eq!(c.process_policy.executables, vec!["chromium".to_string(), "/opt/acme/phone".into()]);
+        assert_eq!(c.process_policy.electron_apps, vec![PathBuf::from("/usr/lib/acme")]);
+        // The command line replaces the list and may switch the check off.
+        let c = Config::from_cli(&cli(&[
+            "--config",
+            path.to_str().unwrap(),
+            "--allow-executable",
+            "firefox",
+            "--allow-any-process",
+        ]))
+        .unwrap();
+        assert_eq!(c.process_policy.executables, vec!["firefox".to_string()]);
+        assert!(c.process_policy.allow_any);
+        assert!(parse_vc_target("unix:/run/{user}/vc.sock").is_err());
+        assert!(parse_vc_target("tcp://{uid}:9003").is_err());
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn packaged_config_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/config/vdimedia-bridge.toml");
+        let c = Config::from_cli(&cli(&["--config", path.to_str().unwrap()])).unwrap();
+        assert_eq!(c.security, WsSecurity::Tls { cert: None, key: None });
+        assert_eq!(c.process_policy, ProcessPolicy::default());
+        let VcMode::Connect(t) = &c.vc else { panic!("{:?}", c.vc) };
+        assert_eq!(t.path_for_uid(1000).unwrap(), PathBuf::from("/run/user/1000/vdimedia/vc.sock"));
     }
 
     #[test]

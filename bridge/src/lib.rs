@@ -13,6 +13,7 @@
 
 pub mod config;
 mod page;
+pub mod peer;
 pub mod tls;
 mod vc;
 
@@ -28,6 +29,7 @@ use tracing::{info, warn};
 
 pub use config::{Cli, Config, ConfigError, VcMode, VcTarget, WsSecurity};
 pub use page::{PageId, StatusReason};
+pub use peer::{PeerProcess, PeerSocket, ProcessPolicy};
 pub use tls::TlsMaterial;
 pub use vc::AGENT;
 
@@ -58,7 +60,8 @@ pub struct Bridge {
     tls: Option<TlsMaterial>,
     shutdown: watch::Sender<bool>,
     acceptor: JoinHandle<()>,
-    vc: JoinHandle<()>,
+    vc: Option<JoinHandle<()>>,
+    router: Arc<vc::VcRouter>,
 }
 
 impl Bridge {
@@ -82,16 +85,26 @@ impl Bridge {
             .map_err(|source| BridgeError::ListenVc { mode: config.vc.clone(), source })?;
 
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
-        let vc = tokio::spawn(vc::VcTask::new(source, cmd_rx, shutdown_rx.clone()).run());
+        let (router, vc) = match &config.vc {
+            VcMode::Connect(t @ VcTarget::UnixPerUid(_)) => {
+                (vc::VcRouter::per_uid(t.clone(), COMMAND_QUEUE, shutdown_rx.clone()), None)
+            }
+            _ => {
+                let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
+                let vc = tokio::spawn(vc::VcTask::new(source, cmd_rx, shutdown_rx.clone()).run());
+                (vc::VcRouter::Single(cmd_tx), Some(vc))
+            }
+        };
+        let router = Arc::new(router);
 
         let ws_config = WebSocketConfig::default()
             .max_message_size(Some(config.max_message_bytes))
             .max_frame_size(Some(config.max_message_bytes));
         let shared = Arc::new(page::PageShared {
-            vc: cmd_tx,
+            router: router.clone(),
             hello_timeout: config.hello_timeout,
             allow_origins: config.allow_origins.clone(),
+            policy: config.process_policy.clone(),
             ws_config,
             shutdown: shutdown_rx.clone(),
         });
@@ -120,7 +133,13 @@ impl Bridge {
             }
             None => info!(vc = %config.vc, "dialling vdimediad"),
         }
-        Ok(Bridge { ws_addr, vc_addr, tls, shutdown, acceptor, vc })
+        let p = &config.process_policy;
+        if p.allow_any {
+            warn!("pages are accepted from ANY local process (allow_any_process, development only)");
+        } else {
+            info!(allowed_executables = ?p.executables, allowed_electron_apps = ?p.electron_apps, "process allow-list");
+        }
+        Ok(Bridge { ws_addr, vc_addr, tls, shutdown, acceptor, vc, router })
     }
 
     /// The bound WebSocket address (useful with port 0).
@@ -151,8 +170,13 @@ impl Bridge {
 
     /// Waits until the tasks have stopped (after [`Bridge::shutdown`]).
     pub async fn wait(self) {
-        let _ = self.vc.await;
+        if let Some(vc) = self.vc {
+            let _ = vc.await;
+        }
         let _ = self.acceptor.await;
+        for t in self.router.take_tasks() {
+            let _ = t.await;
+        }
     }
 }
 

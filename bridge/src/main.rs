@@ -28,6 +28,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if cli.make_cert {
+        return make_cert(&config);
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -73,6 +76,49 @@ fn init_logging() {
         // Plain text for log files; colours only on a terminal.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+}
+
+/// `--make-cert`: create or renew the generated certificate (at install, and as the unit's
+/// `ExecStartPre=`), print one line `ACTION CERT not_after=RFC3339 spki_sha256=PIN` on stdout.
+/// With `cert`/`key` configured, only reports on that certificate. Exit 0, or 1 on error.
+fn make_cert(config: &Config) -> ExitCode {
+    use vdimedia_bridge::WsSecurity;
+    use vdimedia_bridge::tls;
+    let rfc3339 = |t: i64| {
+        time::OffsetDateTime::from_unix_timestamp(t)
+            .ok()
+            .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+            .unwrap_or_else(|| t.to_string())
+    };
+    let (action, cert, key) = match &config.security {
+        WsSecurity::Tls { cert: Some(c), key: Some(k) } => ("configured", c.clone(), k.clone()),
+        _ => match tls::ensure_generated(&config.state_dir, time::OffsetDateTime::now_utc()) {
+            Ok(st) => (st.action.as_str(), st.cert_path, st.key_path),
+            Err(e) => {
+                error!("--make-cert: {e}");
+                eprintln!("vdimedia-bridge: --make-cert: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    // Loading it the way the service will proves the pair is usable.
+    match tls::load_or_generate(Some(&cert), Some(&key), &config.state_dir) {
+        Ok(m) => {
+            println!(
+                "{action} {} not_after={} spki_sha256={}",
+                m.cert_path.display(),
+                rfc3339(m.not_after),
+                m.spki_sha256
+            );
+            info!(action, cert = %m.cert_path.display(), not_after = %rfc3339(m.not_after), spki_sha256 = %m.spki_sha256, "certificate ready");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            error!("--make-cert: {e}");
+            eprintln!("vdimedia-bridge: --make-cert: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 async fn run(config: Config) -> ExitCode {

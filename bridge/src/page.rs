@@ -27,7 +27,8 @@ use tracing::{debug, info, warn};
 use vdimedia_protocol::handshake::{Open, Welcome};
 use vdimedia_protocol::message::{ErrorBody, ErrorCode, Message, MessageError};
 
-use crate::vc::VcCommand;
+use crate::peer::{PeerError, PeerSocket, ProcessPolicy};
+use crate::vc::{VcCommand, VcRouter};
 
 /// Identifies one WebSocket connection for the bridge's lifetime (log field `page`).
 pub type PageId = u64;
@@ -117,9 +118,10 @@ struct PageHello {
 
 /// What every page task shares.
 pub(crate) struct PageShared {
-    pub vc: mpsc::Sender<VcCommand>,
+    pub router: Arc<VcRouter>,
     pub hello_timeout: Duration,
     pub allow_origins: Vec<String>,
+    pub policy: ProcessPolicy,
     pub ws_config: WebSocketConfig,
     pub shutdown: watch::Receiver<bool>,
 }
@@ -145,16 +147,85 @@ pub(crate) async fn serve_tcp(
 ) {
     let _ = tcp.set_nodelay(true);
     let deadline = Instant::now() + shared.hello_timeout;
+    // Traced at once, while the TLS and WebSocket handshakes run: the shorter the wait, the
+    // less a short-lived client can exit before it is identified.
+    let ident = match tcp.local_addr() {
+        Ok(local) if !shared.policy.allow_any || shared.router.needs_uid() => {
+            Some(tokio::task::spawn_blocking(move || crate::peer::identify(local, peer)))
+        }
+        Ok(_) => None,
+        Err(e) => Some(tokio::spawn(async move {
+            Err(PeerError::Proc { what: "the socket's local address", message: e.to_string() })
+        })),
+    };
     match tls {
         Some(acceptor) => match tokio::time::timeout_at(deadline, acceptor.accept(tcp)).await {
-            Ok(Ok(s)) => serve_ws(s, peer, page, shared, deadline).await,
+            Ok(Ok(s)) => serve_ws(s, peer, page, shared, deadline, ident).await,
             Ok(Err(e)) => {
                 info!(page, %peer, error = %e, "TLS handshake failed (is the certificate trusted by the browser?)")
             }
             Err(_) => info!(page, %peer, "TLS handshake timed out"),
         },
-        None => serve_ws(tcp, peer, page, shared, deadline).await,
+        None => serve_ws(tcp, peer, page, shared, deadline, ident).await,
     }
+}
+
+type Ident = Option<tokio::task::JoinHandle<Result<PeerSocket, PeerError>>>;
+
+/// Applies the process allow-list and picks the page's channel; `Err` is the `status` reason
+/// and the close reason (the log line is written here).
+async fn admit(
+    page: PageId,
+    peer: SocketAddr,
+    shared: &PageShared,
+    ident: Ident,
+) -> Result<mpsc::Sender<VcCommand>, (StatusReason, String)> {
+    use StatusReason::{NoEngine, NotAllowed};
+    let found = match ident {
+        None => None,
+        Some(h) => match h.await {
+            Ok(Ok(s)) => Some(s),
+            Ok(Err(e)) => {
+                warn!(page, %peer, reason = "process_unknown", error = %e, "page refused: the process behind it cannot be identified");
+                return Err((NotAllowed, format!("process not identified: {e}")));
+            }
+            Err(e) => {
+                warn!(page, %peer, reason = "process_unknown", error = %e, "page refused: process lookup failed");
+                return Err((NotAllowed, "process not identified".into()));
+            }
+        },
+    };
+    if let Some(sock) = &found {
+        for h in &sock.holders {
+            let exe = h.exe.display();
+            if h.euid != sock.uid {
+                warn!(page, pid = h.pid, exe = %exe, uid = h.euid, socket_uid = sock.uid, reason = "process_not_allowed", "page refused: its socket is shared with another user's process");
+                return Err((
+                    NotAllowed,
+                    format!("socket of uid {} is held by pid {} of uid {}", sock.uid, h.pid, h.euid),
+                ));
+            }
+            if shared.policy.allow_any {
+                continue;
+            }
+            match shared.policy.rule_for(h) {
+                Some(rule) => {
+                    info!(page, pid = h.pid, exe = %exe, uid = h.euid, rule = %rule, "page process allowed")
+                }
+                None => {
+                    warn!(page, pid = h.pid, exe = %exe, uid = h.euid, reason = "process_not_allowed", "page refused: executable not in allowed_executables");
+                    return Err((
+                        NotAllowed,
+                        format!("process not allowed: {exe} (pid {}) is not in allowed_executables", h.pid),
+                    ));
+                }
+            }
+        }
+    }
+    shared.router.channel_for(found.as_ref().map(|s| s.uid)).map_err(|why| {
+        warn!(page, uid = found.as_ref().map(|s| s.uid), reason = "no_channel", error = %why, "page refused: no virtual channel for its user");
+        (NoEngine, why)
+    })
 }
 
 /// Answers a connection over the page limit with HTTP 503 at the WebSocket handshake.
@@ -188,8 +259,14 @@ pub(crate) async fn refuse_busy(
     warn!(%peer, max_pages, "page refused: too many pages");
 }
 
-async fn serve_ws<S>(stream: S, peer: SocketAddr, page: PageId, shared: Arc<PageShared>, deadline: Instant)
-where
+async fn serve_ws<S>(
+    stream: S,
+    peer: SocketAddr,
+    page: PageId,
+    shared: Arc<PageShared>,
+    deadline: Instant,
+    ident: Ident,
+) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut origin: Option<String> = None;
@@ -213,10 +290,28 @@ where
         Ok(Err(e)) => return info!(page, %peer, error = %e, "WebSocket handshake failed"),
         Err(_) => return info!(page, %peer, "WebSocket handshake timed out"),
     };
+    let mut ws = ws;
+    let vc = match admit(page, peer, &shared, ident).await {
+        Ok(vc) => vc,
+        Err((reason, why)) => {
+            // The documented negative status first (docs/protocol.md: `not_allowed`,
+            // `no_engine`), so the SDK can show why, then the close carrying the rule.
+            if let PageEvent::Status { text, .. } = PageEvent::status_down(reason, why.clone()) {
+                let _ = tokio::time::timeout(SEND_TIMEOUT, ws.send(WsMessage::text(text))).await;
+            }
+            close_ws(&mut ws, CloseCode::Policy, &why).await;
+            // Wait (briefly) for the page's close reply so the frame is not lost to a reset.
+            let _ =
+                tokio::time::timeout(Duration::from_secs(2), async { while ws.next().await.is_some() {} })
+                    .await;
+            return;
+        }
+    };
     info!(page, %peer, origin = origin.as_deref().unwrap_or(""), "page connected");
     let mut p = Page {
         id: page,
         ws,
+        vc: vc.clone(),
         shared: shared.clone(),
         origin,
         agent,
@@ -228,10 +323,8 @@ where
     };
     let why = p.run(deadline).await;
     if matches!(p.state, State::Opening | State::Redirected) {
-        let _ = shared
-            .vc
-            .send(VcCommand::Close { page, code: ErrorCode::Normal, reason: "page closed".into() })
-            .await;
+        let _ =
+            vc.send(VcCommand::Close { page, code: ErrorCode::Normal, reason: "page closed".into() }).await;
     }
     info!(page, reason = %why, "page disconnected");
 }
@@ -239,6 +332,8 @@ where
 struct Page<S> {
     id: PageId,
     ws: WebSocketStream<S>,
+    /// The page's channel (per uid with a `{uid}` template).
+    vc: mpsc::Sender<VcCommand>,
     shared: Arc<PageShared>,
     origin: Option<String>,
     agent: Option<String>,
@@ -358,8 +453,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Page<S> {
                             _ => self.send_error(body).await,
                         };
                     }
-                    self.shared
-                        .vc
+                    self.vc
                         .send(VcCommand::Send { page: self.id, message })
                         .await
                         .map_err(|_| "bridge stopping".to_string())
@@ -425,7 +519,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Page<S> {
             max_version: h.max_version,
             events: tx,
         };
-        self.shared.vc.send(cmd).await.map_err(|_| "bridge stopping".to_string())
+        self.vc.send(cmd).await.map_err(|_| "bridge stopping".to_string())
     }
 
     async fn on_event(&mut self, ev: PageEvent) -> Result<(), String> {
@@ -529,17 +623,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Page<S> {
     }
 
     async fn close(&mut self, code: CloseCode, reason: &str) {
-        // RFC 6455 limits a close reason to 123 bytes.
-        let mut reason = reason.to_string();
-        while reason.len() > 123 {
-            reason.pop();
-        }
-        let frame = CloseFrame { code, reason: reason.into() };
-        let _ = tokio::time::timeout(Duration::from_secs(2), self.ws.close(Some(frame))).await;
+        close_ws(&mut self.ws, code, reason).await
     }
 }
 
 fn is_hello(text: &str) -> bool {
     serde_json::from_str::<serde_json::Value>(text)
         .is_ok_and(|v| v.get("type").and_then(|t| t.as_str()) == Some("hello"))
+}
+
+/// Sends a close frame (2 s at most).
+async fn close_ws<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: &mut WebSocketStream<S>,
+    code: CloseCode,
+    reason: &str,
+) {
+    // RFC 6455 limits a close reason to 123 bytes.
+    let mut reason = reason.to_string();
+    while reason.len() > 123 {
+        reason.pop();
+    }
+    let frame = CloseFrame { code, reason: reason.into() };
+    let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(Some(frame))).await;
 }

@@ -1,6 +1,9 @@
 //! TLS for the page-facing WebSocket (`wss://`): rustls with the *ring* provider, a certificate
 //! from `--cert`/`--key` or a self-signed one for `127.0.0.1`/`localhost` generated with rcgen
-//! on first start and kept in the state directory.
+//! (at install / `ExecStartPre=` by `vdimedia-bridge --make-cert`, else on first start) and kept
+//! in the state directory. The generated certificate is valid for [`CERT_VALIDITY_DAYS`] and
+//! renewed [`RENEW_BEFORE_DAYS`] before it expires, with the same key, so the SPKI pin that
+//! browsers may have been given stays valid.
 
 use std::fs;
 use std::io::Write;
@@ -16,6 +19,42 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 pub const GENERATED_CERT: &str = "bridge-cert.pem";
 /// File name of the generated private key (mode 0600) inside the state directory.
 pub const GENERATED_KEY: &str = "bridge-key.pem";
+/// Validity of a generated certificate, in days.
+pub const CERT_VALIDITY_DAYS: i64 = 365;
+/// A generated certificate that expires within this many days is renewed.
+pub const RENEW_BEFORE_DAYS: i64 = 30;
+
+/// What [`ensure_generated`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertAction {
+    /// There was no certificate: a new key and certificate were written.
+    Created,
+    /// The certificate expired or would within [`RENEW_BEFORE_DAYS`]: a new one was signed
+    /// with the existing key.
+    Renewed,
+    /// The certificate is valid for longer than [`RENEW_BEFORE_DAYS`].
+    Kept,
+}
+
+impl CertAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CertAction::Created => "created",
+            CertAction::Renewed => "renewed",
+            CertAction::Kept => "kept",
+        }
+    }
+}
+
+/// The generated certificate after [`ensure_generated`].
+#[derive(Debug, Clone)]
+pub struct CertStatus {
+    pub action: CertAction,
+    pub cert_path: PathBuf,
+    pub key_path: PathBuf,
+    /// End of validity, Unix seconds (UTC).
+    pub not_after: i64,
+}
 
 /// What the WebSocket listener serves TLS with.
 #[derive(Clone)]
@@ -29,8 +68,10 @@ pub struct TlsMaterial {
     pub spki_sha256: String,
     /// Where the certificate was read from (or written to).
     pub cert_path: PathBuf,
-    /// Whether this start generated the certificate.
+    /// Whether this start generated (created or renewed) the certificate.
     pub generated: bool,
+    /// End of the leaf's validity, Unix seconds (UTC).
+    pub not_after: i64,
 }
 
 /// Why TLS cannot be set up.
@@ -62,22 +103,8 @@ pub fn load_or_generate(
     let (cert_path, key_path, generated) = match (cert, key) {
         (Some(c), Some(k)) => (c.to_path_buf(), k.to_path_buf(), false),
         _ => {
-            let c = state_dir.join(GENERATED_CERT);
-            let k = state_dir.join(GENERATED_KEY);
-            let generated = match (c.exists(), k.exists()) {
-                (true, true) => false,
-                (false, false) => {
-                    generate(state_dir, &c, &k)?;
-                    true
-                }
-                (true, false) => {
-                    return Err(TlsError::HalfGenerated { present: c, missing: k });
-                }
-                (false, true) => {
-                    return Err(TlsError::HalfGenerated { present: k, missing: c });
-                }
-            };
-            (c, k, generated)
+            let st = ensure_generated(state_dir, time::OffsetDateTime::now_utc())?;
+            (st.cert_path, st.key_path, st.action != CertAction::Kept)
         }
     };
     let cert_pem =
@@ -103,6 +130,12 @@ pub fn load_or_generate(
     })?;
     let spki_sha256 =
         spki_sha256(&leaf).map_err(|message| TlsError::Certificate { path: cert_path.clone(), message })?;
+    let not_after =
+        not_after(&leaf).map_err(|message| TlsError::Certificate { path: cert_path.clone(), message })?;
+    let left_days = (not_after - time::OffsetDateTime::now_utc().unix_timestamp()) / 86_400;
+    if left_days < RENEW_BEFORE_DAYS {
+        tracing::warn!(cert = %cert_path.display(), days_left = left_days, "the TLS certificate expires soon (or has expired): browsers will refuse it");
+    }
 
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut server_config = rustls::ServerConfig::builder_with_provider(provider)
@@ -116,7 +149,60 @@ pub fn load_or_generate(
         spki_sha256,
         cert_path,
         generated,
+        not_after,
     })
+}
+
+/// End of a certificate's validity (Unix seconds, UTC).
+pub fn not_after(cert: &CertificateDer<'_>) -> Result<i64, String> {
+    let (_, c) = x509_parser::parse_x509_certificate(cert.as_ref()).map_err(|e| e.to_string())?;
+    Ok(c.validity().not_after.timestamp())
+}
+
+/// Makes sure `state_dir` holds a generated certificate valid for more than
+/// [`RENEW_BEFORE_DAYS`] after `now`: creates key and certificate when both are missing,
+/// re-signs the certificate with the existing key when it expires sooner, and refuses a
+/// half-generated pair or a certificate it cannot parse (rather than overwrite what an
+/// administrator may have put there). Run as root (a package's postinst), files it writes are
+/// given to the owner of `state_dir`, the service's user.
+pub fn ensure_generated(state_dir: &Path, now: time::OffsetDateTime) -> Result<CertStatus, TlsError> {
+    let c = state_dir.join(GENERATED_CERT);
+    let k = state_dir.join(GENERATED_KEY);
+    let (action, not_after) = match (c.exists(), k.exists()) {
+        (false, false) => (CertAction::Created, generate(state_dir, &c, &k, None, now)?),
+        (true, false) => return Err(TlsError::HalfGenerated { present: c, missing: k }),
+        (false, true) => return Err(TlsError::HalfGenerated { present: k, missing: c }),
+        (true, true) => {
+            let pem = fs::read(&c).map_err(|source| TlsError::Read { path: c.clone(), source })?;
+            let leaf = CertificateDer::pem_slice_iter(&pem).next().ok_or_else(|| TlsError::Pem {
+                path: c.clone(),
+                what: "certificate",
+                message: "no CERTIFICATE block".into(),
+            })?;
+            let leaf = leaf.map_err(|e| TlsError::Pem {
+                path: c.clone(),
+                what: "certificate",
+                message: e.to_string(),
+            })?;
+            let old =
+                not_after(&leaf).map_err(|message| TlsError::Certificate { path: c.clone(), message })?;
+            if old - now.unix_timestamp() > RENEW_BEFORE_DAYS * 86_400 {
+                (CertAction::Kept, old)
+            } else {
+                let key_pem =
+                    fs::read_to_string(&k).map_err(|source| TlsError::Read { path: k.clone(), source })?;
+                let key = rcgen::KeyPair::from_pem(&key_pem).map_err(|e| TlsError::Pem {
+                    path: k.clone(),
+                    what: "private key",
+                    message: e.to_string(),
+                })?;
+                let new = generate(state_dir, &c, &k, Some(key), now)?;
+                tracing::info!(cert = %c.display(), old_not_after = old, not_after = new, "renewed the self-signed certificate (same key, same SPKI pin)");
+                (CertAction::Renewed, new)
+            }
+        }
+    };
+    Ok(CertStatus { action, cert_path: c, key_path: k, not_after })
 }
 
 /// Base64 (standard, padded) of SHA-256 over the certificate's DER SubjectPublicKeyInfo, as
@@ -128,7 +214,15 @@ pub fn spki_sha256(cert: &CertificateDer<'_>) -> Result<String, String> {
     Ok(base64::engine::general_purpose::STANDARD.encode(digest.as_ref()))
 }
 
-fn generate(state_dir: &Path, cert_path: &Path, key_path: &Path) -> Result<(), TlsError> {
+/// Writes a certificate valid from `now` - 1 h for [`CERT_VALIDITY_DAYS`], signed with `key`
+/// (or a new ECDSA P-256 key, written too); returns its not-after (Unix seconds).
+fn generate(
+    state_dir: &Path,
+    cert_path: &Path,
+    key_path: &Path,
+    key: Option<rcgen::KeyPair>,
+    now: time::OffsetDateTime,
+) -> Result<i64, TlsError> {
     if !state_dir.exists() {
         fs::create_dir_all(state_dir).map_err(|source| TlsError::Write { path: state_dir.into(), source })?;
         // The directory holds a private key: keep it to the service's user.
@@ -139,14 +233,41 @@ fn generate(state_dir: &Path, cert_path: &Path, key_path: &Path) -> Result<(), T
     params.distinguished_name = rcgen::DistinguishedName::new();
     params.distinguished_name.push(rcgen::DnType::CommonName, "vdimedia-bridge 127.0.0.1");
     params.distinguished_name.push(rcgen::DnType::OrganizationName, "vdimedia");
-    let key_pair = rcgen::KeyPair::generate()?;
+    // A small skew allowance for clocks; a bounded life so a leaked key does not stay good.
+    params.not_before = now - time::Duration::hours(1);
+    params.not_after = now + time::Duration::days(CERT_VALIDITY_DAYS);
+    let not_after = params.not_after.unix_timestamp();
+    let (key_pair, new_key) = match key {
+        Some(k) => (k, false),
+        None => (rcgen::KeyPair::generate()?, true),
+    };
     let cert = params.self_signed(&key_pair)?;
     // Key first, both via a temporary name and rename, so a crash never leaves a certificate
     // without its key.
-    write_atomic(key_path, key_pair.serialize_pem().as_bytes(), 0o600)?;
+    if new_key {
+        write_atomic(key_path, key_pair.serialize_pem().as_bytes(), 0o600)?;
+        give_to_dir_owner(state_dir, key_path)?;
+    }
     write_atomic(cert_path, cert.pem().as_bytes(), 0o644)?;
-    tracing::info!(cert = %cert_path.display(), key = %key_path.display(), "generated a self-signed certificate for 127.0.0.1/localhost");
-    Ok(())
+    give_to_dir_owner(state_dir, cert_path)?;
+    tracing::info!(cert = %cert_path.display(), key = %key_path.display(), days = CERT_VALIDITY_DAYS, "generated a self-signed certificate for 127.0.0.1/localhost");
+    Ok(not_after)
+}
+
+/// Run as root (e.g. a package's postinst), a file written into the service's state directory
+/// must still be readable by the service's user.
+fn give_to_dir_owner(dir: &Path, file: &Path) -> Result<(), TlsError> {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return Ok(());
+    }
+    let m = fs::metadata(dir).map_err(|source| TlsError::Write { path: dir.into(), source })?;
+    if m.uid() == 0 {
+        return Ok(());
+    }
+    std::os::unix::fs::chown(file, Some(m.uid()), Some(m.gid()))
+        .map_err(|source| TlsError::Write { path: file.into(), source })
 }
 
 fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), TlsError> {
@@ -172,6 +293,18 @@ mod tests {
         assert_eq!(mode, 0o600);
         let b = load_or_generate(None, None, &dir).unwrap();
         assert!(!b.generated);
+        let left = b.not_after - time::OffsetDateTime::now_utc().unix_timestamp();
+        assert!((CERT_VALIDITY_DAYS - 1) * 86_400 < left && left <= CERT_VALIDITY_DAYS * 86_400, "{left}");
+
+        // 340 days later it is renewed with the same key (same SPKI pin), valid a year again.
+        let later = time::OffsetDateTime::now_utc() + time::Duration::days(340);
+        let st = ensure_generated(&dir, later).unwrap();
+        assert_eq!(st.action, CertAction::Renewed);
+        assert!(st.not_after > b.not_after + 300 * 86_400);
+        let c = load_or_generate(None, None, &dir).unwrap();
+        assert_eq!(c.spki_sha256, a.spki_sha256);
+        assert_ne!(c.cert_der, a.cert_der);
+        assert_eq!(ensure_generated(&dir, time::OffsetDateTime::now_utc()).unwrap().action, CertAction::Kept);
         assert_eq!(a.spki_sha256, b.spki_sha256);
         assert_eq!(a.cert_der, b.cert_der);
         // 32 bytes of SHA-256 in padded base64.

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -76,6 +77,37 @@ impl PageEntry {
 pub(crate) enum VcSource {
     Listen(TcpListener),
     Connect(VcTarget),
+    /// One user's channel (`vc_connect` with `{uid}`): the socket at `path` must be owned by
+    /// `uid`, checked at every dial (see [`open_user_socket`]).
+    ConnectUser {
+        path: PathBuf,
+        uid: u32,
+    },
+}
+
+/// Opens `uid`'s channel socket without following a symlink in its last component and
+/// checks it is a socket owned by `uid`, so a user can only ever send the bridge to a socket
+/// of their own (a symlink to, or a socket planted for, another user's channel is refused).
+/// The caller connects through `/proc/self/fd/N` of the returned descriptor, so the checked
+/// inode is the one connected to.
+pub(crate) fn open_user_socket(path: &Path, uid: u32) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)?;
+    let m = f.metadata()?;
+    if !m.file_type().is_socket() {
+        return Err(std::io::Error::other(format!("{} is not a socket", path.display())));
+    }
+    if m.uid() != uid {
+        return Err(std::io::Error::other(format!(
+            "{} belongs to uid {}, not {uid}",
+            path.display(),
+            m.uid()
+        )));
+    }
+    Ok(f)
 }
 
 trait VcStream: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -103,7 +135,18 @@ impl VcSource {
                 Box::new(s)
             }
             VcTarget::Unix(path) => Box::new(UnixStream::connect(path).await?),
+            VcTarget::UnixPerUid(t) => {
+                return Err(std::io::Error::other(format!("{t} is a per-user template, not a socket")));
+            }
         })
+    }
+
+    async fn dial_user(path: &Path, uid: u32) -> std::io::Result<BoxStream> {
+        use std::os::fd::AsRawFd;
+        let f = open_user_socket(path, uid)?;
+        let s = UnixStream::connect(format!("/proc/self/fd/{}", f.as_raw_fd())).await?;
+        drop(f);
+        Ok(Box::new(s))
     }
 
     /// The next stream: an accepted daemon connection, or a successful dial after backoff.
@@ -120,6 +163,23 @@ impl VcSource {
                         // EMFILE and friends: do not spin.
                         warn!(error = %e, "virtual-channel accept failed");
                         tokio::time::sleep(BACKOFF_MIN).await;
+                    }
+                }
+            },
+            VcSource::ConnectUser { path, uid } => loop {
+                match Self::dial_user(path, *uid).await {
+                    Ok(s) => {
+                        info!(uid, path = %path.display(), "connected to the user's virtual channel");
+                        return s;
+                    }
+                    Err(e) => {
+                        if *backoff == BACKOFF_MIN {
+                            warn!(uid, path = %path.display(), error = %e, "cannot reach the user's virtual channel; redialling with backoff");
+                        } else {
+                            debug!(uid, error = %e, retry_in_ms = backoff.as_millis() as u64, "redial failed");
+                        }
+                        tokio::time::sleep(*backoff).await;
+                        *backoff = (*backoff * 2).min(BACKOFF_MAX);
                     }
                 }
             },
@@ -170,9 +230,26 @@ impl VcTask {
 
     pub(crate) async fn run(mut self) {
         let mut backoff = BACKOFF_MIN;
+        // A user's channel starts with that user's first page, whose hello is already queued:
+        // dial once before serving commands so it is not answered `no_engine` by a race.
+        let mut first = match &self.source {
+            VcSource::ConnectUser { path, uid } => match VcSource::dial_user(path, *uid).await {
+                Ok(s) => {
+                    info!(uid, path = %path.display(), "connected to the user's virtual channel");
+                    Some(s)
+                }
+                Err(e) => {
+                    warn!(uid, path = %path.display(), error = %e, "cannot reach the user's virtual channel; redialling with backoff");
+                    None
+                }
+            },
+            _ => None,
+        };
         loop {
             // Disconnected: answer pages with no_engine until a stream arrives.
-            let stream = {
+            let stream = if let Some(s) = first.take() {
+                s
+            } else {
                 let next = self.source.next(&mut backoff);
                 tokio::pin!(next);
                 loop {
@@ -192,7 +269,7 @@ impl VcTask {
                 ChannelEnd::Lost(why) => {
                     warn!(reason = %why, pages = self.pages.len(), "virtual channel lost");
                     self.lose_all(&why);
-                    if matches!(self.source, VcSource::Connect(_)) {
+                    if !matches!(self.source, VcSource::Listen(_)) {
                         // A daemon that drops right away should not be hammered.
                         tokio::select! {
                             _ = tokio::time::sleep(backoff) => {}
@@ -615,6 +692,78 @@ async fn accept_extra(source: &VcSource) -> Option<SocketAddr> {
                 None
             }
         },
-        VcSource::Connect(_) => std::future::pending().await,
+        VcSource::Connect(_) | VcSource::ConnectUser { .. } => std::future::pending().await,
+    }
+}
+
+/// Which virtual channel a page's commands go to: the one channel, or (with a `{uid}`
+/// `vc_connect` template) the channel of the uid of the process behind the page, one
+/// [`VcTask`] per uid, started at that uid's first page.
+pub(crate) enum VcRouter {
+    Single(mpsc::Sender<VcCommand>),
+    PerUid(PerUid),
+}
+
+pub(crate) struct PerUid {
+    template: VcTarget,
+    queue: usize,
+    shutdown: watch::Receiver<bool>,
+    channels: std::sync::Mutex<HashMap<u32, mpsc::Sender<VcCommand>>>,
+    tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl VcRouter {
+    pub(crate) fn per_uid(template: VcTarget, queue: usize, shutdown: watch::Receiver<bool>) -> VcRouter {
+        VcRouter::PerUid(PerUid {
+            template,
+            queue,
+            shutdown,
+            channels: Default::default(),
+            tasks: Default::default(),
+        })
+    }
+
+    /// Whether pages must be traced to a uid.
+    pub(crate) fn needs_uid(&self) -> bool {
+        matches!(self, VcRouter::PerUid(_))
+    }
+
+    /// The command queue of the page's channel. Per uid: refused (with the reason, for the
+    /// page's close frame) when `uid` is unknown or has no socket of its own at the template's
+    /// path.
+    pub(crate) fn channel_for(&self, uid: Option<u32>) -> Result<mpsc::Sender<VcCommand>, String> {
+        let r = match self {
+            VcRouter::Single(tx) => return Ok(tx.clone()),
+            VcRouter::PerUid(r) => r,
+        };
+        let uid = uid.ok_or_else(|| "no uid for the page's process".to_string())?;
+        let path = r.template.path_for_uid(uid).ok_or_else(|| "no per-user template".to_string())?;
+        // Checked now so a uid without a channel is refused with a reason instead of waiting
+        // on `no_engine`; the task checks again at every dial.
+        open_user_socket(&path, uid).map_err(|e| format!("no virtual channel for uid {uid}: {e}"))?;
+        let mut channels = r.channels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(tx) = channels.get(&uid)
+            && !tx.is_closed()
+        {
+            return Ok(tx.clone());
+        }
+        if *r.shutdown.borrow() {
+            return Err("vdimedia-bridge shutting down".into());
+        }
+        let (tx, rx) = mpsc::channel(r.queue);
+        let source = VcSource::ConnectUser { path: path.clone(), uid };
+        info!(uid, path = %path.display(), "first page of this uid: opening its virtual channel");
+        let task = tokio::spawn(VcTask::new(source, rx, r.shutdown.clone()).run());
+        r.tasks.lock().unwrap_or_else(|p| p.into_inner()).push(task);
+        channels.insert(uid, tx.clone());
+        Ok(tx)
+    }
+
+    /// The per-uid tasks started so far (for [`crate::Bridge::wait`]).
+    pub(crate) fn take_tasks(&self) -> Vec<tokio::task::JoinHandle<()>> {
+        match self {
+            VcRouter::Single(_) => Vec::new(),
+            VcRouter::PerUid(r) => std::mem::take(&mut *r.tasks.lock().unwrap_or_else(|p| p.into_inner())),
+        }
     }
 }

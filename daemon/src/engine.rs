@@ -11,7 +11,7 @@ use vdimedia_protocol::handshake::{Capabilities, DeviceCounts, Welcome};
 
 use crate::config::Config;
 use crate::error::{EngineError, EngineResult};
-use crate::media::{AudioBackend, MediaDevices};
+use crate::media::{AudioBackend, DeviceWatch, MediaDevices};
 
 /// Engine name and version as sent in `WELCOME.engine`.
 pub const ENGINE: &str = concat!("vdimediad/", env!("CARGO_PKG_VERSION"));
@@ -34,6 +34,8 @@ pub fn codec_elements() -> impl Iterator<Item = &'static str> {
 pub struct Engine {
     pub config: Config,
     pub devices: MediaDevices,
+    /// Hot-plug watching for `devicechange`; runs only while a page session subscribes.
+    pub device_watch: DeviceWatch,
     /// Every session task, so shutdown can wait until all calls are closed.
     pub tasks: TaskTracker,
     /// Peer connections alive in all sessions (their pipelines exist).
@@ -47,8 +49,10 @@ impl Engine {
     pub fn new(config: Config) -> Arc<Self> {
         let backend: AudioBackend = config.audio.backend.resolve();
         info!(backend = ?backend, "audio backend chosen");
+        let devices = MediaDevices::new(backend);
         Arc::new(Self {
-            devices: MediaDevices::new(backend),
+            device_watch: DeviceWatch::new(devices.clone()),
+            devices,
             config,
             tasks: TaskTracker::new(),
             peer_connections: AtomicUsize::new(0),

@@ -106,8 +106,13 @@ impl Session {
         // The channel task instruments this future with the session span.
         self.span = Span::current();
         self.engine.registry.open_session(self.id);
+        let mut device_changes = self.engine.device_watch.subscribe();
         loop {
             tokio::select! {
+                Ok(()) = device_changes.changed() => {
+                    self.emit("devices.change", json!({}));
+                    self.on_devices_changed().await;
+                }
                 msg = input.recv() => match msg {
                     Some(SessionInput::Message(Message::Request(req))) => {
                         let id = req.id;
@@ -411,10 +416,26 @@ impl Session {
                 self.pc(&p.pc)?.remove_track(&p.sender)?;
                 Ok(json!({}))
             }
+            "pc.insertDtmf" => {
+                let p: InsertDtmfParams = parse(params)?;
+                self.pc(&p.pc)?.insert_dtmf(&p.sender, &p.tones, p.duration, p.inter_tone_gap)?;
+                Ok(json!({}))
+            }
             "pc.getStats" => {
                 let p: PcParams = parse(params)?;
                 let stats = self.pc(&p.pc)?.get_stats().await?;
-                Ok(json!({"stats": stats}))
+                // `now`: the daemon's clock when the report was made, so the page can move the
+                // report's timestamps onto its own clock (the two machines' clocks differ).
+                Ok(json!({"stats": stats, "now": crate::webrtc::stats::now_ms()}))
+            }
+            "pc.getSynchronizationSources" => {
+                let p: ReceiverParams = parse(params)?;
+                let src = self.pc(&p.pc)?.rtp_sources(&p.receiver)?;
+                Ok(json!({
+                    "synchronizationSources": src.ssrcs,
+                    "contributingSources": src.csrcs,
+                    "now": crate::webrtc::stats::now_ms(),
+                }))
             }
             "pc.close" => {
                 let p: PcParams = parse(params)?;
@@ -513,6 +534,93 @@ impl Session {
     }
 
     /// Stops playing a remote track (its audio is still decoded, so stats keep flowing).
+    /// After a device change: capture tracks and playouts whose device is gone move to the
+    /// default device, so the call goes on (each logged with the device); a track ends
+    /// (`track.ended`) only when no input is left at all. Tracks and playouts on "default"
+    /// need nothing: PipeWire moves them to the new default itself.
+    async fn on_devices_changed(&mut self) {
+        use vdimedia_protocol::api::MediaDeviceKind;
+        let devices = self.engine.devices.clone();
+        let list = match blocking(move || devices.enumerate()).await {
+            Ok(l) => l,
+            Err(e) => {
+                warn!(error = %e.message, "devices changed but could not be enumerated");
+                return;
+            }
+        };
+        let present =
+            |kind: MediaDeviceKind, id: &str| list.iter().any(|d| d.kind == kind && d.device_id == id);
+        let default_label = |kind: MediaDeviceKind| {
+            list.iter()
+                .find(|d| d.kind == kind && d.device_id == crate::media::DEFAULT_DEVICE_ID)
+                .map(|d| d.label.clone())
+        };
+        let gone: Vec<String> = self
+            .tracks
+            .iter()
+            .filter(|(_, t)| {
+                t.settings.device_id != crate::media::DEFAULT_DEVICE_ID
+                    && !present(MediaDeviceKind::Audioinput, &t.settings.device_id)
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in gone {
+            let Some(track) = self.tracks.get_mut(&id) else { continue };
+            let lost = track.label.clone();
+            let Some(label) = default_label(MediaDeviceKind::Audioinput) else {
+                warn!(EVENT = "device-lost", track = %id, DEVICE = %lost, "capture device gone and no input left; track ended");
+                self.tracks.remove(&id);
+                for pc in self.pcs.values().filter(|pc| !is_closed(pc)) {
+                    let senders: Vec<String> = pc
+                        .state()
+                        .transceivers
+                        .into_iter()
+                        .filter(|t| t.sender.track.as_deref() == Some(id.as_str()))
+                        .map(|t| t.sender.id)
+                        .collect();
+                    for sender in senders {
+                        let _ = pc.remove_track(&sender);
+                    }
+                }
+                self.emit("track.ended", json!({ "track": id }));
+                continue;
+            };
+            track.fall_back_to_default(&label);
+            let track = track.clone();
+            let mut moved = 0;
+            for pc in self.pcs.values().filter(|pc| !is_closed(pc)) {
+                match pc.replace_track_source(&id, || track.make_source()) {
+                    Ok(n) => moved += n,
+                    Err(e) => {
+                        warn!(track = %id, error = %e.message, "capture could not move to the default device")
+                    }
+                }
+            }
+            warn!(EVENT = "device-lost", track = %id, DEVICE = %lost, fallback = %label, senders = moved,
+                  "capture device gone; falling back to the default device");
+        }
+        let lost_outputs: Vec<(String, String)> = self
+            .playouts
+            .iter()
+            .filter_map(|(el, pl)| {
+                let sid = pl.sink_id.as_deref()?;
+                (!present(MediaDeviceKind::Audiooutput, sid)).then(|| (el.clone(), sid.to_string()))
+            })
+            .collect();
+        for (el, sink_id) in lost_outputs {
+            let Some(pl) = self.playouts.get_mut(&el) else { continue };
+            pl.sink_id = None;
+            let tracks = pl.tracks.clone();
+            warn!(EVENT = "device-lost", element = %el, DEVICE = %sink_id, fallback = ?default_label(MediaDeviceKind::Audiooutput),
+                  "playout device gone; falling back to the default output");
+            for t in tracks {
+                if let Err(e) = self.play_track(&t, None).await {
+                    warn!(track = %t, error = %e.message, "playout could not move to the default output");
+                }
+            }
+        }
+    }
+
     fn stop_track(&self, track: &str) -> EngineResult<()> {
         match self.remote_tracks.get(track).and_then(|rt| self.pcs.get(&rt.pc)) {
             Some(pc) => pc.set_playout(track, None),
@@ -676,6 +784,27 @@ struct TransceiverInit {
     streams: Vec<String>,
 }
 
+/// `pc.insertDtmf`: `RTCDTMFSender.insertDTMF` (WebRTC 1.0 §7.2); ms, clamped by the engine.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct InsertDtmfParams {
+    pc: String,
+    sender: String,
+    tones: String,
+    #[serde(default = "default_dtmf_duration")]
+    duration: u32,
+    #[serde(default = "default_dtmf_gap")]
+    inter_tone_gap: u32,
+}
+
+fn default_dtmf_duration() -> u32 {
+    crate::webrtc::dtmf::DEFAULT_DURATION_MS
+}
+
+fn default_dtmf_gap() -> u32 {
+    crate::webrtc::dtmf::DEFAULT_GAP_MS
+}
+
 #[derive(Deserialize)]
 struct AddTransceiverParams {
     pc: String,
@@ -685,6 +814,12 @@ struct AddTransceiverParams {
     track: Option<String>,
     #[serde(default)]
     init: TransceiverInit,
+}
+
+#[derive(Deserialize)]
+struct ReceiverParams {
+    pc: String,
+    receiver: String,
 }
 
 #[derive(Deserialize)]

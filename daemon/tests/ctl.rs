@@ -10,75 +10,17 @@
 
 use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use vdimedia_protocol::{ChannelEvent, Message, SessionId};
 
 mod common;
-use common::{Page, Reaper};
+use common::{Page, Reaper, Rig, tempdir, wait_for_path};
 
 const DAEMON: &str = env!("CARGO_BIN_EXE_vdimediad");
 const CTL: &str = env!("CARGO_BIN_EXE_vdimediactl");
-
-fn tempdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("vdimedia-ctl-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn wait_for_path(p: &Path, child: &mut Child, log: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !p.exists() {
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("daemon exited early: {status}\n{}", std::fs::read_to_string(log).unwrap_or_default());
-        }
-        assert!(Instant::now() < deadline, "{} never appeared", p.display());
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// The PipeWire rig, stopped on drop.
-struct Rig {
-    dir: PathBuf,
-    script: PathBuf,
-    env: HashMap<String, String>,
-}
-
-impl Rig {
-    fn start() -> Option<Rig> {
-        if Command::new("pipewire").arg("--version").output().is_err() {
-            eprintln!("SKIP: pipewire is not installed (scripts/install-deps.sh)");
-            return None;
-        }
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/rig/pipewire.sh");
-        let dir = tempdir("rig");
-        let out = Command::new("bash").arg(&script).arg("start").arg(&dir).output().expect("run rig script");
-        assert!(
-            out.status.success(),
-            "rig failed to start: {}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let text = std::fs::read_to_string(dir.join("env")).expect("rig writes DIR/env");
-        let env = text
-            .lines()
-            .filter_map(|l| l.strip_prefix("export ").and_then(|l| l.split_once('=')))
-            .map(|(k, v)| (k.to_string(), v.trim_matches('"').trim_matches('\'').to_string()))
-            .collect();
-        Some(Rig { dir, script, env })
-    }
-}
-
-impl Drop for Rig {
-    fn drop(&mut self) {
-        let _ = Command::new("bash").arg(&self.script).arg("stop").arg(&self.dir).status();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 /// coturn on 127.0.0.1 with one long-term-credential user.
 fn start_turn(user: &str, pass: &str) -> Option<(Reaper, u16)> {
@@ -119,34 +61,9 @@ fn status_json(env: &HashMap<String, String>, sock: &Path) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("status JSON: {e}: {}", text(&out)))
 }
 
-impl Page {
-    /// Forwards `pc.icecandidate` events between peer connections `a` and `b` of session `sid`.
-    async fn trickle(&mut self, sid: SessionId) {
-        let cands: Vec<(String, Value)> = self
-            .events
-            .iter()
-            .filter_map(|e| match e {
-                ChannelEvent::Message { message: Message::Event(ev), .. }
-                    if ev.event == "pc.icecandidate" =>
-                {
-                    Some((ev.params["pc"].as_str()?.to_string(), ev.params["candidate"].clone()))
-                }
-                _ => None,
-            })
-            .collect();
-        self.events.retain(
-            |e| !matches!(e, ChannelEvent::Message { message: Message::Event(ev), .. } if ev.event == "pc.icecandidate"),
-        );
-        for (from, cand) in cands {
-            let to = if from == "a" { "b" } else { "a" };
-            self.request(sid, "pc.addIceCandidate", json!({"pc": to, "candidate": cand})).await;
-        }
-    }
-}
-
 #[test]
 fn ctl_status_diagnose_test_call_and_permissions_on_the_real_daemon() {
-    let Some(rig) = Rig::start() else { return };
+    let Some(rig) = Rig::start(tempdir("rig")) else { return };
     let dir = tempdir("daemon");
     let vc = dir.join("vc.sock");
     let sock = dir.join("control.sock");
@@ -161,7 +78,7 @@ fn ctl_status_diagnose_test_call_and_permissions_on_the_real_daemon() {
             .spawn()
             .unwrap(),
     );
-    wait_for_path(&sock, &mut daemon.0, &log);
+    wait_for_path(&sock, &mut daemon.0, Some(&log));
     let mode = std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "control socket mode");
     let env = &rig.env;
@@ -183,15 +100,7 @@ fn ctl_status_diagnose_test_call_and_permissions_on_the_real_daemon() {
         let sid = page.open().await;
         let gum = page.request(sid, "media.getUserMedia", json!({"constraints": {"audio": true}})).await;
         let track = gum["tracks"][0]["id"].as_str().unwrap().to_string();
-        page.request(sid, "pc.create", json!({"pc": "a"})).await;
-        page.request(sid, "pc.create", json!({"pc": "b"})).await;
-        page.request(sid, "pc.addTrack", json!({"pc": "a", "track": track, "streams": ["s"]})).await;
-        let offer = page.request(sid, "pc.createOffer", json!({"pc": "a"})).await;
-        page.request(sid, "pc.setLocalDescription", json!({"pc": "a", "description": offer})).await;
-        page.request(sid, "pc.setRemoteDescription", json!({"pc": "b", "description": offer})).await;
-        let answer = page.request(sid, "pc.createAnswer", json!({"pc": "b"})).await;
-        page.request(sid, "pc.setLocalDescription", json!({"pc": "b", "description": answer})).await;
-        page.request(sid, "pc.setRemoteDescription", json!({"pc": "a", "description": answer})).await;
+        page.negotiate_loopback(sid, &track).await;
         sid
     });
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -399,7 +308,7 @@ fn missing_gstreamer_elements_are_named_with_their_package() {
             .spawn()
             .unwrap(),
     );
-    wait_for_path(&dir.join("control.sock"), &mut daemon.0, &log);
+    wait_for_path(&dir.join("control.sock"), &mut daemon.0, Some(&log));
     std::thread::sleep(Duration::from_millis(100));
     let l = std::fs::read_to_string(&log).unwrap();
     assert!(

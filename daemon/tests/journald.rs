@@ -15,15 +15,15 @@
 //! with its figures, and no SDP, ICE credentials or candidate address at the default level.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use vdimedia_protocol::{ChannelEvent, ErrorCode, Message};
 
 mod common;
-use common::{Page, Reaper};
+use common::{Page, Reaper, Rig, wait_for_path};
 
 const DAEMON: &str = env!("CARGO_BIN_EXE_vdimediad");
 /// Set by the outer test for the re-run inside the private mount namespace.
@@ -64,50 +64,6 @@ fn journal_fields_of_a_real_call() {
     eprintln!("{stderr}");
 }
 
-struct Rig {
-    dir: PathBuf,
-    script: PathBuf,
-    env: Vec<(String, String)>,
-}
-
-impl Rig {
-    fn start(dir: PathBuf) -> Rig {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/rig/pipewire.sh");
-        let out = Command::new("bash").arg(&script).arg("start").arg(&dir).output().expect("run rig script");
-        assert!(
-            out.status.success(),
-            "PipeWire rig failed to start: {}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let text = std::fs::read_to_string(dir.join("env")).expect("rig writes DIR/env");
-        let env = text
-            .lines()
-            .filter_map(|l| l.strip_prefix("export ")?.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.trim_matches(['"', '\'']).to_string()))
-            .filter(|(k, _)| k != "PIPEWIRE_REMOTE" && k != "PULSE_SERVER")
-            .collect();
-        Rig { dir, script, env }
-    }
-}
-
-impl Drop for Rig {
-    fn drop(&mut self) {
-        let _ = Command::new("bash").arg(&self.script).arg("stop").arg(&self.dir).status();
-    }
-}
-
-fn wait_for_path(p: &Path, child: &mut Child, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !p.exists() {
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("{what} exited early: {status}");
-        }
-        assert!(Instant::now() < deadline, "{} never appeared", p.display());
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn mount_tmpfs(dir: &str) {
     std::fs::create_dir_all(dir).unwrap();
     let st = Command::new("mount").args(["-t", "tmpfs", "tmpfs", dir]).status().unwrap();
@@ -145,9 +101,9 @@ fn journal_of_a_call_inside_a_private_mount_namespace() {
             .spawn()
             .expect("start systemd-journald"),
     );
-    wait_for_path(Path::new("/run/systemd/journal/socket"), &mut journald.0, "systemd-journald");
+    wait_for_path(Path::new("/run/systemd/journal/socket"), &mut journald.0, None);
 
-    let rig = Rig::start(dir.join("rig"));
+    let rig = Rig::start(dir.join("rig")).expect("PipeWire is installed (checked above)");
     let sock = dir.join("vc.sock");
     let config = dir.join("vdimediad.toml");
     std::fs::write(
@@ -168,7 +124,7 @@ fn journal_of_a_call_inside_a_private_mount_namespace() {
             .spawn()
             .expect("start vdimediad"),
     );
-    wait_for_path(&sock, &mut daemon.0, "vdimediad");
+    wait_for_path(&sock, &mut daemon.0, None);
 
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let secrets = rt.block_on(call(&sock));

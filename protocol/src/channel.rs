@@ -39,6 +39,8 @@ pub const DEFAULT_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default number of bad messages in a row after which a session is closed.
 pub const DEFAULT_MAX_BAD_MESSAGES: u32 = 8;
+/// Default cap on requests an endpoint has received on one session and not yet answered.
+pub const DEFAULT_MAX_PENDING_REQUESTS: usize = 128;
 
 /// Which side of the channel this is (docs/protocol.md, "Roles").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +75,10 @@ pub struct ChannelConfig {
     pub max_bad_messages: u32,
     /// Concurrent sessions allowed (64); an `OPEN` over it gets `ERROR limit_exceeded`.
     pub max_sessions: usize,
+    /// Endpoint: requests received on one session and not yet answered with [`Channel::send`]
+    /// (128). A request over it is answered at once with a `limit_exceeded` error response and
+    /// not delivered, so a page cannot queue unbounded work in the engine.
+    pub max_pending_requests: usize,
 }
 
 impl ChannelConfig {
@@ -88,6 +94,7 @@ impl ChannelConfig {
             max_version: MAX_VERSION,
             max_bad_messages: DEFAULT_MAX_BAD_MESSAGES,
             max_sessions: DEFAULT_MAX_SESSIONS,
+            max_pending_requests: DEFAULT_MAX_PENDING_REQUESTS,
         }
     }
 
@@ -168,6 +175,10 @@ struct Session {
     /// Dropping the rest of an oversize message until its last fragment.
     discarding: bool,
     bad_in_row: u32,
+    /// Endpoint: requests delivered and not yet answered.
+    pending: usize,
+    /// Endpoint: requests are being refused for `pending` (logged once per episode).
+    refusing: bool,
 }
 
 /// One virtual channel, either role. See the module docs for the driving loop.
@@ -573,6 +584,29 @@ impl Channel {
         match Message::from_json(&bytes) {
             Ok(message) => {
                 sess.bad_in_row = 0;
+                if let (Role::Endpoint, Message::Request(req)) = (self.cfg.role, &message) {
+                    if sess.pending >= self.cfg.max_pending_requests {
+                        let max = self.cfg.max_pending_requests;
+                        let error = ErrorBody::new(
+                            ErrorCode::LimitExceeded,
+                            format!("more than {max} requests pending on this session"),
+                        );
+                        let resp = Message::response_err(req.id, error.clone());
+                        // Reported once per episode: a flood must not become a log flood.
+                        if !std::mem::replace(&mut sess.refusing, true) {
+                            warn!(
+                                session = s,
+                                id = req.id,
+                                max,
+                                "requests refused: too many pending requests"
+                            );
+                            self.events.push_back(ChannelEvent::ProtocolError { session: s, error });
+                        }
+                        return self.queue_data(s, &resp.to_json());
+                    }
+                    sess.pending += 1;
+                    sess.refusing = false;
+                }
                 self.events.push_back(ChannelEvent::Message { session: s, message });
             }
             Err(e) => {
@@ -656,6 +690,11 @@ impl Channel {
         let bytes = msg.to_json();
         if bytes.len() > MAX_MESSAGE {
             return Err(ChannelError::MessageTooLarge { size: bytes.len() });
+        }
+        if let (Role::Endpoint, Message::Response(_)) = (self.cfg.role, msg)
+            && let Some(sess) = self.sessions.get_mut(&session)
+        {
+            sess.pending = sess.pending.saturating_sub(1);
         }
         self.queue_data(session, &bytes);
         Ok(())

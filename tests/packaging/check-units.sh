@@ -29,10 +29,10 @@ for b in vdimediad vdimedia-bridge; do
 done
 mkdir -p "$tmp/system" "$tmp/user"
 for u in vdimediad.service vdimediad.socket vdimedia-bridge.service; do
-  sed "s#^ExecStart=/usr/bin/#ExecStart=$bindir/#" "$sysdir/$u" > "$tmp/system/$u"
+  sed -E "s#^(ExecStart(Pre|Post)?=[-@:+!]*)/usr/bin/#\1$bindir/#" "$sysdir/$u" > "$tmp/system/$u"
 done
 for u in vdimediad.service vdimediad.socket; do
-  sed "s#^ExecStart=/usr/bin/#ExecStart=$bindir/#" "$userdir/$u" > "$tmp/user/$u"
+  sed -E "s#^(ExecStart(Pre|Post)?=[-@:+!]*)/usr/bin/#\1$bindir/#" "$userdir/$u" > "$tmp/user/$u"
 done
 # A user manager needs a runtime dir even offline.
 export XDG_RUNTIME_DIR="$tmp/xdg"

@@ -40,9 +40,11 @@ pub fn temp_dir(tag: &str) -> PathBuf {
     d
 }
 
-/// Plain `ws://` on 127.0.0.1:0, VC listening on 127.0.0.1:0.
+/// Plain `ws://` on 127.0.0.1:0, VC listening on 127.0.0.1:0, pages from any process (the
+/// pages are this test binary; tests/security.rs covers the process allow-list).
 pub fn test_config() -> Config {
     let mut c = Config::with_defaults();
+    c.process_policy.allow_any = true;
     c.listen = "127.0.0.1:0".parse().unwrap();
     c.security = WsSecurity::Insecure;
     c.state_dir = temp_dir("state");

@@ -4,13 +4,15 @@
 //!   [`AudioBackend`];
 //! - [`track`]: [`LocalTrack`], whose `make_source()` gives a capture element per pipeline;
 //! - [`output`]: [`AudioOutput`], whose `make_sink()` gives a playout element;
-//! - [`constraints`]: `MediaTrackConstraints` parsing and SelectSettings.
+//! - [`constraints`]: `MediaTrackConstraints` parsing and SelectSettings;
+//! - [`monitor`]: [`DeviceWatch`], hot-plug watching behind `devicechange`.
 //!
 //! Elements are plain `gst::Element` bins (ghost pads "src"/"sink") so the WebRTC module can
 //! put them in its pipelines without knowing the backend.
 
 pub mod constraints;
 pub mod devices;
+pub mod monitor;
 pub mod output;
 pub mod track;
 
@@ -18,6 +20,7 @@ mod backend_alsa;
 mod backend_pipewire;
 
 pub use devices::{AudioBackend, DEFAULT_DEVICE_ID, MediaDevices};
+pub use monitor::DeviceWatch;
 pub use output::AudioOutput;
 pub use track::{LocalTrack, ProcessingPolicy};
 

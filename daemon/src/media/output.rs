@@ -46,6 +46,7 @@ impl AudioOutput {
                 if let Some(node) = target {
                     sink.set_property("target-object", node);
                 }
+                activate_pool_before_caps(&sink);
                 sink.set_property("client-name", "vdimediad");
                 // pipewiresink pushes one buffer per graph cycle: a 20 ms quantum matches
                 // 20 ms decoded frames, so playout neither starves nor queues up.
@@ -74,4 +75,48 @@ impl AudioOutput {
         debug!(target: "media", device = %self.label, endpoint = ?self.endpoint, bin = %bin.name(), "playout sink created");
         Ok(bin.upcast())
     }
+}
+
+/// Works around a lock-order inversion in `pipewiresink` (PipeWire 0.3.65 in Debian 12, still in
+/// 1.0; `src/gst/gstpipewiresink.c`): on the first buffer, `render` activates the sink's buffer
+/// pool, holding the pool lock while `pool_activated` waits for the PipeWire loop lock, and
+/// when PipeWire delivers the stream's format at that moment, the loop thread holds the loop
+/// lock in `on_param_changed` while `gst_buffer_pool_is_active` waits for the pool lock. The
+/// loop thread is shared by every PipeWire element of the process, so a call's capture stops
+/// too (seen: the far end got 5–6 packets, then nothing, and the daemon hung on the next state
+/// change). Activating the pool while the CAPS event is on its way in — before `setcaps`
+/// connects the stream, so no format can be delivered yet — leaves `render` nothing to
+/// activate. The pool is the one the sink proposes in its ALLOCATION reply; sized for 100 ms
+/// of the negotiated format at 8 bytes a sample, more than any buffer upstream sends.
+fn activate_pool_before_caps(sink: &gst::Element) {
+    let Some(pad) = sink.static_pad("sink") else { return };
+    pad.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, |pad, info| {
+        let Some(gst::PadProbeData::Event(ev)) = &info.data else {
+            return gst::PadProbeReturn::Ok;
+        };
+        let gst::EventView::Caps(c) = ev.view() else {
+            return gst::PadProbeReturn::Ok;
+        };
+        let caps = c.caps_owned();
+        let s = caps.structure(0);
+        let rate = s.and_then(|s| s.get::<i32>("rate").ok()).unwrap_or(48_000).max(1) as u32;
+        let channels = s.and_then(|s| s.get::<i32>("channels").ok()).unwrap_or(2).max(1) as u32;
+        let mut query = gst::query::Allocation::new(Some(&caps), true);
+        let pool = if pad.query(&mut query) {
+            query.allocation_pools().into_iter().find_map(|(pool, ..)| pool)
+        } else {
+            None
+        };
+        match pool {
+            Some(pool) if !pool.is_active() => {
+                let mut config = pool.config();
+                config.set_params(Some(&caps), rate * channels * 8 / 10, 0, 0);
+                let ok = pool.set_config(config).is_ok() && pool.set_active(true).is_ok();
+                debug!(target: "media", ok, "pipewiresink pool activated before caps");
+            }
+            Some(_) => {}
+            None => debug!(target: "media", "pipewiresink proposed no pool; nothing to activate"),
+        }
+        gst::PadProbeReturn::Remove
+    });
 }

@@ -74,6 +74,18 @@ impl LocalTrack {
         self.backend
     }
 
+    /// Moves the track to the backend's default input (its device was unplugged): later
+    /// [`make_source`](Self::make_source) calls open the default, `settings.deviceId` becomes
+    /// `"default"` and the label `default_label`. The id, and so the page's track, stay.
+    pub fn fall_back_to_default(&mut self, default_label: &str) {
+        self.endpoint = match self.backend {
+            AudioBackend::PipeWire => Endpoint::PipeWire(None),
+            AudioBackend::Alsa => Endpoint::Alsa("default".into()),
+        };
+        self.settings.device_id = super::DEFAULT_DEVICE_ID.to_string();
+        self.label = default_label.to_string();
+    }
+
     /// A new capture element for one pipeline: a `gst::Bin` with one always "src" ghost pad
     /// producing `audio/x-raw` at the track's `sampleRate` and `channelCount` (format left to
     /// downstream). Inside: `pipewiresrc target-object=<node.name> always-copy=true` with

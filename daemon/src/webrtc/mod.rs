@@ -2,6 +2,7 @@
 //!
 //! - [`peer_connection`]: `RTCPeerConnection` (WebRTC 1.0 §4), one pipeline per connection.
 //! - [`codecs`]: Opus / G.722 / PCMU / PCMA and their GStreamer elements.
+//! - [`dtmf`]: `RTCDTMFSender` (WebRTC 1.0 §7): RFC 4733 telephone-event in SDP and RTP.
 //! - [`ice`]: `RTCConfiguration` → STUN/TURN/policies of webrtcbin.
 //! - [`sdp`]: SDP checks and per-m-line facts (RFC 8866, JSEP RFC 8829).
 //! - [`stats`]: webrtcbin stats → W3C `RTCStats`.
@@ -10,6 +11,7 @@
 //! The module deals in GStreamer elements only; devices are the media module's business.
 
 pub mod codecs;
+pub mod dtmf;
 pub mod ice;
 pub mod peer_connection;
 pub mod sdp;

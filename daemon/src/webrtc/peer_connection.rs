@@ -11,7 +11,7 @@
 //! cached under one lock and an event is sent only when the cached value changes.
 
 use super::codecs::{self, Codec};
-use super::{ice, sdp, stats};
+use super::{dtmf, ice, sdp, stats};
 use crate::error::{EngineError, EngineResult};
 use gst::glib;
 use gst::prelude::*;
@@ -97,6 +97,8 @@ struct SendBranch {
     pt: u8,
     elements: Vec<gst::Element>,
     volume: gst::Element,
+    /// `media-source` audio level of what is encoded (after the track's mute).
+    level: stats::AudioLevelMeter,
 }
 
 /// The linked receive path of a transceiver.
@@ -106,6 +108,8 @@ struct RecvBranch {
     /// The pad the playout sink hangs off (audioresample's src).
     tail: gst::Pad,
     sink: gst::Element,
+    /// RTP sources and decoded level (getSynchronizationSources, inbound-rtp audio members).
+    monitor: stats::ReceiveMonitor,
 }
 
 /// One `RTCRtpTransceiver` with its sender and receiver.
@@ -135,6 +139,8 @@ struct Trans {
     pending_mline: Option<u32>,
     /// Payload type and codec of the last applied answer (what the send branch encodes).
     negotiated: Option<(u8, Codec)>,
+    /// `sender.dtmf` (RFC 4733 events replace audio packets at the payloader's output).
+    dtmf: dtmf::DtmfSender,
 }
 
 struct State {
@@ -166,6 +172,10 @@ struct Inner {
     st: Mutex<State>,
     /// The W3C "operations chain": one SDP operation at a time.
     chain: tokio::sync::Mutex<()>,
+    /// RFC 4733 events the remote peer sent (any transceiver).
+    dtmf_received: dtmf::DtmfReceiver,
+    /// Datagrams through webrtcbin's ICE transports (`transport` / `candidate-pair` stats).
+    counters: stats::TransportCounters,
 }
 
 /// A handle to one `RTCPeerConnection`. Cheap to clone (`Arc` inside), `Send + Sync`. The
@@ -275,6 +285,19 @@ fn desc_from_gst(d: Option<gst_webrtc::WebRTCSessionDescription>) -> Option<RtcS
     Some(RtcSessionDescriptionInit { sdp_type, sdp: d.sdp().as_text().unwrap_or_default() })
 }
 
+/// The text of a description webrtcbin created, with `telephone-event` re-added where webrtcbin
+/// 1.22 dropped it ([`dtmf::ensure_telephone_event`]); `remote_offer` when it is an answer.
+fn with_telephone_event(
+    desc: &gst_webrtc::WebRTCSessionDescription,
+    remote_offer: Option<&gst_sdp::SDPMessageRef>,
+) -> EngineResult<String> {
+    let mut msg = desc.sdp().to_owned();
+    if dtmf::ensure_telephone_event(&mut msg, remote_offer) {
+        tracing::debug!("telephone-event re-added to the created description");
+    }
+    msg.as_text().map_err(|e| op_err(e.to_string()))
+}
+
 fn op_err(msg: impl Into<String>) -> EngineError {
     EngineError::operation(msg)
 }
@@ -303,6 +326,7 @@ impl Trans {
             playout: None,
             pending_mline: None,
             negotiated: None,
+            dtmf: dtmf::DtmfSender::default(),
         }
     }
 
@@ -397,6 +421,8 @@ impl PeerConnection {
                 negotiation_needed: false,
             }),
             chain: tokio::sync::Mutex::new(()),
+            dtmf_received: dtmf::DtmfReceiver::default(),
+            counters: stats::TransportCounters::watch(&webrtc),
         });
         Self::connect_signals(&inner);
 
@@ -412,6 +438,18 @@ impl PeerConnection {
                     gst::MessageView::Warning(w) => tracing::warn!(
                         src = ?msg.src().map(|s| s.path_string()), warning = %w.error(),
                         "pipeline warning"),
+                    // A PLAYING pipeline that falls back to PAUSED (a sink waiting for preroll)
+                    // stops its live capture: the far end hears nothing until it recovers.
+                    gst::MessageView::StateChanged(sc)
+                        if msg.src().is_some_and(|s| s.type_().is_a(gst::Pipeline::static_type())) =>
+                    {
+                        let closing = matches!(sc.pending(), gst::State::Null | gst::State::Ready);
+                        if sc.old() == gst::State::Playing && sc.current() == gst::State::Paused && !closing {
+                            tracing::warn!(pending = ?sc.pending(), "call pipeline lost its PLAYING state");
+                        } else {
+                            tracing::debug!(old = ?sc.old(), current = ?sc.current(), pending = ?sc.pending(), "call pipeline state");
+                        }
+                    }
                     _ => {}
                 }
                 gst::BusSyncReply::Drop
@@ -544,7 +582,7 @@ impl PeerConnection {
             .as_ref()
             .and_then(|s| s.get::<gst_webrtc::WebRTCSessionDescription>("offer").ok())
             .ok_or_else(|| op_err("webrtcbin returned no offer"))?;
-        let sdp = desc.sdp().as_text().map_err(|e| op_err(e.to_string()))?;
+        let sdp = with_telephone_event(&desc, None)?;
         lock(&i.st).last_offer = Some(sdp.clone());
         tracing::debug!("offer created");
         Ok(RtcSessionDescriptionInit { sdp_type: RtcSdpType::Offer, sdp })
@@ -583,7 +621,8 @@ impl PeerConnection {
             .as_ref()
             .and_then(|s| s.get::<gst_webrtc::WebRTCSessionDescription>("answer").ok())
             .ok_or_else(|| op_err("webrtcbin returned no answer"))?;
-        let sdp = desc.sdp().as_text().map_err(|e| op_err(e.to_string()))?;
+        let remote = i.webrtc.property::<Option<gst_webrtc::WebRTCSessionDescription>>("remote-description");
+        let sdp = with_telephone_event(&desc, remote.as_ref().map(|r| r.sdp()))?;
         lock(&i.st).last_answer = Some(sdp.clone());
         tracing::debug!("answer created");
         Ok(RtcSessionDescriptionInit { sdp_type: RtcSdpType::Answer, sdp })
@@ -970,6 +1009,105 @@ impl PeerConnection {
         Ok(())
     }
 
+    /// `RTCDTMFSender.insertDTMF(tones, duration, interToneGap)` (WebRTC 1.0 §7.2) on the DTMF
+    /// sender of `sender_id`: replaces the tones not yet started with `tones` (`0-9 A-D # * ,`,
+    /// any case; `,` = 2 s pause), `duration_ms` clamped to 40..=6000, `gap_ms` to 30..=6000.
+    /// Each tone goes out as RFC 4733 `telephone-event` packets in place of the audio packets it
+    /// covers, starting with the next packet. Errors: closed connection, a sender that does not
+    /// send (currentDirection not sendrecv/sendonly) or without a negotiated telephone-event →
+    /// `invalid_state`; a bad character → `invalid_params` (the SDK throws InvalidCharacterError
+    /// before asking); unknown sender → `not_found`.
+    pub fn insert_dtmf(
+        &self,
+        sender_id: &str,
+        tones: &str,
+        duration_ms: u32,
+        gap_ms: u32,
+    ) -> EngineResult<()> {
+        self.check_open()?;
+        let steps = dtmf::parse_tones(tones, duration_ms, gap_ms).map_err(|e| {
+            tracing::warn!(error = %e, "insertDTMF rejected");
+            EngineError::invalid_params(e)
+        })?;
+        let st = lock(&self.inner.st);
+        let t = st
+            .transceivers
+            .iter()
+            .find(|t| t.sender_id == sender_id)
+            .ok_or_else(|| EngineError::not_found(format!("no sender {sender_id}")))?;
+        if !sends(t.current_direction) {
+            tracing::warn!(sender = sender_id, current_direction = ?t.current_direction, "insertDTMF on a sender that does not send");
+            return Err(EngineError::invalid_state(format!(
+                "sender {sender_id} is not sending (currentDirection {:?})",
+                t.current_direction
+            )));
+        }
+        if t.dtmf.payload().is_none() {
+            tracing::warn!(sender = sender_id, "insertDTMF without negotiated telephone-event");
+            return Err(EngineError::invalid_state(
+                "telephone-event was not negotiated with the remote peer",
+            ));
+        }
+        tracing::info!(sender = sender_id, tones = tones.len(), duration_ms, gap_ms, "insertDTMF");
+        t.dtmf.insert(steps);
+        Ok(())
+    }
+
+    /// `RTCDTMFSender.canInsertDTMF` (WebRTC 1.0 §7.2) of `sender_id`: the sender sends and
+    /// telephone-event is negotiated. Unknown sender → false.
+    pub fn can_insert_dtmf(&self, sender_id: &str) -> bool {
+        let st = lock(&self.inner.st);
+        !st.closed
+            && st
+                .transceivers
+                .iter()
+                .find(|t| t.sender_id == sender_id)
+                .is_some_and(|t| sends(t.current_direction) && t.dtmf.payload().is_some())
+    }
+
+    /// The RFC 4733 packets the DTMF sender of `sender_id` sent (at most the last 512), for
+    /// diagnostics and tests. Unknown sender → empty.
+    pub fn dtmf_sent_packets(&self, sender_id: &str) -> Vec<dtmf::EventPacket> {
+        let st = lock(&self.inner.st);
+        st.transceivers
+            .iter()
+            .find(|t| t.sender_id == sender_id)
+            .map(|t| t.dtmf.sent_packets())
+            .unwrap_or_default()
+    }
+
+    /// The RFC 4733 packets received from the remote peer (at most the last 512), oldest
+    /// first: for diagnostics and tests (no W3C API exposes received DTMF).
+    pub fn dtmf_received_packets(&self) -> Vec<dtmf::EventPacket> {
+        self.inner.dtmf_received.packets()
+    }
+
+    /// Gives every sender of `track_id` a new capture element (the track's device is gone and
+    /// it moved to another; `make` opens the new device, once per sender). The old element is
+    /// stopped and dropped, its device released; the send branch, SSRC and sequence numbers
+    /// stay, so the far end sees a continuous stream. Returns how many senders were moved.
+    pub fn replace_track_source(
+        &self,
+        track_id: &str,
+        make: impl Fn() -> EngineResult<gst::Element>,
+    ) -> EngineResult<usize> {
+        let i = &self.inner;
+        let _g = self.inner.span.enter();
+        let mut st = lock(&i.st);
+        if st.closed {
+            return Ok(0);
+        }
+        let mut moved = 0;
+        for t in st.transceivers.iter_mut().filter(|t| t.sender_track.as_deref() == Some(track_id)) {
+            let Some(old) = t.source.take() else { continue };
+            i.detach_source(&old);
+            t.source = Some(make()?);
+            i.attach_source(t)?;
+            moved += 1;
+        }
+        Ok(moved)
+    }
+
     /// `MediaStreamTrack.enabled` for a track this connection sends: a disabled audio track
     /// sends silence (Media Capture §4.3.1.1), by muting the branch's `volume`. Unknown track →
     /// `not_found`.
@@ -1021,21 +1159,103 @@ impl PeerConnection {
         Ok(())
     }
 
-    /// `getStats()` (WebRTC 1.0 §8.2): W3C RTCStats objects from webrtcbin (`inbound-rtp`,
-    /// `outbound-rtp`, `remote-inbound-rtp`, `candidate-pair`, `local-candidate`, `transport`, …),
-    /// spec names in camelCase; `timestamp` in ms.
+    /// `getStats()` (WebRTC 1.0 §8.2, webrtc-stats): the W3C `RTCStatsReport` entries built by
+    /// [`stats::build_report`] from webrtcbin's reply and the engine's own measurements
+    /// (audio levels, RTP sources, transport counters); `timestamp`s in ms since the Unix epoch.
     pub async fn get_stats(&self) -> EngineResult<Vec<serde_json::Value>> {
+        let reply = self.get_stats_raw().await?;
+        let ctx = self.stats_context();
+        Ok(reply.map(|s| stats::build_report(&s, &ctx)).unwrap_or_default())
+    }
+
+    /// What [`stats::build_report`] needs besides webrtcbin's reply, read now.
+    pub fn stats_context(&self) -> stats::ReportContext {
+        let i = &self.inner;
+        let local =
+            i.webrtc.property::<Option<gst_webrtc::WebRTCSessionDescription>>("current-local-description");
+        // Both ends are full ICE agents: the offerer controls (RFC 8445 §6.1.1, RFC 8829 §5.2.1).
+        let ice_role = local.as_ref().map(|d| {
+            if d.type_() == gst_webrtc::WebRTCSDPType::Offer { "controlling" } else { "controlled" }
+        });
+        let ufrag = |d: Option<gst_webrtc::WebRTCSessionDescription>| {
+            let d = d?;
+            let sdp = d.sdp();
+            let from_media = sdp.medias().find_map(|m| m.attribute_val("ice-ufrag").map(str::to_string));
+            from_media.or_else(|| sdp.attribute_val("ice-ufrag").map(str::to_string))
+        };
+        let ice_local_ufrag = ufrag(local);
+        let ice_remote_ufrag = ufrag(i.webrtc.property("current-remote-description"));
+        let mut transport = stats::TransportFacts {
+            ice_role,
+            ice_local_ufrag,
+            ice_remote_ufrag,
+            counters: i.counters.snapshot(),
+            ..Default::default()
+        };
+        let st = lock(&i.st);
+        let transceivers = st
+            .transceivers
+            .iter()
+            .filter(|t| t.kind_audio)
+            .map(|t| {
+                if transport.dtls_state.is_none()
+                    && let Some(dtls) = t.trans.sender().and_then(|s| s.transport())
+                {
+                    let state = dtls.state();
+                    transport.dtls_state = Some(stats::dtls_state_name(state));
+                    if state != gst_webrtc::WebRTCDTLSTransportState::New {
+                        transport.dtls_role = Some(if dtls.is_client() { "client" } else { "server" });
+                    }
+                    transport.ice_state = dtls.transport().map(|ice| stats::ice_state_name(ice.state()));
+                }
+                let target_bitrate = t.send.as_ref().and_then(|b| match b.codec {
+                    Codec::Opus => b
+                        .elements
+                        .iter()
+                        .find(|e| e.factory().is_some_and(|f| f.name() == "opusenc"))
+                        .map(|e| e.property::<i32>("bitrate").max(0) as u32),
+                    // G.722, PCMU and PCMA are fixed-rate 64 kbit/s codecs.
+                    _ => Some(64_000),
+                });
+                stats::TransceiverFacts {
+                    sender_id: t.sender_id.clone(),
+                    mid: t.trans.mid().map(|m| m.to_string()),
+                    mline: t.mline(),
+                    sender_track: t.sender_track.clone(),
+                    receiver_track: t.receiver_track.clone(),
+                    negotiated: t.negotiated,
+                    target_bitrate,
+                    media_source: t.send.as_ref().map(|b| b.level.snapshot()),
+                    receive: t.recv.as_ref().map(|r| r.monitor.snapshot()),
+                }
+            })
+            .collect();
+        stats::ReportContext { now_ms: stats::now_ms(), transceivers, transport }
+    }
+
+    /// `RTCRtpReceiver.getSynchronizationSources()` / `getContributingSources()` (WebRTC 1.0
+    /// §5.3.4) of the receiver `receiver_id`: sources heard in the last 10 s, newest first
+    /// (empty before any RTP). Unknown receiver → `not_found`.
+    pub fn rtp_sources(&self, receiver_id: &str) -> EngineResult<stats::ReceiveSnapshot> {
+        self.check_open()?;
+        let st = lock(&self.inner.st);
+        let t = st
+            .transceivers
+            .iter()
+            .find(|t| t.receiver_id == receiver_id)
+            .ok_or_else(|| EngineError::not_found(format!("no receiver {receiver_id}")))?;
+        Ok(t.recv.as_ref().map(|r| r.monitor.snapshot()).unwrap_or_default())
+    }
+
+    /// webrtcbin's own `get-stats` reply, unmapped (GStreamer 1.22 field names, one
+    /// `GstStructure` per stat id): for tests and diagnostics; pages get [`Self::get_stats`].
+    pub async fn get_stats_raw(&self) -> EngineResult<Option<gst::Structure>> {
         self.check_open()?;
         let i = &self.inner;
-        let reply = i
-            .promise("get-stats", |p| {
-                i.webrtc.emit_by_name::<()>("get-stats", &[&None::<gst::Pad>, p]);
-            })
-            .await?;
-        let mut out = reply.map(|s| stats::reply_to_json(&s)).unwrap_or_default();
-        let negotiated = lock(&i.st).transceivers.iter().find_map(|t| t.negotiated);
-        stats::normalize(&mut out, negotiated);
-        Ok(out)
+        i.promise("get-stats", |p| {
+            i.webrtc.emit_by_name::<()>("get-stats", &[&None::<gst::Pad>, p]);
+        })
+        .await
     }
 
     /// The attributes of the connection now (`PcState` of docs/protocol.md).
@@ -1094,7 +1314,27 @@ impl PeerConnection {
             st.ice = RtcIceConnectionState::Closed;
             st.conn = RtcPeerConnectionState::Closed;
         }
-        let _ = i.pipeline.set_state(gst::State::Null);
+        // An element stuck in its state change (pipewiresink's lock inversion, see
+        // media/output.rs) must not take the daemon with it: the teardown runs on a thread of
+        // its own and the caller waits a bounded time.
+        let pipeline = i.pipeline.clone();
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let spawned = std::thread::Builder::new().name("pc-teardown".into()).spawn(move || {
+            let _ = pipeline.set_state(gst::State::Null);
+            let _ = done_tx.send(());
+        });
+        match spawned {
+            Ok(_) => {
+                if done_rx.recv_timeout(std::time::Duration::from_secs(3)).is_err() {
+                    tracing::error!(
+                        "call pipeline did not stop within 3 s (a GStreamer element is stuck); left behind"
+                    );
+                }
+            }
+            Err(_) => {
+                let _ = i.pipeline.set_state(gst::State::Null);
+            }
+        }
         let mut st = lock(&i.st);
         for t in st.transceivers.iter_mut() {
             t.source = None;
@@ -1174,9 +1414,15 @@ fn make_fakesink() -> EngineResult<gst::Element> {
 }
 
 /// A sink added to a PLAYING pipeline must not wait for preroll, or the pipeline loses its state.
+/// Playout sinks are bins (`vdimedia-playout`): the sink elements inside are the ones to set.
 fn prepare_sink(sink: &gst::Element) {
     if sink.find_property("async").is_some() {
         sink.set_property("async", false);
+    }
+    if let Some(bin) = sink.downcast_ref::<gst::Bin>() {
+        for e in bin.iterate_sinks().into_iter().flatten() {
+            prepare_sink(&e);
+        }
     }
 }
 
@@ -1234,6 +1480,15 @@ impl Inner {
             let caps = caps.get_mut().expect("new caps are writable");
             for c in &self.options.codecs {
                 caps.append_structure(c.preference_structure(c.default_payload_type()));
+            }
+            // RFC 4733 events at each offered audio clock rate (for DTMF, WebRTC 1.0 §7).
+            let mut rates: Vec<u32> = Vec::new();
+            for c in &self.options.codecs {
+                let r = c.clock_rate() as u32;
+                if !rates.contains(&r) {
+                    rates.push(r);
+                    caps.append_structure(dtmf::preference_structure(dtmf::default_payload_type(r), r));
+                }
             }
         }
         caps
@@ -1305,6 +1560,19 @@ impl Inner {
                     }
                     caps.append_structure(s);
                 }
+                // The offer's telephone-event at the clock rates of the codecs we accept.
+                let rates: Vec<u32> = sdp::media_codecs(media)
+                    .into_iter()
+                    .filter(|(_, c)| self.options.codecs.contains(c))
+                    .map(|(_, c)| c.clock_rate() as u32)
+                    .collect();
+                let mut added = Vec::new();
+                for (pt, rate) in dtmf::media_telephone_events(media) {
+                    if rates.contains(&rate) && !added.contains(&rate) {
+                        added.push(rate);
+                        caps.append_structure(dtmf::preference_structure(pt, rate));
+                    }
+                }
             }
             if caps.is_empty() {
                 tracing::warn!(mline = ?t.mline(), "remote offer has no codec we support");
@@ -1363,6 +1631,11 @@ impl Inner {
                 current_direction = ?t.current_direction, codec = %negotiated.map_or("none".into(), |n| n.1.encoding_name().to_ascii_lowercase()),
                 pt = ?negotiated.map(|n| n.0), "negotiated");
             t.negotiated = negotiated;
+            let te = negotiated.and_then(|(_, c)| {
+                let rate = c.clock_rate() as u32;
+                dtmf::negotiated_payload_type(media, rate).map(|pt| (pt, rate))
+            });
+            t.dtmf.set_payload(if sends(t.current_direction) { te } else { None });
             if let Some((pt, codec)) = negotiated
                 && sends(t.current_direction)
                 && t.source.is_some()
@@ -1422,6 +1695,7 @@ impl Inner {
             gst::Element::link_many(&elements).map_err(|e| op_err(format!("send branch: {e}")))?;
             let pay_src = pay.static_pad("src").ok_or_else(|| op_err("payloader has no src pad"))?;
             pay_src.link(&sink_pad).map_err(|e| op_err(format!("payloader → webrtcbin: {e:?}")))?;
+            t.dtmf.attach(&pay_src);
             Ok::<_, EngineError>(())
         })();
         if let Err(e) = built {
@@ -1435,7 +1709,16 @@ impl Inner {
             let _ = e.sync_state_with_parent();
         }
         tracing::info!(transceiver = %t.id, codec = %codec.encoding_name().to_ascii_lowercase(), pt, "send branch linked");
-        t.send = Some(SendBranch { codec, pt, elements, volume });
+        let level = stats::AudioLevelMeter::new();
+        // Metered where the raw format is fixed (the capsfilter before the encoder).
+        if let Some(pad) = elements
+            .iter()
+            .find(|e| e.factory().is_some_and(|f| f.name() == "capsfilter"))
+            .and_then(|e| e.static_pad("src"))
+        {
+            level.attach(&pad);
+        }
+        t.send = Some(SendBranch { codec, pt, elements, volume, level });
         self.attach_source(t)
     }
 
@@ -1509,6 +1792,20 @@ impl Inner {
     fn link_src_pad(&self, pad: &gst::Pad) -> EngineResult<()> {
         let caps = pad.current_caps().ok_or_else(|| op_err("src pad without caps"))?;
         let s = caps.structure(0).ok_or_else(|| op_err("empty caps"))?;
+        if s.get::<&str>("encoding-name").is_ok_and(|n| n.eq_ignore_ascii_case(dtmf::TELEPHONE_EVENT)) {
+            // The remote's RFC 4733 events: recorded and logged, then discarded.
+            let rate = s.get::<i32>("clock-rate").unwrap_or(8000).max(1) as u32;
+            self.dtmf_received.attach(pad, rate);
+            let sink = codecs::make("fakesink")?;
+            sink.set_property("sync", false);
+            sink.set_property("async", false);
+            self.pipeline.add(&sink).map_err(|e| op_err(e.to_string()))?;
+            let sp = sink.static_pad("sink").ok_or_else(|| op_err("fakesink has no sink pad"))?;
+            pad.link(&sp).map_err(|e| op_err(format!("webrtcbin → telephone-event sink: {e:?}")))?;
+            let _ = sink.sync_state_with_parent();
+            tracing::info!(pad = %pad.name(), clock_rate = rate, "receiving telephone-event");
+            return Ok(());
+        }
         let codec = codecs::codec_of_caps(s)
             .ok_or_else(|| op_err(format!("received a stream we cannot decode ({caps}); discarding")))?;
         let trans = pad
@@ -1557,13 +1854,18 @@ impl Inner {
             }
             return Err(e);
         }
+        let monitor = stats::ReceiveMonitor::new();
+        if let Some(rtp) = depay.static_pad("sink") {
+            monitor.attach(&rtp, &tail);
+        }
         tracing::info!(pad = %pad.name(), codec = %codec.encoding_name().to_ascii_lowercase(), sink = %sink.name(), "receiving");
         let Some(t) = t else { return Ok(()) };
         match (previous, playout) {
             (Some(prev), Some(p)) if prev.sink == p => {
                 let (pipeline, pc_id) = (self.pipeline.clone(), self.id.clone());
                 let (new_tail, new_fake) = (tail.clone(), sink.clone());
-                t.recv = Some(RecvBranch { _elements: elements, tail, sink: p.clone() });
+                t.recv =
+                    Some(RecvBranch { _elements: elements, monitor: monitor.clone(), tail, sink: p.clone() });
                 let fake = make_fakesink()?;
                 swap_sink(
                     &self.pipeline,
@@ -1576,7 +1878,7 @@ impl Inner {
                     })),
                 );
             }
-            _ => t.recv = Some(RecvBranch { _elements: elements, tail, sink }),
+            _ => t.recv = Some(RecvBranch { _elements: elements, monitor: monitor.clone(), tail, sink }),
         }
         Ok(())
     }

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 use vdimedia_protocol::{Channel, ChannelConfig, ChannelEvent, Message, Open, Response, SessionId};
@@ -101,5 +101,156 @@ impl Page {
             .await;
         let ChannelEvent::Message { message: Message::Response(r), .. } = ev else { unreachable!() };
         r.outcome.unwrap_or_else(|e| panic!("{method} failed: {e:?}"))
+    }
+}
+
+/// A fresh directory under the temp dir, unique to this test process.
+pub fn tempdir(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("vdimedia-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Waits up to 15 s for `p` to exist; panics (with `log`'s text, if given) if `child` exits first.
+pub fn wait_for_path(p: &Path, child: &mut Child, log: Option<&Path>) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !p.exists() {
+        if let Ok(Some(status)) = child.try_wait() {
+            let text = log.map(|l| std::fs::read_to_string(l).unwrap_or_default()).unwrap_or_default();
+            panic!("process exited early: {status}\n{text}");
+        }
+        assert!(Instant::now() < deadline, "{} never appeared", p.display());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The private PipeWire graph of tests/rig/pipewire.sh (virtual mic, null sink), stopped on
+/// drop. `env` is what a process needs to reach it (XDG_RUNTIME_DIR, …; not PIPEWIRE_REMOTE
+/// or PULSE_SERVER, so clients find the graph the way the daemon does).
+pub struct Rig {
+    pub dir: std::path::PathBuf,
+    script: std::path::PathBuf,
+    pub env: std::collections::HashMap<String, String>,
+}
+
+impl Rig {
+    /// Starts the rig in `dir`, or returns None (printing why) when PipeWire is not installed.
+    pub fn start(dir: std::path::PathBuf) -> Option<Rig> {
+        use std::process::Command;
+        if Command::new("pipewire").arg("--version").output().is_err() {
+            eprintln!("SKIP: pipewire is not installed (scripts/install-deps.sh)");
+            return None;
+        }
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/rig/pipewire.sh");
+        let out = Command::new("bash").arg(&script).arg("start").arg(&dir).output().expect("run rig script");
+        assert!(
+            out.status.success(),
+            "PipeWire rig failed to start: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = std::fs::read_to_string(dir.join("env")).expect("rig writes DIR/env");
+        let env = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("export ")?.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.trim_matches(['"', '\'']).to_string()))
+            .filter(|(k, _)| k != "PIPEWIRE_REMOTE" && k != "PULSE_SERVER")
+            .collect();
+        Some(Rig { dir, script, env })
+    }
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("bash").arg(&self.script).arg("stop").arg(&self.dir).status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Page {
+    /// Creates peer connections "a" and "b" in session `sid`, has "a" send `track` (a capture
+    /// track id from `media.getUserMedia`) and completes offer/answer; ICE then needs
+    /// [`Page::trickle`] until connected.
+    pub async fn negotiate_loopback(&mut self, sid: SessionId, track: &str) {
+        self.request(sid, "pc.create", json!({"pc": "a"})).await;
+        self.request(sid, "pc.create", json!({"pc": "b"})).await;
+        self.request(sid, "pc.addTrack", json!({"pc": "a", "track": track, "streams": ["s"]})).await;
+        let offer = self.request(sid, "pc.createOffer", json!({"pc": "a"})).await;
+        self.request(sid, "pc.setLocalDescription", json!({"pc": "a", "description": offer})).await;
+        self.request(sid, "pc.setRemoteDescription", json!({"pc": "b", "description": offer})).await;
+        let answer = self.request(sid, "pc.createAnswer", json!({"pc": "b"})).await;
+        self.request(sid, "pc.setLocalDescription", json!({"pc": "b", "description": answer})).await;
+        self.request(sid, "pc.setRemoteDescription", json!({"pc": "a", "description": answer})).await;
+    }
+
+    /// Forwards `pc.icecandidate` events between peer connections `a` and `b` of session `sid`.
+    pub async fn trickle(&mut self, sid: SessionId) {
+        let cands: Vec<(String, Value)> = self
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                ChannelEvent::Message { message: Message::Event(ev), .. }
+                    if ev.event == "pc.icecandidate" =>
+                {
+                    Some((ev.params["pc"].as_str()?.to_string(), ev.params["candidate"].clone()))
+                }
+                _ => None,
+            })
+            .collect();
+        self.events.retain(
+            |e| !matches!(e, ChannelEvent::Message { message: Message::Event(ev), .. } if ev.event == "pc.icecandidate"),
+        );
+        for (from, cand) in cands {
+            let to = if from == "a" { "b" } else { "a" };
+            self.request(sid, "pc.addIceCandidate", json!({"pc": to, "candidate": cand})).await;
+        }
+    }
+}
+
+impl Rig {
+    /// Runs a PipeWire tool (`pw-cli`, `pw-dump`, …) against the rig; panics when it fails.
+    pub fn pw(&self, args: &[&str]) -> String {
+        let out = std::process::Command::new(args[0])
+            .args(&args[1..])
+            .envs(&self.env)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The PipeWire object id of the node whose `node.name` is `name`, if it exists.
+    pub fn node_id(&self, name: &str) -> Option<u64> {
+        let dump: Value = serde_json::from_str(&self.pw(&["pw-dump", "--no-colors"])).unwrap();
+        dump.as_array()?
+            .iter()
+            .find_map(|o| (o["info"]["props"]["node.name"] == name).then(|| o["id"].as_u64()).flatten())
+    }
+
+    /// Starts `daemon` (the vdimediad binary) on the rig's PipeWire with its VC socket at
+    /// `DIR/NAME.sock` and its log at `DIR/NAME.log`; returns when the socket exists.
+    pub fn start_daemon(&self, daemon: &str, dir: &Path, name: &str) -> Reaper {
+        let vc = dir.join(format!("{name}.sock"));
+        let log = dir.join(format!("{name}.log"));
+        let mut child = Reaper(
+            std::process::Command::new(daemon)
+                .envs(&self.env)
+                .env("VDIMEDIA_LOG", "info,media=debug")
+                .env_remove("JOURNAL_STREAM")
+                .args([
+                    "--listen",
+                    &format!("unix:{}", vc.display()),
+                    "--backend",
+                    "pipewire",
+                    "--loopback-ice",
+                ])
+                .stderr(std::fs::File::create(&log).unwrap())
+                .spawn()
+                .unwrap(),
+        );
+        wait_for_path(&vc, &mut child.0, Some(&log));
+        child
     }
 }

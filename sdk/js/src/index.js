@@ -16,3 +16,4 @@ export {
 } from './rtp.js';
 export { MediaStream, MediaStreamTrack, MediaStreamTrackEvent, MediaDeviceInfo } from './media.js';
 export { OverconstrainedError } from './errors.js';
+export { RTCDTMFSender, RTCDTMFToneChangeEvent } from './dtmf.js';

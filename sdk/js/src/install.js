@@ -10,6 +10,7 @@ import {
   remoteEnumerateDevices,
   remoteGetUserMedia,
 } from './media.js';
+import { RTCDTMFSender, RTCDTMFToneChangeEvent } from './dtmf.js';
 import { RTCPeerConnection } from './peerconnection.js';
 import { patchMediaElements } from './playout.js';
 import {
@@ -159,6 +160,8 @@ function patchGlobals(win, session) {
   setGlobal('RTCPeerConnectionIceEvent', RTCPeerConnectionIceEvent);
   setGlobal('RTCTrackEvent', RTCTrackEvent);
   setGlobal('RTCStatsReport', RTCStatsReport);
+  setGlobal('RTCDTMFSender', RTCDTMFSender);
+  setGlobal('RTCDTMFToneChangeEvent', RTCDTMFToneChangeEvent);
 
   // MediaStream: remoted when built from remoted tracks (or empty, so a page can add remote
   // tracks to it), native otherwise; `instanceof` is true for both kinds.

@@ -18,6 +18,7 @@ import {
   RTCTrackEvent,
 } from './rtp.js';
 import { activeSession } from './state.js';
+import { pageStats, statsFor } from './stats.js';
 import { debug, defineEventHandlers, legacyCallbacks, warn } from './util.js';
 
 const ICE_TRANSPORT_POLICIES = ['all', 'relay'];
@@ -391,13 +392,28 @@ export class RTCPeerConnection extends EventTarget {
   getSenders() { return this._transceivers.filter((t) => !t.stopped).map((t) => t.sender); }
   getReceivers() { return this._transceivers.filter((t) => !t.stopped).map((t) => t.receiver); }
 
-  /** getStats(selector?) → RTCStatsReport from `pc.getStats` (selector is not applied). */
+  /**
+   * getStats(selector?) (WebRTC 1.0 §8.2) → RTCStatsReport of `pc.getStats`, timestamps on the
+   * page's clock. A MediaStreamTrack selector picks the one sender or receiver with that track
+   * and applies the stats selection algorithm (§8.5); no or several matches → InvalidAccessError.
+   */
   getStats(selector) {
     if (typeof selector === 'function') {
       return Promise.reject(notSupported('vdimedia: the legacy callback form of getStats is not supported'));
     }
     if (this._closed) return Promise.reject(invalidState("Failed to execute 'getStats' on 'RTCPeerConnection': The RTCPeerConnection's signalingState is 'closed'."));
-    return this._request('pc.getStats', {}).then((r) => new RTCStatsReport(r?.stats ?? []));
+    if (selector != null) {
+      if (!(selector instanceof MediaStreamTrack)) {
+        return Promise.reject(new TypeError("Failed to execute 'getStats' on 'RTCPeerConnection': parameter 1 is not of type 'MediaStreamTrack'."));
+      }
+      const senders = this.getSenders().filter((s) => s.track === selector);
+      const receivers = this.getReceivers().filter((r) => r.track === selector);
+      if (senders.length + receivers.length !== 1) {
+        return Promise.reject(invalidAccess("Failed to execute 'getStats' on 'RTCPeerConnection': There is no sender or receiver for the track."));
+      }
+      return statsFor(this, senders.length ? { sender: senders[0] } : { receiver: receivers[0] });
+    }
+    return this._request('pc.getStats', {}).then((r) => new RTCStatsReport(pageStats(r, this)));
   }
 
   /** Data channels are not remoted. */

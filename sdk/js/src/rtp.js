@@ -1,8 +1,10 @@
 // RTCRtpTransceiver / RTCRtpSender / RTCRtpReceiver (WebRTC 1.0 §5) as page-side handles of
 // engine objects, plus RTCStatsReport and the peer connection's event classes.
 
+import { RTCDTMFSender } from './dtmf.js';
 import { notSupported } from './errors.js';
 import { MediaStreamTrack } from './media.js';
+import { RTCStatsReport, rtpSources, statsFor } from './stats.js';
 import { randomId } from './util.js';
 
 const DIRECTIONS = ['sendrecv', 'sendonly', 'recvonly', 'inactive', 'stopped'];
@@ -25,11 +27,21 @@ export class RTCRtpSender {
     this._transactionId = randomId();
     /** Number of page requests (addTrack/removeTrack) changing `track` still in flight. */
     this._pending = 0;
+    /** The RTCRtpTransceiver this sender belongs to (set by it). */
+    this._transceiver = null;
+    this._dtmf = null;
   }
 
   get track() { return this._track; }
-  /** DTMF is not remoted yet, so null (the spec value when DTMF is unsupported). */
-  get dtmf() { return null; }
+  /**
+   * `dtmf` (WebRTC 1.0 §5.2 / §7): the sender's RTCDTMFSender (always the same object) for an
+   * audio sender, null otherwise.
+   */
+  get dtmf() {
+    if (this._transceiver && this._transceiver._kind !== 'audio') return null;
+    if (!this._dtmf) this._dtmf = new RTCDTMFSender(this);
+    return this._dtmf;
+  }
   get transport() { return null; }
   get rtcpTransport() { return null; }
 
@@ -53,8 +65,9 @@ export class RTCRtpSender {
     return Promise.reject(notSupported('vdimedia: RTCRtpSender.replaceTrack is not implemented yet'));
   }
 
+  /** getStats() (WebRTC 1.0 §5.2): this sender's outbound-rtp and what it references (§8.5). */
   getStats() {
-    return this._pc.getStats();
+    return statsFor(this._pc, { sender: this });
   }
 
   /** @param {'audio'|'video'} kind */
@@ -79,11 +92,14 @@ export class RTCRtpReceiver {
     return { headerExtensions: [], rtcp: { cname: '', reducedSize: false }, codecs: [] };
   }
 
-  getContributingSources() { return []; }
-  getSynchronizationSources() { return []; }
+  /** RTCRtpContributingSource entries of the last 10 s (WebRTC 1.0 §5.3.4); see stats.js. */
+  getContributingSources() { return rtpSources(this, 'contributingSources'); }
+  /** RTCRtpSynchronizationSource entries of the last 10 s, with `audioLevel`; see stats.js. */
+  getSynchronizationSources() { return rtpSources(this, 'synchronizationSources'); }
 
+  /** getStats() (WebRTC 1.0 §5.3): this receiver's inbound-rtp and what it references (§8.5). */
   getStats() {
-    return this._pc.getStats();
+    return statsFor(this._pc, { receiver: this });
   }
 
   /** @param {'audio'|'video'} kind */
@@ -123,6 +139,7 @@ export class RTCRtpTransceiver {
     this._currentDirection = null;
     this._senderEverHadTrack = !!init.track;
     this.sender = new RTCRtpSender(pc, init.track ?? null);
+    this.sender._transceiver = this;
     const session = pc._session;
     // A placeholder until the engine names the receiver's track (WebRTC 1.0 §5.3: the
     // receiver has a track from the start).
@@ -161,7 +178,12 @@ export class RTCRtpTransceiver {
     if (info.id != null) this._id = String(info.id);
     if ('mid' in info) this._mid = info.mid ?? null;
     if (DIRECTIONS.includes(info.direction)) this._direction = info.direction;
-    if ('currentDirection' in info) this._currentDirection = info.currentDirection ?? null;
+    // Once an answer set it, currentDirection never goes back to null (WebRTC 1.0 §5.4): a
+    // `pc.track` event the engine built before it applied the answer (its transceiver says
+    // null) may be delivered after the PcState that has the negotiated value.
+    if ('currentDirection' in info && (info.currentDirection != null || this._currentDirection === null)) {
+      this._currentDirection = info.currentDirection ?? null;
+    }
     if (info.sender) {
       if (info.sender.id != null) this.sender._id = String(info.sender.id);
       // While the page's own addTrack/removeTrack is in flight its local value wins.
@@ -199,27 +221,8 @@ export class RTCRtpTransceiver {
   }
 }
 
-/**
- * `RTCStatsReport` (WebRTC 1.0 §8.3): a read-only map from stats id to RTCStats dictionary.
- */
-export class RTCStatsReport {
-  /** @param {Array<{id: string, type: string, timestamp: number}>} stats */
-  constructor(stats = []) {
-    this._map = new Map();
-    for (const s of stats) if (s && s.id != null) this._map.set(String(s.id), s);
-  }
-
-  get size() { return this._map.size; }
-  get(id) { return this._map.get(id); }
-  has(id) { return this._map.has(id); }
-  keys() { return this._map.keys(); }
-  values() { return this._map.values(); }
-  entries() { return this._map.entries(); }
-  forEach(fn, thisArg) {
-    this._map.forEach((v, k) => fn.call(thisArg, v, k, this));
-  }
-  [Symbol.iterator]() { return this._map.entries(); }
-}
+/** `RTCStatsReport` lives with the rest of getStats in stats.js. */
+export { RTCStatsReport };
 
 /** `RTCPeerConnectionIceEvent` (WebRTC 1.0 §4.8.3). */
 export class RTCPeerConnectionIceEvent extends Event {

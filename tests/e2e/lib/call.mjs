@@ -48,6 +48,10 @@ const DAEMON_READY_LOG = 'GStreamer and DTLS certificate ready';
  *   the report's checks (after `connected`), the whole result is `report.scenario`
  * @property {string} [scenarioName] name of `scenario` for the report and work dir
  * @property {string} [pageAInit] script evaluated in page A before its own scripts (scenarios)
+ * @property {{A?: RTCConfiguration, B?: RTCConfiguration}} [rtcConfig] per page, merged over the
+ *   configuration the page passes to `new RTCPeerConnection` (the pages pass `{iceServers: []}`):
+ *   e.g. TURN servers and `iceTransportPolicy: 'relay'` (tests/e2e/lib/turn.mjs). Applied once
+ *   the page (and in SDK mode the SDK) has loaded, to whatever `RTCPeerConnection` the page has.
  * @property {(line: string) => void} [log]
  */
 
@@ -208,6 +212,18 @@ export async function runCall(opts) {
       }
     }
     log(`pages loaded (${server.url})`);
+    for (const s of ['A', 'B']) {
+      if (!o.rtcConfig?.[s]) continue;
+      // Wraps the page's constructor (native or the SDK's) so the page's own config gets these
+      // members on top; the page code stays the unconfigured softphone it is.
+      await side[s].page.evaluate((cfg) => {
+        const Base = window.RTCPeerConnection;
+        window.RTCPeerConnection = new Proxy(Base, {
+          construct: (target, [config, ...rest]) => new target({ ...(config ?? {}), ...cfg }, ...rest),
+        });
+      }, o.rtcConfig[s]);
+      log(`page ${s} RTCConfiguration: ${JSON.stringify({ ...o.rtcConfig[s], iceServers: o.rtcConfig[s].iceServers?.map((x) => ({ ...x, credential: x.credential && '***' })) })}`);
+    }
 
     // ---- SDK mode: A's mouth and ear are the rig's devices ----
     let recStartedAt = null;
@@ -281,6 +297,8 @@ export async function runCall(opts) {
         for (const e of collected[s].errors ?? []) report.errors.push(`page ${s}: ${e}`);
         if (collected[s].statsError) report.errors.push(`getStats ${s}: ${collected[s].statsError}`);
         report.stats[s] = summarizeStats(collected[s].stats ?? []);
+        report.stats_members = report.stats_members ?? {};
+        report.stats_members[s] = statsMembers(collected[s].stats ?? []);
         fs.writeFileSync(path.join(dir, `stats-${s}.json`), JSON.stringify(collected[s].stats ?? [], null, 1));
         report.timeline[s] = (collected[s].log ?? []).map((e) => ({ ...e, t: Math.round(e.t - callAt) }));
       }
@@ -381,8 +399,33 @@ export function checks(r, o) {
   if (o.mode === 'sdk') {
     const total = r.vc_bytes?.total ?? null;
     add('vc bytes (signalling only)', total !== null && total > 0 && total < VC_BYTES_MAX, total, `0 < bytes < ${VC_BYTES_MAX}`);
+    // Page A is the SDK's: its getStats() must carry what softphones read (docs/compatibility.md).
+    const have = r.stats_members?.A ?? {};
+    const missing = Object.entries(SOFTPHONE_STATS).flatMap(([t, ks]) => ks.filter((k) => !(have[t] ?? []).includes(k)).map((k) => `${t}.${k}`));
+    add('getStats members (SDK)', missing.length === 0, missing, 'every member softphones read');
   }
   return out;
+}
+
+/** W3C webrtc-stats members softphone SDKs read, by stats type (checked on the SDK's page). */
+const SOFTPHONE_STATS = {
+  codec: ['payloadType', 'mimeType', 'clockRate'],
+  'inbound-rtp': ['mid', 'trackIdentifier', 'packetsLost', 'jitter', 'audioLevel', 'totalAudioEnergy', 'jitterBufferDelay', 'jitterBufferEmittedCount'],
+  'outbound-rtp': ['mid', 'mediaSourceId', 'headerBytesSent'],
+  'remote-inbound-rtp': ['roundTripTime', 'totalRoundTripTime'],
+  'remote-outbound-rtp': ['remoteTimestamp', 'reportsSent'],
+  'media-source': ['audioLevel', 'totalAudioEnergy', 'totalSamplesDuration'],
+  transport: ['selectedCandidatePairId', 'dtlsState', 'iceRole'],
+  'candidate-pair': ['state', 'nominated', 'currentRoundTripTime', 'bytesSent'],
+  'local-candidate': ['address', 'port'],
+  'remote-candidate': ['address', 'port'],
+};
+
+/** The member names present in a getStats() list, by stats type. */
+function statsMembers(list) {
+  const m = {};
+  for (const st of list) for (const k of Object.keys(st)) (m[st.type] ??= new Set()).add(k);
+  return Object.fromEntries(Object.entries(m).map(([t, v]) => [t, [...v]]));
 }
 
 /**

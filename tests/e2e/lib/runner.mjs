@@ -33,7 +33,7 @@ const LOCK = path.join(OUT_DIR, '.call-lock');
  * overlap (node --test may run files in parallel on machines with more cores, and two calls at
  * once on a small machine ruin each other's PESQ). A lock left by a dead process is taken over.
  */
-async function withCallLock(fn) {
+export async function withCallLock(fn) {
   fs.mkdirSync(OUT_DIR, { recursive: true });
   for (;;) {
     try {

@@ -129,6 +129,12 @@ check "user vdimedia exists, in group audio" sh -c "chroot '$root' id vdimedia |
 check "user vdimedia-bridge exists" in_root getent passwd vdimedia-bridge
 check "user vdimedia-bridge has no login shell" sh -c "chroot '$root' getent passwd vdimedia-bridge | grep -q ':/usr/sbin/nologin$'"
 
+step "bridge TLS certificate (postinst: vdimedia-bridge --make-cert)"
+check "certificate made at install, owned by vdimedia-bridge" sh -c \
+  "chroot '$root' stat -c %U /var/lib/vdimedia-bridge/bridge-cert.pem | grep -Fx vdimedia-bridge"
+check "private key readable by its owner only" sh -c \
+  "chroot '$root' stat -c %a /var/lib/vdimedia-bridge/bridge-key.pem | grep -Fx 600"
+
 step "systemd enablement"
 check "user socket enabled for every user" test -L "$root/etc/systemd/user/sockets.target.wants/vdimediad.socket"
 check "bridge service enabled" test -L "$root/etc/systemd/system/multi-user.target.wants/vdimedia-bridge.service"
@@ -142,7 +148,8 @@ step "remove and purge"
 check "apt purge leaves no unit symlinks" sh -c "chroot '$root' env DEBIAN_FRONTEND=noninteractive apt-get purge -y -q vdimedia vdimedia-bridge gstreamer1.0-vdimedia >'$work/purge.log' 2>&1 \
   && test ! -e '$root/etc/systemd/user/sockets.target.wants/vdimediad.socket' \
   && test ! -e '$root/etc/systemd/system/multi-user.target.wants/vdimedia-bridge.service' \
-  && test ! -e '$root/usr/bin/vdimediad'"
+  && test ! -e '$root/usr/bin/vdimediad' \
+  && test ! -e '$root/var/lib/vdimedia-bridge'"
 
 step "done"
 [ "$fail" = 0 ] && echo "install-test: PASS" || { echo "install-test: FAILED"; exit 1; }

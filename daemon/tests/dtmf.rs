@@ -6,58 +6,17 @@
 use gst::prelude::*;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
-use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
+use std::time::Duration;
 use vdimedia_protocol::api::*;
 use vdimedia_protocol::message::ErrorCode;
-use vdimediad::webrtc::{Codec, PcEvent, PcOptions, PeerConnection, dtmf};
+use vdimediad::webrtc::{Codec, dtmf};
 
-struct Peer {
-    pc: PeerConnection,
-    rx: UnboundedReceiver<PcEvent>,
-}
+mod common;
+use common::loopback::{Peer, peer, pump_until as pump};
 
-fn peer(name: &str, codecs: Vec<Codec>) -> Peer {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
-    let (tx, rx) = unbounded_channel();
-    let opts = PcOptions { loopback_ice: true, codecs, ..PcOptions::default() };
-    Peer { pc: PeerConnection::with_options(name, &RtcConfiguration::default(), opts, tx).unwrap(), rx }
-}
-
+/// audiotestsrc's default level (0.8 peak).
 fn tone(freq: f64) -> gst::Element {
-    gst::ElementFactory::make("audiotestsrc")
-        .property("is-live", true)
-        .property("freq", freq)
-        .property("samplesperbuffer", 480i32)
-        .build()
-        .unwrap()
-}
-
-/// Trickles candidates between the peers until `done` or the timeout.
-async fn pump(a: &mut Peer, b: &mut Peer, timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if done() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        while let Ok(ev) = a.rx.try_recv() {
-            if let PcEvent::IceCandidate(c) = ev {
-                b.pc.add_ice_candidate(c).await.unwrap();
-            }
-        }
-        while let Ok(ev) = b.rx.try_recv() {
-            if let PcEvent::IceCandidate(c) = ev {
-                a.pc.add_ice_candidate(c).await.unwrap();
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    common::loopback::tone(freq, 0.8)
 }
 
 /// A offers, B answers, both send a tone; returns once both are connected.

@@ -11,57 +11,11 @@
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 use vdimedia_protocol::api::*;
-use vdimediad::webrtc::{Codec, PcEvent, PcOptions, PeerConnection};
+use vdimediad::webrtc::Codec;
 
-struct Peer {
-    pc: PeerConnection,
-    rx: UnboundedReceiver<PcEvent>,
-    events: Vec<PcEvent>,
-}
-
-fn peer(name: &str, codecs: Vec<Codec>) -> Peer {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
-    let (tx, rx) = unbounded_channel();
-    let opts = PcOptions { loopback_ice: true, codecs, ..PcOptions::default() };
-    let pc = PeerConnection::with_options(name, &RtcConfiguration::default(), opts, tx).unwrap();
-    Peer { pc, rx, events: Vec::new() }
-}
-
-/// A live sine tone (`volume` 0..1 peak) in 10 ms buffers.
-fn tone(freq: f64, volume: f64) -> gst::Element {
-    gst::ElementFactory::make("audiotestsrc")
-        .property("is-live", true)
-        .property("freq", freq)
-        .property("volume", volume)
-        .property("samplesperbuffer", 480i32)
-        .build()
-        .unwrap()
-}
-
-/// Moves trickled candidates both ways and records events, for `d`.
-async fn pump(a: &mut Peer, b: &mut Peer, d: Duration) {
-    let deadline = Instant::now() + d;
-    while Instant::now() < deadline {
-        while let Ok(ev) = a.rx.try_recv() {
-            if let PcEvent::IceCandidate(c) = &ev {
-                b.pc.add_ice_candidate(c.clone()).await.unwrap();
-            }
-            a.events.push(ev);
-        }
-        while let Ok(ev) = b.rx.try_recv() {
-            if let PcEvent::IceCandidate(c) = &ev {
-                a.pc.add_ice_candidate(c.clone()).await.unwrap();
-            }
-            b.events.push(ev);
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
+mod common;
+use common::loopback::{Peer, peer, pump, tone};
 
 /// A offers a 440 Hz tone at peak 0.5, B answers with 880 Hz at peak 0.25; both play out into
 /// fakesinks (the engine's default).

@@ -1,6 +1,8 @@
 //! Helpers shared by the daemon's integration tests that drive a real `vdimediad` process.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod loopback;
+
 use std::path::Path;
 use std::process::Child;
 use std::time::{Duration, Instant};

@@ -111,7 +111,11 @@ fn ctl_status_diagnose_test_call_and_permissions_on_the_real_daemon() {
         });
         let s = status_json(env, &sock);
         let pcs = &s["sessions"][0]["peerConnections"];
-        if pcs[0]["connectionState"] == "connected" && pcs[1]["packetsReceived"].as_u64().unwrap_or(0) > 10 {
+        // Sender and receiver counters are sampled by different elements at different moments
+        // (rtpsession vs the jitterbuffer), so wait for each side on its own.
+        let sent = pcs[0]["packetsSent"].as_u64().unwrap_or(0);
+        let received = pcs[1]["packetsReceived"].as_u64().unwrap_or(0);
+        if pcs[0]["connectionState"] == "connected" && sent > 10 && received > 10 {
             break s;
         }
         assert!(Instant::now() < deadline, "the call never connected with media: {s:#}");

@@ -99,7 +99,7 @@ fn metering_sink() -> (gst::Element, Arc<Mutex<Meter>>) {
         if s.is_empty() || (energy / s.len() as f64).sqrt() < 0.01 {
             return gst::PadProbeReturn::Ok;
         }
-        let mut m = m.lock().unwrap();
+        let mut m = m.lock().unwrap_or_else(|e| e.into_inner()); // no panic on a streaming thread
         m.rate = rate;
         m.voiced += s.len() as u64;
         m.crossings += s.windows(2).filter(|w| (w[0] < 0.0) != (w[1] < 0.0)).count() as u64;

@@ -235,7 +235,7 @@ fn media_pipewire_rig_end_to_end() {
     sink.static_pad("sink").unwrap().add_probe(gst::PadProbeType::BUFFER, move |_, info| {
         if let Some(gst::PadProbeData::Buffer(buf)) = &info.data {
             let map = buf.map_readable().unwrap();
-            let mut a = acc2.lock().unwrap();
+            let mut a = acc2.lock().unwrap_or_else(|e| e.into_inner());
             for c in map.chunks_exact(2) {
                 let s = i16::from_le_bytes([c[0], c[1]]) as f64 / 32768.0;
                 a.sum_sq += s * s;

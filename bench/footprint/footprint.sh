@@ -52,12 +52,13 @@ node tests/arm64/lib/loopback-call.mjs --seconds "$seconds" --timeout 60 --footp
   -- "$X86/vdimediad" >"$work/call.json" 2>"$work/call.err" || { cat "$work/call.err" >&2; exit 1; }
 node -e '
   const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
-  console.log("| state | RSS (MiB) | threads | shared objects mapped |");
-  console.log("| --- | ---: | ---: | ---: |");
+  console.log("| state | RSS (MiB) | of it anonymous (heap, stacks) | of it file-backed (code of mapped libraries) | threads | shared objects mapped |");
+  console.log("| --- | ---: | ---: | ---: | ---: | ---: |");
   const states = [["beforeChannel", "started, no VC channel"], ["idleChannel", "idle, one VC channel handshaken, no page session"], ["idleSession", "idle, one page session open, no call"], ["inCall", "in a call (both legs, Opus)"], ["afterCall", "2 s after pc.close of both"], ["afterSession", "2 s after the session closed too"]];
   for (const [k, name] of states) {
     const s = r[k];
-    console.log(`| ${name} | ${(s.rssKiB / 1024).toFixed(1)} | ${s.threads} | ${s.libs} |`);
+    const mib = (k) => (k / 1024).toFixed(1);
+    console.log(`| ${name} | ${mib(s.rssKiB)} | ${mib(s.rssAnonKiB)} | ${mib(s.rssFileKiB)} | ${s.threads} | ${s.libs} |`);
   }
   const names = (s) => Object.entries(s.threadNames.reduce((m, n) => (m[n] = (m[n] ?? 0) + 1, m), {})).map(([n, c]) => c > 1 ? `${n}×${c}` : n).join(", ");
   console.log(`\nWELCOME ${r.welcomeMs} ms after connect; call up ${r.setupMs} ms after createOffer.`);

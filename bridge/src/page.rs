@@ -75,6 +75,9 @@ impl StatusReason {
 pub(crate) enum PageEvent {
     /// A `status` message, ready to send.
     Status { redirected: bool, text: String },
+    /// A `status` with `resuming: true`, ready to send: the channel is away, the session is
+    /// kept (the page stays attached; its requests get `invalid_state` until it returns).
+    Suspended { text: String },
     /// A message of the page's session from the engine.
     Message(Message),
     /// An `ERROR` from the engine or the bridge, sent as `{"type":"error","error":…}`.
@@ -96,6 +99,29 @@ impl PageEvent {
             "capabilities": w.capabilities,
         });
         PageEvent::Status { redirected: true, text: v.to_string() }
+    }
+
+    /// `{"type":"status","redirected":true,"resumed":true,…}`: as [`PageEvent::status_up`],
+    /// after a suspended session was resumed with its objects and calls.
+    pub(crate) fn status_resumed(w: &Welcome) -> PageEvent {
+        let PageEvent::Status { text, .. } = Self::status_up(w) else { unreachable!() };
+        let mut v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        v["resumed"] = true.into();
+        PageEvent::Status { redirected: true, text: v.to_string() }
+    }
+
+    /// `{"type":"status","redirected":false,"reason":"channel_lost","resuming":true,
+    /// "grace_ms","message"}`: the channel dropped, the daemon keeps the session for `grace_ms`.
+    pub(crate) fn status_suspended(message: impl Into<String>, grace_ms: u64) -> PageEvent {
+        let v = json!({
+            "type": "status",
+            "redirected": false,
+            "reason": StatusReason::ChannelLost.as_str(),
+            "resuming": true,
+            "grace_ms": grace_ms,
+            "message": message.into(),
+        });
+        PageEvent::Suspended { text: v.to_string() }
     }
 
     /// `{"type":"status","redirected":false,"reason","message"}`.
@@ -511,7 +537,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Page<S> {
         let (tx, rx) = mpsc::channel(PAGE_QUEUE);
         self.events = Some(rx);
         self.state = State::Opening;
-        let open = Open { origin: self.origin.clone(), agent: self.agent.clone(), sdk: h.sdk };
+        let open = Open { origin: self.origin.clone(), agent: self.agent.clone(), sdk: h.sdk, resume: None };
         let cmd = VcCommand::Open {
             page: self.id,
             open,
@@ -529,6 +555,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Page<S> {
                 if !redirected {
                     info!(page = self.id, status = %text, "page not redirected");
                 }
+                self.send_text(text).await
+            }
+            PageEvent::Suspended { text } => {
+                info!(page = self.id, status = %text, "page suspended: channel away");
                 self.send_text(text).await
             }
             PageEvent::Message(m) => self.send_message(&m).await,

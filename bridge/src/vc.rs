@@ -57,21 +57,35 @@ enum Attach {
     /// `OPEN` sent, waiting for `OPENED`.
     Opening(SessionId),
     Open(SessionId),
+    /// The channel dropped while the session was open and the daemon parked it: waiting for
+    /// the channel to return (until `deadline`) to `OPEN` again with `resume`.
+    Suspended {
+        deadline: Instant,
+    },
+    /// `OPEN` with `resume` sent on the returned channel, waiting for `OPENED`.
+    Resuming(SessionId),
 }
 
 struct PageEntry {
     events: mpsc::Sender<PageEvent>,
     attach: Attach,
+    /// The page's `OPEN` (without `resume`), sent again to resume.
+    open: Open,
+    /// The last `OPENED.resume_token` and `resume_grace_ms`, when the daemon parks sessions.
+    resume: Option<(String, u64)>,
 }
 
 impl PageEntry {
     fn session(&self) -> Option<SessionId> {
         match self.attach {
-            Attach::Opening(s) | Attach::Open(s) => Some(s),
-            Attach::Waiting { .. } => None,
+            Attach::Opening(s) | Attach::Open(s) | Attach::Resuming(s) => Some(s),
+            Attach::Waiting { .. } | Attach::Suspended { .. } => None,
         }
     }
 }
+
+/// Page text of the final `channel_lost` status when a suspended session cannot be resumed.
+const CALLS_ENDED: &str = "calls ended";
 
 /// Source of virtual-channel byte streams.
 pub(crate) enum VcSource {
@@ -253,12 +267,14 @@ impl VcTask {
                 let next = self.source.next(&mut backoff);
                 tokio::pin!(next);
                 loop {
+                    let deadline = next_suspend_deadline(&self.pages);
                     tokio::select! {
                         s = &mut next => break s,
                         cmd = self.commands.recv() => match cmd {
                             Some(cmd) => command_disconnected(&mut self.pages, cmd),
                             None => return,
                         },
+                        () = sleep_until_opt(deadline) => expire_suspended(&mut self.pages, Instant::now()),
                         // Dropping the senders tells every page task to close its WebSocket.
                         _ = self.shutdown.changed() => return self.pages.clear(),
                     }
@@ -283,6 +299,57 @@ impl VcTask {
     }
 }
 
+/// The answer to a page's message while its session is suspended: an `invalid_state` error
+/// response (or `error` for a non-request), so no request waits on a channel that is away.
+fn unavailable(message: &Message) -> PageEvent {
+    let body = ErrorBody::new(
+        ErrorCode::InvalidState,
+        "the virtual channel to vdimediad is away; the session resumes when it returns",
+    );
+    match (message, message.id()) {
+        (Message::Request(_), Some(id)) => PageEvent::Message(Message::response_err(id, body)),
+        _ => PageEvent::Error(body),
+    }
+}
+
+/// Sleeps until `deadline`; forever when `None`.
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The earliest deadline of a suspended page.
+fn next_suspend_deadline(pages: &HashMap<PageId, PageEntry>) -> Option<Instant> {
+    pages
+        .values()
+        .filter_map(|e| match e.attach {
+            Attach::Suspended { deadline } => Some(deadline),
+            _ => None,
+        })
+        .min()
+}
+
+/// Ends the suspended pages whose grace period passed: the daemon has closed their calls.
+fn expire_suspended(pages: &mut HashMap<PageId, PageEntry>, now: Instant) {
+    let expired: Vec<PageId> = pages
+        .iter()
+        .filter(|(_, e)| matches!(e.attach, Attach::Suspended { deadline } if deadline <= now))
+        .map(|(p, _)| *p)
+        .collect();
+    for page in expired {
+        if let Some(entry) = pages.remove(&page) {
+            let grace = entry.resume.as_ref().map_or(0, |r| r.1);
+            info!(page, grace_ms = grace, "suspended page ended: the virtual channel did not return in time");
+            let _ = entry.events.try_send(PageEvent::status_down(
+                StatusReason::ChannelLost,
+                format!("the virtual channel to vdimediad did not return within {grace} ms; {CALLS_ENDED}"),
+            ));
+        }
+    }
+}
+
 fn command_disconnected(pages: &mut HashMap<PageId, PageEntry>, cmd: VcCommand) {
     {
         match cmd {
@@ -294,8 +361,13 @@ fn command_disconnected(pages: &mut HashMap<PageId, PageEntry>, cmd: VcCommand) 
                 debug!(page, "no engine for page");
             }
             VcCommand::Send { page, message } => {
-                // Pages are detached when the channel drops; this is a race with that.
-                debug!(page, id = ?message.id(), "message from a detached page dropped");
+                match pages.get(&page) {
+                    Some(entry) if matches!(entry.attach, Attach::Suspended { .. }) => {
+                        let _ = entry.events.try_send(unavailable(&message));
+                    }
+                    // Pages are detached when the channel drops; this is a race with that.
+                    _ => debug!(page, id = ?message.id(), "message from a detached page dropped"),
+                }
             }
             VcCommand::Close { page, .. } => {
                 pages.remove(&page);
@@ -382,7 +454,12 @@ impl VcTask {
                     debug!(page, "page waits for the channel handshake");
                     self.pages.insert(
                         page,
-                        PageEntry { events, attach: Attach::Waiting { open, min_version, max_version } },
+                        PageEntry {
+                            events,
+                            attach: Attach::Waiting { open: open.clone(), min_version, max_version },
+                            open,
+                            resume: None,
+                        },
                     );
                 }
                 Some(w) => self.open(page, open, min_version, max_version, events, ch, w),
@@ -414,6 +491,7 @@ impl VcTask {
                             Some(refuse(ErrorBody::new(ErrorCode::SessionClosed, format!("not sent: {e}"))))
                         }
                     },
+                    Attach::Suspended { .. } | Attach::Resuming(_) => Some(unavailable(&message)),
                     _ => Some(refuse(ErrorBody::new(ErrorCode::InvalidState, "the session is not open yet"))),
                 };
                 if let Some(ev) = ev {
@@ -465,7 +543,8 @@ impl VcTask {
             Ok(sid) => {
                 info!(page, session = sid, origin = open.origin.as_deref().unwrap_or(""), "session opening");
                 self.sessions.insert(sid, page);
-                self.pages.insert(page, PageEntry { events, attach: Attach::Opening(sid) });
+                self.pages
+                    .insert(page, PageEntry { events, attach: Attach::Opening(sid), open, resume: None });
             }
             Err(e) => {
                 warn!(page, error = %e, "cannot open a session");
@@ -501,11 +580,13 @@ impl VcTask {
                         if let Some(PageEntry {
                             events,
                             attach: Attach::Waiting { open, min_version, max_version },
+                            ..
                         }) = self.pages.remove(&page)
                         {
                             self.open(page, open, min_version, max_version, events, ch, &w);
                         }
                     }
+                    self.resume_suspended(ch, &w);
                     *welcome = Some(w);
                     io.flush(ch);
                 }
@@ -536,19 +617,39 @@ impl VcTask {
                     self.sessions.clear();
                     return Some(ChannelEnd::Lost(format!("rejected: {}", r.message)));
                 }
-                ChannelEvent::SessionOpened { session, .. } => {
+                ChannelEvent::SessionOpened { session, opened, .. } => {
                     let Some(&page) = self.sessions.get(&session) else {
                         debug!(session, "OPENED for a session no page holds");
                         continue;
                     };
+                    let opened = opened.unwrap_or_default();
+                    let mut resuming = false;
                     if let Some(entry) = self.pages.get_mut(&page) {
+                        resuming = matches!(entry.attach, Attach::Resuming(_));
                         entry.attach = Attach::Open(session);
+                        entry.resume = match (opened.resume_token, opened.resume_grace_ms) {
+                            (Some(t), Some(g)) if g > 0 && !t.is_empty() => Some((t, g)),
+                            _ => None,
+                        };
                     }
-                    let status = match welcome {
-                        Some(w) => PageEvent::status_up(w),
-                        None => continue,
-                    };
-                    info!(page, session, "session open; page redirected");
+                    let Some(w) = welcome else { continue };
+                    if resuming && !opened.resumed {
+                        // A daemon that does not know the token (restarted, or the grace passed):
+                        // the page's objects are gone; the new empty session is not needed.
+                        info!(page, session, "session not resumed: vdimediad no longer has it");
+                        self.sessions.remove(&session);
+                        ch.close_session(session, ErrorCode::Normal, "page's calls ended");
+                        if let Some(entry) = self.pages.remove(&page) {
+                            let _ = entry.events.try_send(PageEvent::status_down(
+                                StatusReason::ChannelLost,
+                                format!("vdimediad ({}) no longer has the session: the engine restarted or the grace period passed; {CALLS_ENDED}", w.engine),
+                            ));
+                        }
+                        continue;
+                    }
+                    let status =
+                        if resuming { PageEvent::status_resumed(w) } else { PageEvent::status_up(w) };
+                    info!(page, session, resumed = resuming, "session open; page redirected");
                     self.deliver(page, status, ch);
                 }
                 ChannelEvent::Message { session, message } => match self.sessions.get(&session) {
@@ -620,13 +721,45 @@ impl VcTask {
         }
     }
 
+    /// The channel dropped: pages whose open session the daemon parks are suspended (told
+    /// `channel_lost` with `resuming: true`, kept until the channel returns or the grace
+    /// passes); the others are told the channel is lost and detached.
     fn lose_all(&mut self, why: &str) {
-        for (page, entry) in self.pages.drain() {
-            let ev = match entry.attach {
-                Attach::Waiting { .. } => PageEvent::status_down(
+        let now = Instant::now();
+        for (page, mut entry) in std::mem::take(&mut self.pages) {
+            let ev = match (&entry.attach, &entry.resume) {
+                (Attach::Waiting { .. }, _) => PageEvent::status_down(
                     StatusReason::NoEngine,
                     format!("vdimediad did not complete the handshake: {why}"),
                 ),
+                (Attach::Open(_) | Attach::Suspended { .. } | Attach::Resuming(_), Some((_, grace_ms))) => {
+                    let deadline = match entry.attach {
+                        Attach::Suspended { deadline } => deadline,
+                        _ => now + Duration::from_millis(*grace_ms),
+                    };
+                    let left = deadline.saturating_duration_since(now).as_millis() as u64;
+                    let first = !matches!(entry.attach, Attach::Suspended { .. } | Attach::Resuming(_));
+                    entry.attach = Attach::Suspended { deadline };
+                    if first {
+                        info!(
+                            page,
+                            grace_ms = left,
+                            "page suspended: waiting for the virtual channel to return"
+                        );
+                        let ev = PageEvent::status_suspended(
+                            format!(
+                                "the virtual channel to vdimediad was lost ({why}); calls continue on the endpoint and resume when it returns within {} ms",
+                                left
+                            ),
+                            left,
+                        );
+                        if entry.events.try_send(ev).is_err() {
+                            continue;
+                        }
+                    }
+                    self.pages.insert(page, entry);
+                    continue;
+                }
                 _ => PageEvent::status_down(
                     StatusReason::ChannelLost,
                     format!("the virtual channel to vdimediad was lost: {why}"),
@@ -636,6 +769,36 @@ impl VcTask {
             let _ = entry.events.try_send(ev);
         }
         self.sessions.clear();
+    }
+
+    /// The channel is back: `OPEN` with `resume` for every suspended page.
+    fn resume_suspended(&mut self, ch: &mut Channel, w: &Welcome) {
+        expire_suspended(&mut self.pages, Instant::now());
+        let suspended: Vec<PageId> = self
+            .pages
+            .iter()
+            .filter(|(_, e)| matches!(e.attach, Attach::Suspended { .. }))
+            .map(|(p, _)| *p)
+            .collect();
+        for page in suspended {
+            let Some(mut entry) = self.pages.remove(&page) else { continue };
+            let open = Open { resume: entry.resume.as_ref().map(|r| r.0.clone()), ..entry.open.clone() };
+            match ch.open_session(open) {
+                Ok(sid) => {
+                    info!(page, session = sid, "resuming the page's session");
+                    self.sessions.insert(sid, page);
+                    entry.attach = Attach::Resuming(sid);
+                    self.pages.insert(page, entry);
+                }
+                Err(e) => {
+                    warn!(page, error = %e, "cannot resume the page's session");
+                    let _ = entry.events.try_send(PageEvent::status_down(
+                        StatusReason::ChannelLost,
+                        format!("cannot resume the session on {}: {e}; {CALLS_ENDED}", w.engine),
+                    ));
+                }
+            }
+        }
     }
 
     fn detach_all_on_shutdown(&mut self) {

@@ -24,6 +24,9 @@ pub struct Config {
     pub vc: VcConfig,
     #[serde(default)]
     pub audio: AudioConfig,
+    /// `[aec]`: the echo-cancellation policy (crate::media::aec).
+    #[serde(default)]
+    pub aec: crate::media::aec::AecConfig,
     #[serde(default)]
     pub webrtc: WebRtcConfig,
     #[serde(default)]
@@ -73,11 +76,22 @@ pub struct VcConfig {
     /// Seconds between redial attempts after a dialled channel drops (1..=300).
     #[serde(default = "default_redial")]
     pub redial_secs: u64,
+    /// How long a session whose channel dropped without a `CLOSE` stays parked (its calls
+    /// running) waiting for an `OPEN` with its `resume` token, ms (0..=600000; 0 closes such
+    /// sessions at once). docs/protocol.md, "Sessions".
+    #[serde(default = "default_session_grace")]
+    pub session_grace_ms: u64,
 }
 
 impl Default for VcConfig {
     fn default() -> Self {
-        Self { listen: None, connect: None, max_frame: default_max_frame(), redial_secs: default_redial() }
+        Self {
+            listen: None,
+            connect: None,
+            max_frame: default_max_frame(),
+            redial_secs: default_redial(),
+            session_grace_ms: default_session_grace(),
+        }
     }
 }
 
@@ -86,6 +100,9 @@ fn default_max_frame() -> u32 {
 }
 fn default_redial() -> u64 {
     2
+}
+fn default_session_grace() -> u64 {
+    30_000
 }
 
 /// `[audio]`: which device stack serves `getUserMedia` and playout.
@@ -313,6 +330,12 @@ impl Config {
         }
         if !(1..=300).contains(&self.vc.redial_secs) {
             return Err(invalid("vc.redial_secs", format!("{} is outside 1..=300", self.vc.redial_secs)));
+        }
+        if self.vc.session_grace_ms > 600_000 {
+            return Err(invalid(
+                "vc.session_grace_ms",
+                format!("{} is outside 0..=600000", self.vc.session_grace_ms),
+            ));
         }
         if !(10..=1000).contains(&self.webrtc.jitter_buffer_ms) {
             return Err(invalid(

@@ -42,6 +42,8 @@ pub struct Engine {
     pub peer_connections: AtomicUsize,
     /// Sessions and their peer connections, for `vdimediactl status` (docs/control.md).
     pub registry: Registry,
+    /// Sessions whose channel dropped, waiting to be resumed (docs/protocol.md, "Sessions").
+    pub parked: crate::vc::endpoint::ParkedSessions,
     warm: OnceCell<Result<(), EngineError>>,
 }
 
@@ -49,7 +51,7 @@ impl Engine {
     pub fn new(config: Config) -> Arc<Self> {
         let backend: AudioBackend = config.audio.backend.resolve();
         info!(backend = ?backend, "audio backend chosen");
-        let devices = MediaDevices::new(backend);
+        let devices = MediaDevices::new(backend).with_aec(config.aec.clone());
         Arc::new(Self {
             device_watch: DeviceWatch::new(devices.clone()),
             devices,
@@ -57,6 +59,7 @@ impl Engine {
             tasks: TaskTracker::new(),
             peer_connections: AtomicUsize::new(0),
             registry: Registry::default(),
+            parked: Default::default(),
             warm: OnceCell::new(),
         })
     }
@@ -105,7 +108,7 @@ impl Engine {
     /// device counts from the backend's probe (a `pw-dump` child, or ALSA's hints).
     pub async fn welcome(self: &Arc<Self>) -> Welcome {
         let this = self.clone();
-        let (codecs, (inputs, outputs)) = tokio::task::spawn_blocking(move || {
+        let (codecs, (inputs, outputs), aec) = tokio::task::spawn_blocking(move || {
             let present = crate::element_check::present_elements().present;
             let codecs: Vec<String> = CODECS
                 .iter()
@@ -113,8 +116,9 @@ impl Engine {
                 .map(|(name, _)| name.to_string())
                 .collect();
             let counts = this.devices.capabilities();
+            let aec = this.devices.default_input_aec();
             trim_heap();
-            (codecs, counts)
+            (codecs, counts, aec)
         })
         .await
         .unwrap_or_default();
@@ -126,8 +130,8 @@ impl Engine {
             max_frame: self.config.vc.max_frame,
             capabilities: Capabilities {
                 codecs,
-                // No echo canceller is wired into the capture path yet (issue: gst-plugins AEC).
-                aec: "none".to_string(),
+                // What the default input gets (media::aec): "hardware", "software" or "none".
+                aec: aec.to_string(),
                 audio_backend: match self.devices.backend() {
                     AudioBackend::PipeWire => "pipewire".to_string(),
                     AudioBackend::Alsa => "alsa".to_string(),
@@ -193,6 +197,14 @@ impl Registry {
         self.open_session(id);
         if let Some(s) = self.lock().get_mut(&Self::key(id)) {
             s.peer_connections.push(pc);
+        }
+    }
+
+    /// The page closed peer connection `pc` of session `id`: forget it (its pipeline is freed
+    /// once no one else holds it). Called from the session's own task.
+    pub fn remove_peer_connection(&self, id: vdimedia_protocol::SessionId, pc: &str) {
+        if let Some(s) = self.lock().get_mut(&Self::key(id)) {
+            s.peer_connections.retain(|p| p.id() != pc);
         }
     }
 

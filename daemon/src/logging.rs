@@ -21,7 +21,7 @@
 //! | `VDIMEDIA_CANDIDATE_TYPE`, `VDIMEDIA_PROTOCOL` | ICE candidate type (`host`, `srflx`, `prflx`, `relay`) and transport | gathered and remote candidates |
 //! | `VDIMEDIA_CANDIDATE_PAIR` | selected pair as `local-type/protocol -> remote-type/protocol` | once per connection |
 //! | `VDIMEDIA_CODEC` | negotiated codec, lower case (`opus`, `g722`, `pcmu`, `pcma`) | send/receive branch lines, call summary |
-//! | `VDIMEDIA_DEVICE`, `VDIMEDIA_AEC` | device label chosen; echo cancellation on/off | getUserMedia, playout |
+//! | `VDIMEDIA_DEVICE`, `VDIMEDIA_AEC`, `VDIMEDIA_AEC_REASON` | device label chosen; which canceller runs (hardware/software/off/none) and why | getUserMedia, playout |
 //! | `VDIMEDIA_DURATION_S`, `VDIMEDIA_PACKETS_SENT`, `VDIMEDIA_PACKETS_RECEIVED`, `VDIMEDIA_PACKETS_LOST`, `VDIMEDIA_LOSS_PCT`, `VDIMEDIA_REMOTE_LOSS_PCT`, `VDIMEDIA_JITTER_MS`, `VDIMEDIA_RTT_MS`, `VDIMEDIA_R_FACTOR`, `VDIMEDIA_MOS` | end-of-call figures ([`crate::webrtc::summary`]) | `call-summary` |
 //! | `VDIMEDIA_BREACHES` | comma-separated metrics outside the network thresholds | `network-thresholds` (WARN) |
 //!

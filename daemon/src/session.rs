@@ -82,7 +82,16 @@ pub struct Session {
     span: Span,
     /// When each peer connection first reached `connected` (the summary's call duration).
     connected_at: HashMap<String, Instant>,
+    /// Ids of peer connections the page closed. Their pipelines (webrtcbin with its ICE and
+    /// signalling threads, decoders, device streams) are freed at `pc.close`, not when the page
+    /// goes away, and later requests naming them get `invalid_state`. At most
+    /// [`MAX_CLOSED_IDS`] are remembered (ids only).
+    closed_pcs: std::collections::HashSet<String>,
 }
+
+/// How many closed peer-connection ids a session remembers for `invalid_state` answers; past
+/// it, a request naming a closed one gets `not_found` instead.
+const MAX_CLOSED_IDS: usize = 1024;
 
 impl Session {
     pub fn new(id: SessionId, engine: Arc<Engine>, out: mpsc::UnboundedSender<Outbound>) -> Self {
@@ -97,6 +106,7 @@ impl Session {
             playouts: HashMap::new(),
             span: Span::none(),
             connected_at: HashMap::new(),
+            closed_pcs: std::collections::HashSet::new(),
         }
     }
 
@@ -312,7 +322,7 @@ impl Session {
             "pc.create" => {
                 let p: CreateParams = parse(params)?;
                 check_id(&p.pc)?;
-                if self.pcs.contains_key(&p.pc) {
+                if self.pcs.contains_key(&p.pc) || self.closed_pcs.contains(&p.pc) {
                     return Err(EngineError::invalid_params(format!("peer connection {} exists", p.pc)));
                 }
                 if self.pcs.len() >= self.engine.config.limits.max_peer_connections {
@@ -416,6 +426,36 @@ impl Session {
                 self.pc(&p.pc)?.remove_track(&p.sender)?;
                 Ok(json!({}))
             }
+            "pc.setDirection" => {
+                let p: SetDirectionParams = parse(params)?;
+                let t = self.pc(&p.pc)?.set_direction(&p.transceiver, p.direction)?;
+                Ok(json!({"transceiver": t}))
+            }
+            "pc.setCodecPreferences" => {
+                let p: CodecPreferencesParams = parse(params)?;
+                let mut codecs = Vec::new();
+                for c in &p.codecs {
+                    let name = c.mime_type.split_once('/').map_or(c.mime_type.as_str(), |(_, n)| n);
+                    codecs.push((name.to_string(), c.clock_rate));
+                }
+                self.pc(&p.pc)?.set_codec_preferences(&p.transceiver, &codecs)?;
+                Ok(json!({}))
+            }
+            "pc.replaceTrack" => {
+                let p: ReplaceTrackParams = parse(params)?;
+                let track = match &p.track {
+                    Some(id) => {
+                        let track = self
+                            .tracks
+                            .get(id)
+                            .ok_or_else(|| EngineError::not_found(format!("no capture track {id}")))?;
+                        Some((id.clone(), track.make_source()?))
+                    }
+                    None => None,
+                };
+                self.pc(&p.pc)?.replace_track(&p.sender, track)?;
+                Ok(json!({}))
+            }
             "pc.insertDtmf" => {
                 let p: InsertDtmfParams = parse(params)?;
                 self.pc(&p.pc)?.insert_dtmf(&p.sender, &p.tones, p.duration, p.inter_tone_gap)?;
@@ -439,6 +479,9 @@ impl Session {
             }
             "pc.close" => {
                 let p: PcParams = parse(params)?;
+                if self.closed_pcs.contains(&p.pc) {
+                    return Ok(json!({})); // close() is idempotent (WebRTC 1.0 §4.4.1.3)
+                }
                 let pc = self.pc(&p.pc)?.clone();
                 if !is_closed(&pc) {
                     self.log_summary(&p.pc, &pc).await;
@@ -446,6 +489,11 @@ impl Session {
                     self.engine.peer_connections.fetch_sub(1, Ordering::Relaxed);
                 }
                 info!("peer connection closed by the page");
+                self.forget_pc(&p.pc);
+                drop(pc);
+                // The pipeline's last references went with forget_pc; give glibc's freed heap
+                // back so a hung-up agent's endpoint returns close to its idle footprint.
+                tokio::task::spawn_blocking(crate::engine::trim_heap);
                 Ok(json!({}))
             }
             "playout.attach" => {
@@ -511,7 +559,25 @@ impl Session {
     }
 
     fn pc(&self, id: &str) -> EngineResult<&PeerConnection> {
-        self.pcs.get(id).ok_or_else(|| EngineError::not_found(format!("no peer connection {id}")))
+        self.pcs.get(id).ok_or_else(|| {
+            if self.closed_pcs.contains(id) {
+                EngineError::invalid_state(format!("peer connection {id} is closed"))
+            } else {
+                EngineError::not_found(format!("no peer connection {id}"))
+            }
+        })
+    }
+
+    /// Drops the session's handles on a closed peer connection (its map entry, event stream and
+    /// registry entry), so its pipeline is freed now; its remote tracks stay known (ended).
+    fn forget_pc(&mut self, id: &str) {
+        self.pcs.remove(id);
+        self.events.remove(id);
+        self.connected_at.remove(id);
+        self.engine.registry.remove_peer_connection(self.id, id);
+        if self.closed_pcs.len() < MAX_CLOSED_IDS {
+            self.closed_pcs.insert(id.to_string());
+        }
     }
 
     fn check_sdp(&self, d: &RtcSessionDescriptionInit) -> EngineResult<()> {
@@ -633,6 +699,9 @@ impl Session {
             .remote_tracks
             .get(track)
             .ok_or_else(|| EngineError::not_found(format!("no remote track {track}")))?;
+        if self.closed_pcs.contains(&rt.pc) {
+            return Ok(()); // its connection is closed: the track has ended, nothing plays
+        }
         let pc = self.pc(&rt.pc)?;
         let devices = self.engine.devices.clone();
         let sink_id = sink_id.map(str::to_string);
@@ -820,6 +889,37 @@ struct AddTransceiverParams {
 struct ReceiverParams {
     pc: String,
     receiver: String,
+}
+
+#[derive(Deserialize)]
+struct SetDirectionParams {
+    pc: String,
+    transceiver: String,
+    direction: RtcRtpTransceiverDirection,
+}
+
+#[derive(Deserialize)]
+struct CodecPreferencesParams {
+    pc: String,
+    transceiver: String,
+    /// RTCRtpCodec entries (WebRTC 1.0 §5.2.1): only `mimeType` and `clockRate` are used.
+    codecs: Vec<CodecParam>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CodecParam {
+    mime_type: String,
+    clock_rate: u32,
+}
+
+#[derive(Deserialize)]
+struct ReplaceTrackParams {
+    pc: String,
+    sender: String,
+    /// The capture track to send, or null: send nothing.
+    #[serde(default)]
+    track: Option<String>,
 }
 
 #[derive(Deserialize)]

@@ -287,3 +287,85 @@ fn gap_resets_without_noise_burst() {
     let erle = 10.0 * (energy(tail_in) / energy(tail)).log10();
     assert!(erle > 15.0, "re-converged after the gap: ERLE {erle:.1} dB");
 }
+
+/// A call starts sending before the far end's first packet is played: a reference that starts
+/// within `reference-timeout` of the capture posts no warning (neither a probe that appears
+/// late, named at run time, nor one that is there but silent), and cancelling starts then.
+#[test]
+fn late_first_reference_posts_no_warning() {
+    let (mut hf, _, _) = harness("vdiaecprobe", "probe-late-first", &[]);
+    let (mut hn, aec, bus) = harness(
+        "vdiaec",
+        "aec-late-first",
+        &[("probe", &""), ("reference-timeout", &500u32), ("noise-suppression", &false)],
+    );
+    let far = far_signal(RATE * 4);
+    let near = echo_of(&far);
+    let mut out = Vec::new();
+    for i in 0..far.len() / N {
+        if i == 20 {
+            // the engine names the probe once the source is in the call's pipeline
+            aec.set_property("probe", "probe-late-first");
+        }
+        if i >= 40 {
+            // far-end audio reaches the playout branch 400 ms after capture began
+            hf.push_and_pull(buffer(&far[i * N..(i + 1) * N], i, gst::BufferFlags::empty())).unwrap();
+        }
+        out.extend(samples(
+            &hn.push_and_pull(buffer(&near[i * N..(i + 1) * N], i, gst::BufferFlags::empty())).unwrap(),
+        ));
+    }
+    let w = warnings(&bus);
+    assert!(w.is_empty(), "no warning for a reference that starts within the timeout: {w:?}");
+    assert!(aec.property::<bool>("reference-active"));
+    let tail = &out[out.len() - RATE..];
+    let tail_in = &near[near.len() - RATE - N..near.len() - N];
+    let erle = 10.0 * (energy(tail_in) / energy(tail)).log10();
+    assert!(erle > 15.0, "cancelling once the reference flows: ERLE {erle:.1} dB");
+
+    // The same without any reference: the warning comes, after the timeout.
+    let (mut hn, _, bus) =
+        harness("vdiaec", "aec-never", &[("probe", &"probe-never"), ("reference-timeout", &500u32)]);
+    for i in 0..30 {
+        hn.push_and_pull(buffer(&near[i * N..(i + 1) * N], i, gst::BufferFlags::empty())).unwrap();
+    }
+    assert!(warnings(&bus).is_empty(), "no warning before reference-timeout");
+    for i in 30..60 {
+        hn.push_and_pull(buffer(&near[i * N..(i + 1) * N], i, gst::BufferFlags::empty())).unwrap();
+    }
+    let w = warnings(&bus);
+    assert!(w.iter().any(|m| m.contains("probe-never")), "warning after the timeout: {w:?}");
+}
+
+/// A capture source that drops a few buffers on a loaded machine (pipewiresrc does; the engine
+/// then jumps its timestamps forward): the canceller keeps its echo path and skips the
+/// reference of the lost time instead of starting over, so ERLE stays up.
+#[test]
+fn lost_capture_audio_keeps_convergence() {
+    let (mut hf, _, _) = harness("vdiaecprobe", "probe-lost", &[]);
+    let (mut hn, _, bus) =
+        harness("vdiaec", "aec-lost", &[("probe", &"probe-lost"), ("noise-suppression", &false)]);
+    let far = far_signal(RATE * 8);
+    let near = echo_of(&far);
+    let (mut inp, mut out) = (Vec::new(), Vec::new());
+    for i in 0..far.len() / N {
+        hf.push_and_pull(buffer(&far[i * N..(i + 1) * N], i, gst::BufferFlags::empty())).unwrap();
+        // 30 ms of capture lost every second (from 1 s on); the next buffer is DISCONT
+        if i >= 100 && i % 100 < 3 {
+            continue;
+        }
+        let flags =
+            if i >= 100 && i % 100 == 3 { gst::BufferFlags::DISCONT } else { gst::BufferFlags::empty() };
+        let o = samples(&hn.push_and_pull(buffer(&near[i * N..(i + 1) * N], i, flags)).unwrap());
+        if i > 100 {
+            inp.extend(&near[(i - 1) * N..i * N]);
+            out.extend(&o);
+        }
+    }
+    assert!(warnings(&bus).is_empty());
+    // the last 3 s, in 1 s pieces each holding one loss (starting over at each loss: 24 dB)
+    let tail_out = &out[out.len() - 3 * RATE..];
+    let tail_in = &inp[inp.len() - 3 * RATE..];
+    let erle = 10.0 * (energy(tail_in) / energy(tail_out)).log10();
+    assert!(erle > 27.0, "still cancelling across capture losses: ERLE {erle:.1} dB");
+}

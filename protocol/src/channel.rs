@@ -27,7 +27,7 @@ use crate::frame::{
     DEFAULT_MAX_FRAME, FLAG_MORE, Frame, FrameDecoder, FrameKind, HEADER_LEN, MAX_MAX_FRAME, MAX_MESSAGE,
     MIN_MAX_FRAME, clamp_max_frame,
 };
-use crate::handshake::{Capabilities, Close, Hello, MAGIC, Open, Reject, Welcome};
+use crate::handshake::{Capabilities, Close, Hello, MAGIC, Open, Opened, Reject, Welcome};
 use crate::message::{ErrorBody, ErrorCode, Message};
 use crate::{MAX_VERSION, MIN_VERSION, SessionId};
 
@@ -41,6 +41,13 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_MAX_BAD_MESSAGES: u32 = 8;
 /// Default cap on requests an endpoint has received on one session and not yet answered.
 pub const DEFAULT_MAX_PENDING_REQUESTS: usize = 128;
+/// Default request budget of one session (endpoint): a burst of this many requests...
+pub const DEFAULT_REQUEST_BURST: u32 = 400;
+/// ...then this many per second (a token bucket). Twice the bridge's per-page budget (200,
+/// 100/s, `bridge/src/page.rs`), so requests the bridge admitted and the virtual channel
+/// delivered in a clump are not refused here; the daemon's own guard against a VDA-side peer
+/// that does not limit its pages.
+pub const DEFAULT_REQUEST_RATE: u32 = 200;
 
 /// Which side of the channel this is (docs/protocol.md, "Roles").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +86,15 @@ pub struct ChannelConfig {
     /// (128). A request over it is answered at once with a `limit_exceeded` error response and
     /// not delivered, so a page cannot queue unbounded work in the engine.
     pub max_pending_requests: usize,
+    /// Endpoint: token bucket of requests per session: at most `request_burst` requests at
+    /// once (400), refilled at `request_rate` requests per second (200/s). A request over it is
+    /// answered at once with a `limit_exceeded` error response and not delivered; the session
+    /// stays open and other sessions are unaffected. `request_rate` 0 turns the limit off.
+    pub request_burst: u32,
+    pub request_rate: u32,
+    /// Endpoint: do not answer `OPEN` with `OPENED` at once; the caller sends it with
+    /// [`Channel::accept_session`] (to put a `resume_token` in it). Off by default.
+    pub defer_opened: bool,
 }
 
 impl ChannelConfig {
@@ -95,6 +111,9 @@ impl ChannelConfig {
             max_bad_messages: DEFAULT_MAX_BAD_MESSAGES,
             max_sessions: DEFAULT_MAX_SESSIONS,
             max_pending_requests: DEFAULT_MAX_PENDING_REQUESTS,
+            request_burst: DEFAULT_REQUEST_BURST,
+            request_rate: DEFAULT_REQUEST_RATE,
+            defer_opened: false,
         }
     }
 
@@ -141,9 +160,10 @@ pub enum ChannelEvent {
     Ready(Welcome),
     /// Vda: `REJECT` received; `Closed` follows.
     Rejected(Reject),
-    /// Endpoint: `OPEN` accepted and `OPENED` queued (`open` is `Some`).
-    /// Vda: `OPENED` received (`open` is `None`).
-    SessionOpened { session: SessionId, open: Option<Open> },
+    /// Endpoint: `OPEN` accepted and `OPENED` queued (`open` is `Some`; with
+    /// [`ChannelConfig::defer_opened`], `OPENED` is queued by [`Channel::accept_session`]).
+    /// Vda: `OPENED` received (`open` is `None`, `opened` its payload).
+    SessionOpened { session: SessionId, open: Option<Open>, opened: Option<Opened> },
     /// A whole message of a session.
     Message { session: SessionId, message: Message },
     /// A session is gone: closed by the peer (`by_peer`), by us (`close_session`, too many bad
@@ -179,6 +199,34 @@ struct Session {
     pending: usize,
     /// Endpoint: requests are being refused for `pending` (logged once per episode).
     refusing: bool,
+    /// Endpoint: the request token bucket (`request_burst`, `request_rate`); made full at the
+    /// first request.
+    budget: Option<RequestBudget>,
+    /// Endpoint: requests are being refused for the rate (logged once per episode).
+    rate_limited: bool,
+}
+
+/// A token bucket of requests: `tokens` left at `at`.
+#[derive(Debug, Clone, Copy)]
+struct RequestBudget {
+    tokens: f64,
+    at: Instant,
+}
+
+impl RequestBudget {
+    /// Refills up to `burst` at `rate` tokens per second since the last call, then takes one
+    /// token if there is one.
+    fn take(&mut self, now: Instant, burst: u32, rate: u32) -> bool {
+        let dt = now.saturating_duration_since(self.at).as_secs_f64();
+        self.at = self.at.max(now);
+        self.tokens = (self.tokens + dt * f64::from(rate)).min(f64::from(burst));
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 /// One virtual channel, either role. See the module docs for the driving loop.
@@ -384,7 +432,7 @@ impl Channel {
                 FrameKind::Ping => self.queue(Frame::new(FrameKind::Pong, 0, f.payload)),
                 FrameKind::Pong => debug!(nonce = ?f.payload, "PONG"),
                 FrameKind::Open if role == Role::Endpoint => self.on_open(s, &f.payload),
-                FrameKind::Opened if role == Role::Vda => self.on_opened(s),
+                FrameKind::Opened if role == Role::Vda => self.on_opened(s, &f.payload),
                 FrameKind::Close => self.on_close(s, &f.payload),
                 FrameKind::Data => self.on_data(s, f.flags & FLAG_MORE != 0, &f.payload),
                 FrameKind::Error => self.on_error(s, &f.payload),
@@ -522,16 +570,39 @@ impl Channel {
         };
         debug!(session = s, origin = ?open.origin, "session opened");
         self.sessions.insert(s, Session { opened: true, ..Session::default() });
-        self.queue(Frame::new(FrameKind::Opened, s, Vec::new()));
-        self.events.push_back(ChannelEvent::SessionOpened { session: s, open: Some(open) });
+        if !self.cfg.defer_opened {
+            self.queue(Frame::new(FrameKind::Opened, s, Vec::new()));
+        }
+        self.events.push_back(ChannelEvent::SessionOpened { session: s, open: Some(open), opened: None });
     }
 
-    fn on_opened(&mut self, s: SessionId) {
+    /// Endpoint with [`ChannelConfig::defer_opened`]: answers the `OPEN` of `session` with
+    /// `OPENED` carrying `opened`. Call it while handling its `SessionOpened`, before anything
+    /// is sent on the session.
+    pub fn accept_session(&mut self, session: SessionId, opened: &Opened) -> Result<(), ChannelError> {
+        if self.cfg.role != Role::Endpoint {
+            return Err(ChannelError::WrongRole(Role::Endpoint));
+        }
+        self.check_ready()?;
+        if !self.sessions.contains_key(&session) {
+            return Err(ChannelError::UnknownSession(session));
+        }
+        self.queue(Frame::new(FrameKind::Opened, session, to_json(opened)));
+        Ok(())
+    }
+
+    fn on_opened(&mut self, s: SessionId, payload: &[u8]) {
         match self.sessions.get_mut(&s) {
             Some(sess) if !sess.opened => {
                 sess.opened = true;
-                debug!(session = s, "session opened");
-                self.events.push_back(ChannelEvent::SessionOpened { session: s, open: None });
+                // Lenient: an empty or foreign payload is an endpoint without resumption.
+                let opened = serde_json::from_slice::<Opened>(payload).unwrap_or_default();
+                debug!(session = s, resumed = opened.resumed, "session opened");
+                self.events.push_back(ChannelEvent::SessionOpened {
+                    session: s,
+                    open: None,
+                    opened: Some(opened),
+                });
             }
             _ => debug!(session = s, "OPENED for an unknown or already open session ignored"),
         }
@@ -585,6 +656,29 @@ impl Channel {
             Ok(message) => {
                 sess.bad_in_row = 0;
                 if let (Role::Endpoint, Message::Request(req)) = (self.cfg.role, &message) {
+                    let (burst, rate, now) = (self.cfg.request_burst, self.cfg.request_rate, self.now);
+                    let budget =
+                        sess.budget.get_or_insert(RequestBudget { tokens: f64::from(burst), at: now });
+                    if rate > 0 && !budget.take(now, burst, rate) {
+                        let error = ErrorBody::new(
+                            ErrorCode::LimitExceeded,
+                            format!("more than {rate} requests per second (burst {burst}) on this session"),
+                        );
+                        let resp = Message::response_err(req.id, error.clone());
+                        // Reported once per episode: a flood must not become a log flood.
+                        if !std::mem::replace(&mut sess.rate_limited, true) {
+                            warn!(
+                                session = s,
+                                id = req.id,
+                                rate,
+                                burst,
+                                "requests refused: request rate over the session's budget"
+                            );
+                            self.events.push_back(ChannelEvent::ProtocolError { session: s, error });
+                        }
+                        return self.queue_data(s, &resp.to_json());
+                    }
+                    sess.rate_limited = false;
                     if sess.pending >= self.cfg.max_pending_requests {
                         let max = self.cfg.max_pending_requests;
                         let error = ErrorBody::new(

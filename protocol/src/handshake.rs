@@ -115,6 +115,29 @@ pub struct Open {
     /// The SDK version, e.g. `"0.1.0"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sdk: Option<String>,
+    /// A `resume_token` from an earlier `OPENED` (32 lowercase hex digits, 128 bits): asks the
+    /// endpoint to re-bind the session it parked when its channel dropped (docs/protocol.md,
+    /// "Sessions"). `OPENED.resumed` says whether it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume: Option<String>,
+}
+
+/// `OPENED` (endpoint → vda, session N). All fields optional: an empty payload (an endpoint
+/// without session resumption) parses as the default.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Opened {
+    /// Secret naming this session for a later `OPEN.resume` (32 lowercase hex digits, 128
+    /// random bits). Absent when the endpoint cannot park sessions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume_token: Option<String>,
+    /// True when `OPEN.resume` named a parked session and this session continues it (its
+    /// objects exist, events queued while parked follow); false for a new, empty session.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub resumed: bool,
+    /// How long (ms) the endpoint keeps this session parked after its channel drops without a
+    /// `CLOSE` (`[vc] session_grace_ms`); 0 or absent: not parked, closed at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume_grace_ms: Option<u64>,
 }
 
 /// `CLOSE` (either way, session N; session 0 closes the whole channel).
@@ -172,5 +195,22 @@ mod tests {
         );
         let v: Value = serde_json::to_value(Open::default()).unwrap();
         assert_eq!(v, json!({}));
+        assert_eq!(serde_json::to_value(Opened::default()).unwrap(), json!({}));
+    }
+
+    #[test]
+    fn resume_fields_are_optional() {
+        let o: Open = serde_json::from_str(r#"{"sdk":"0.1.0","resume":"00ff"}"#).unwrap();
+        assert_eq!(o.resume.as_deref(), Some("00ff"));
+        let d: Opened =
+            serde_json::from_str(r#"{"resume_token":"ab","resumed":true,"resume_grace_ms":30000,"x":1}"#)
+                .unwrap();
+        assert_eq!(
+            d,
+            Opened { resume_token: Some("ab".into()), resumed: true, resume_grace_ms: Some(30000) }
+        );
+        let v =
+            serde_json::to_value(Opened { resume_token: Some("ab".into()), ..Opened::default() }).unwrap();
+        assert_eq!(v, json!({"resume_token":"ab"}));
     }
 }

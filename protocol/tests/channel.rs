@@ -78,6 +78,7 @@ fn open(vda: &mut Channel, ep: &mut Channel, now: Instant) -> SessionId {
             origin: Some("https://softphone.example".into()),
             agent: None,
             sdk: Some("0.1.0".into()),
+            resume: None,
         })
         .unwrap();
     pump(vda, ep, now);

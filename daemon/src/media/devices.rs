@@ -14,6 +14,7 @@ use tracing::{debug, info, warn};
 use uuid::Uuid;
 use vdimedia_protocol::api::{MediaDeviceInfo, MediaDeviceKind, MediaStreamConstraints, MediaTrackSettings};
 
+use super::aec::{self, AecConfig, AecDecision, AecMode, DeviceFacts};
 use super::constraints::{self, Candidate, CaptureCapabilities};
 use super::output::AudioOutput;
 use super::track::{LocalTrack, ProcessingPolicy};
@@ -83,11 +84,26 @@ pub(crate) enum Endpoint {
     Alsa(String),
 }
 
-/// One enumerated device and what opens it.
+/// One enumerated device and what opens it. `props` are its PipeWire node properties (for the
+/// "default" entry, those of the real default device; empty on ALSA), read by the AEC policy.
 #[derive(Debug, Clone)]
 pub(crate) struct Device {
     pub info: MediaDeviceInfo,
     pub endpoint: Endpoint,
+    pub props: std::collections::HashMap<String, String>,
+}
+
+impl Device {
+    /// What the AEC policy matches: label (without the "Default - " prefix of the default
+    /// entry), opening name, PipeWire properties.
+    fn aec_facts(&self) -> DeviceFacts<'_> {
+        let label = self.info.label.strip_prefix("Default - ").unwrap_or(&self.info.label);
+        let name = match &self.endpoint {
+            Endpoint::PipeWire(n) => n.as_deref().or_else(|| self.props.get("node.name").map(String::as_str)),
+            Endpoint::Alsa(pcm) => Some(pcm.as_str()),
+        };
+        DeviceFacts { label, name, props: &self.props }
+    }
 }
 
 /// The engine's `MediaDevices`: one per daemon, cheap to clone and share between threads.
@@ -95,6 +111,8 @@ pub(crate) struct Device {
 pub struct MediaDevices {
     backend: AudioBackend,
     processing: ProcessingPolicy,
+    /// The echo-cancellation policy; `None` until [`MediaDevices::with_aec`] (no processing).
+    aec: Option<Arc<AecConfig>>,
     /// Serializes probes: device providers are per-process singletons in GStreamer.
     probe_lock: Arc<Mutex<()>>,
 }
@@ -102,11 +120,52 @@ pub struct MediaDevices {
 impl MediaDevices {
     /// A handle on `backend`'s devices. Starts nothing: probing happens on each call.
     pub fn new(backend: AudioBackend) -> Self {
-        Self { backend, processing: ProcessingPolicy::default(), probe_lock: Arc::new(Mutex::new(())) }
+        Self {
+            backend,
+            processing: ProcessingPolicy::default(),
+            aec: None,
+            probe_lock: Arc::new(Mutex::new(())),
+        }
     }
 
-    /// Sets which audio processing the engine can apply to capture (the AEC policy hook:
-    /// hardware AEC when a device has one, else software `webrtcdsp`). Tracks report
+    /// Turns on the echo-cancellation policy of [`super::aec`] with `config` (`[aec]` of the
+    /// daemon's configuration): devices with built-in AEC get none from us, others get `vdiaec`
+    /// (AEC3, plus noise suppression and AGC2 as the track asks) unless `config.software` is
+    /// false. Without this call tracks get no processing and report none.
+    pub fn with_aec(mut self, config: AecConfig) -> Self {
+        self.processing = ProcessingPolicy {
+            echo_cancellation: true,
+            noise_suppression: config.software,
+            auto_gain_control: config.software,
+        };
+        self.aec = Some(Arc::new(config));
+        self
+    }
+
+    /// The AEC the default input gets with default constraints (`WELCOME.capabilities.aec`):
+    /// `"hardware"`, `"software"` or `"none"` (also when there is no input or probing fails).
+    pub fn default_input_aec(&self) -> &'static str {
+        let Ok(devs) = self.devices() else { return "none" };
+        let Some(dev) = devs.iter().find(|d| d.info.kind == MediaDeviceKind::Audioinput) else {
+            return "none";
+        };
+        match self.aec_decision(dev, true).mode {
+            AecMode::Hardware => "hardware",
+            AecMode::Software => "software",
+            AecMode::Off | AecMode::None => "none",
+        }
+    }
+
+    fn aec_decision(&self, dev: &Device, requested: bool) -> AecDecision {
+        match &self.aec {
+            Some(config) => aec::decide(config, dev.aec_facts(), requested),
+            None => AecDecision { mode: AecMode::None, reason: "no AEC policy in this engine".into() },
+        }
+    }
+
+    /// Sets which audio processing the engine can apply to capture (what
+    /// `getCapabilities()` and constraint selection see; [`MediaDevices::with_aec`] sets it
+    /// from the AEC policy). Tracks report
     /// `echoCancellation` etc. as requested AND applicable; `exact: true` for processing
     /// that cannot be applied is an `OverconstrainedError`.
     pub fn with_processing(mut self, processing: ProcessingPolicy) -> Self {
@@ -166,20 +225,35 @@ impl MediaDevices {
         let caps = self.capture_capabilities();
         let sel = constraints::select(&parsed, &candidates, &caps)?;
         let dev = &inputs[sel.index];
+        let decision = self.aec_decision(dev, sel.echo_cancellation_requested);
+        // vdiaec runs for software AEC, and without AEC when the page still wants noise
+        // suppression or AGC; a device with its own AEC is trusted with the rest too.
+        let processing = self.processing.noise_suppression
+            && match decision.mode {
+                AecMode::Software => true,
+                AecMode::Off | AecMode::None => {
+                    sel.noise_suppression_requested || sel.auto_gain_control_requested
+                }
+                AecMode::Hardware => false,
+            };
         let settings = MediaTrackSettings {
             device_id: dev.info.device_id.clone(),
             group_id: Some(dev.info.group_id.clone()),
             sample_rate: sel.sample_rate,
             channel_count: sel.channel_count,
-            echo_cancellation: sel.echo_cancellation_requested && self.processing.echo_cancellation,
-            noise_suppression: sel.noise_suppression_requested && self.processing.noise_suppression,
-            auto_gain_control: sel.auto_gain_control_requested && self.processing.auto_gain_control,
+            echo_cancellation: decision.mode.cancels(),
+            noise_suppression: processing && sel.noise_suppression_requested,
+            auto_gain_control: processing && sel.auto_gain_control_requested,
         };
-        let track = LocalTrack::new(dev.info.label.clone(), settings, dev.endpoint.clone(), self.backend);
+        let track = LocalTrack::new(dev.info.label.clone(), settings, dev.endpoint.clone(), self.backend)
+            .with_aec(decision, processing);
+        let aec = track.aec();
         info!(target: "media", track = %track.id, device = %dev.info.label, endpoint = ?dev.endpoint,
               sample_rate = sel.sample_rate, channels = sel.channel_count,
-              aec = if track.settings.echo_cancellation { "on" } else { "off" },
-              "getUserMedia: track created on {}", dev.info.label);
+              aec = aec.mode.as_str(), aec_reason = %aec.reason,
+              noise_suppression = track.settings.noise_suppression,
+              auto_gain_control = track.settings.auto_gain_control,
+              "getUserMedia: track created on {}: aec={} reason={}", dev.info.label, aec.mode, aec.reason);
         Ok(vec![track])
     }
 
@@ -260,10 +334,13 @@ fn with_default(
         Some(real) => (format!("Default - {}", real.info.label), real.info.group_id.clone()),
         None => ("Default".to_string(), stable_id(&format!("group:default:{}", kind_str(kind)))),
     };
+    // before sorting: `default_real` indexes the unsorted list
+    let props = default_real.and_then(|i| devs.get(i)).map(|d| d.props.clone()).unwrap_or_default();
     devs.sort_by(|a, b| a.info.label.cmp(&b.info.label).then(a.info.device_id.cmp(&b.info.device_id)));
     let default = Device {
         info: MediaDeviceInfo { device_id: DEFAULT_DEVICE_ID.to_string(), kind, label, group_id },
         endpoint: default_endpoint,
+        props,
     };
     std::iter::once(default).chain(devs).collect()
 }
@@ -293,6 +370,7 @@ fn pipewire_devices() -> EngineResult<Vec<Device>> {
                     group_id: stable_id(&format!("group:{}", backend_pipewire::group_key(n))),
                 },
                 endpoint: Endpoint::PipeWire(Some(n.node_name.clone())),
+                props: n.props.clone(),
             });
         }
         // `None` target: PipeWire follows its default even if it changes mid-call.
@@ -320,6 +398,7 @@ fn alsa_devices() -> Vec<Device> {
                     group_id: stable_id(&format!("group:{}", backend_alsa::group_key(&p.name))),
                 },
                 endpoint: Endpoint::Alsa(p.name.clone()),
+                props: Default::default(),
             })
             .collect();
         let default_exists = default.as_ref().is_some_and(wants);

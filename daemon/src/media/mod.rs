@@ -5,11 +5,13 @@
 //! - [`track`]: [`LocalTrack`], whose `make_source()` gives a capture element per pipeline;
 //! - [`output`]: [`AudioOutput`], whose `make_sink()` gives a playout element;
 //! - [`constraints`]: `MediaTrackConstraints` parsing and SelectSettings;
+//! - [`aec`]: the echo-cancellation policy (hardware AEC detection, software `vdiaec`);
 //! - [`monitor`]: [`DeviceWatch`], hot-plug watching behind `devicechange`.
 //!
 //! Elements are plain `gst::Element` bins (ghost pads "src"/"sink") so the WebRTC module can
 //! put them in its pipelines without knowing the backend.
 
+pub mod aec;
 pub mod constraints;
 pub mod devices;
 pub mod monitor;
@@ -19,6 +21,7 @@ pub mod track;
 mod backend_alsa;
 mod backend_pipewire;
 
+pub use aec::{AecConfig, AecDecision, AecMode};
 pub use devices::{AudioBackend, DEFAULT_DEVICE_ID, MediaDevices};
 pub use monitor::DeviceWatch;
 pub use output::AudioOutput;

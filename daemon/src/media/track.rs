@@ -9,14 +9,15 @@ use tracing::{debug, warn};
 use uuid::Uuid;
 use vdimedia_protocol::api::{MediaTrackSettings, TrackInfo};
 
+use super::aec::{AecDecision, AecMode};
 use super::devices::{AudioBackend, Endpoint};
 use super::{ensure_gst, make_element};
 use crate::error::EngineResult;
 
-/// Which capture processing the engine can apply: the hook of the echo-cancellation policy
-/// (DESIGN: hardware AEC when the device has it, else software `webrtcdsp`). All `false` until
-/// a policy applies one; a track's settings report a processing as on only when it was
-/// requested (the default) AND is applicable here, so the page sees what really runs.
+/// Which capture processing the engine can apply (`MediaTrackCapabilities`): all `false`
+/// until [`super::MediaDevices::with_aec`] turns the echo-cancellation policy on
+/// ([`super::aec`]); a track's settings report a processing as on only when it was requested
+/// (the default) AND really runs for its device.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ProcessingPolicy {
     pub echo_cancellation: bool,
@@ -47,7 +48,13 @@ pub struct LocalTrack {
     pub settings: MediaTrackSettings,
     endpoint: Endpoint,
     backend: AudioBackend,
+    aec: AecDecision,
+    /// `vdiaec` runs in the capture path (software AEC, or noise suppression / AGC alone).
+    processing: bool,
 }
+
+/// Element-name prefix of the `vdiaec` in a capture bin (the engine looks it up by factory).
+pub const AEC_ELEMENT_PREFIX: &str = "vdimedia-aec";
 
 impl LocalTrack {
     pub(crate) fn new(
@@ -56,7 +63,28 @@ impl LocalTrack {
         endpoint: Endpoint,
         backend: AudioBackend,
     ) -> Self {
-        Self { id: Uuid::new_v4().to_string(), label, settings, endpoint, backend }
+        Self {
+            id: Uuid::new_v4().to_string(),
+            label,
+            settings,
+            endpoint,
+            backend,
+            aec: AecDecision { mode: AecMode::None, reason: "no AEC policy in this engine".into() },
+            processing: false,
+        }
+    }
+
+    /// Sets the AEC policy's decision and whether `vdiaec` runs (see `get_user_media`).
+    pub(crate) fn with_aec(mut self, aec: AecDecision, processing: bool) -> Self {
+        self.aec = aec;
+        self.processing = processing;
+        self
+    }
+
+    /// Which echo canceller the track runs and why (also in the `getUserMedia` journal line).
+    /// Not part of the W3C settings, which say only `echoCancellation: true|false`.
+    pub fn aec(&self) -> &AecDecision {
+        &self.aec
     }
 
     /// The wire form (`Track` of docs/protocol.md): id, kind "audio", label, settings.
@@ -84,14 +112,24 @@ impl LocalTrack {
         };
         self.settings.device_id = super::DEFAULT_DEVICE_ID.to_string();
         self.label = default_label.to_string();
+        // The default device's own AEC is unknown here: cancelling twice beats echo.
+        if self.aec.mode == AecMode::Hardware && self.settings.echo_cancellation {
+            self.aec =
+                AecDecision { mode: AecMode::Software, reason: "fell back to the default device".into() };
+            self.processing = true;
+            warn!(target: "media", track = %self.id, "aec=software reason=fell back to the default device");
+        }
     }
 
     /// A new capture element for one pipeline: a `gst::Bin` with one always "src" ghost pad
     /// producing `audio/x-raw` at the track's `sampleRate` and `channelCount` (format left to
     /// downstream). Inside: `pipewiresrc target-object=<node.name> always-copy=true` with
     /// explicit F32LE caps and 20 ms node latency (or `alsasrc device=<pcm>` with 10 ms
-    /// periods), then audioconvert ! audioresample ! capsfilter. The device opens only when
-    /// the bin goes to PAUSED/PLAYING in the caller's pipeline; it is live.
+    /// periods), then, when the track runs processing (software AEC, or noise suppression /
+    /// AGC), `audioconvert ! audioresample ! capsfilter(F32LE, 8/16/32/48 kHz) ! vdiaec`
+    /// (named `vdimedia-aec-N`; its `probe` is set by the peer connection the bin joins), then
+    /// audioconvert ! audioresample ! capsfilter. The device opens only when the bin goes to
+    /// PAUSED/PLAYING in the caller's pipeline; it is live.
     pub fn make_source(&self) -> EngineResult<gst::Element> {
         ensure_gst()?;
         let rate = self.settings.sample_rate as i32;
@@ -142,8 +180,7 @@ impl LocalTrack {
                 src
             }
         };
-        // Hook: an echo canceller (webrtcdsp, fed by the playout's webrtcechoprobe) goes here
-        // when ProcessingPolicy enables it and the track's settings say echoCancellation.
+        let src = if self.processing { self.add_processing(&bin, &src, channels)? } else { src };
         let convert = make_element("audioconvert", "gstreamer1.0-plugins-base")?;
         let resample = make_element("audioresample", "gstreamer1.0-plugins-base")?;
         let out_caps = make_element("capsfilter", "gstreamer1.0-plugins-base")?;
@@ -157,10 +194,56 @@ impl LocalTrack {
         let ghost = gst::GhostPad::builder_with_target(&target).map_err(gst_err)?.name("src").build();
         bin.add_pad(&ghost).map_err(gst_err)?;
         debug!(target: "media", track = %self.id, endpoint = ?self.endpoint, rate, channels, bin = %bin.name(),
-               "capture source created");
+               aec = self.aec.mode.as_str(), processing = self.processing, "capture source created");
         Ok(bin.upcast())
     }
+
+    /// Adds `audioconvert ! audioresample ! capsfilter ! vdiaec` after `upstream` in `bin` and
+    /// returns the `vdiaec`. It takes 8/16/32/48 kHz only: the track's rate, else 48 kHz.
+    fn add_processing(
+        &self,
+        bin: &gst::Bin,
+        upstream: &gst::Element,
+        channels: i32,
+    ) -> EngineResult<gst::Element> {
+        let rate = self.settings.sample_rate as i32;
+        let aec_rate = if [8_000, 16_000, 32_000, 48_000].contains(&rate) { rate } else { 48_000 };
+        let convert = make_element("audioconvert", "gstreamer1.0-plugins-base")?;
+        let resample = make_element("audioresample", "gstreamer1.0-plugins-base")?;
+        let caps = make_element("capsfilter", "gstreamer1.0-plugins-base")?;
+        caps.set_property(
+            "caps",
+            gst::Caps::builder("audio/x-raw")
+                .field("format", "F32LE")
+                .field("layout", "interleaved")
+                .field("rate", aec_rate)
+                .field("channels", channels.clamp(1, 2))
+                .build(),
+        );
+        let aec = gst::ElementFactory::make("vdiaec").name(element_name(AEC_ELEMENT_PREFIX)).build().map_err(|_| {
+            let e = crate::error::EngineError::operation(
+                "GStreamer element vdiaec is missing (the daemon's built-in vdimedia plugin did not register)",
+            );
+            warn!(target: "media", "vdiaec missing: capture without echo cancellation");
+            e
+        })?;
+        aec.set_property("echo-cancel", self.aec.mode == AecMode::Software);
+        aec.set_property("noise-suppression", self.settings.noise_suppression);
+        aec.set_property("gain-control", self.settings.auto_gain_control);
+        // No probe until the peer connection names its playout reference (attach_source).
+        aec.set_property("probe", "");
+        // The first far-end packet may take a few seconds (ICE, the remote's getUserMedia):
+        // warn only when the reference is missing that long.
+        aec.set_property("reference-timeout", AEC_REFERENCE_TIMEOUT_MS);
+        bin.add_many([&convert, &resample, &caps, &aec]).map_err(gst_err)?;
+        gst::Element::link_many([upstream, &convert, &resample, &caps, &aec]).map_err(gst_err)?;
+        Ok(aec)
+    }
 }
+
+/// `reference-timeout` of the capture's `vdiaec`, ms: how long the far-end reference may be
+/// missing or lag before capture passes through unprocessed with a warning.
+pub const AEC_REFERENCE_TIMEOUT_MS: u32 = 1000;
 
 pub(crate) fn gst_err(e: impl std::fmt::Display) -> crate::error::EngineError {
     let e = crate::error::EngineError::operation(format!("GStreamer: {e}"));

@@ -9,13 +9,17 @@
 //!
 //! Events ([`PcEvent`]) are sent in the order the spec fires them, deduplicated: all state is
 //! cached under one lock and an event is sent only when the cached value changes.
+//!
+//! Directions (hold/resume): webrtcbin's transceivers stay `sendrecv` and see `sendrecv` SDP;
+//! the real directions live in `Trans::direction`, the SDP the page sees and [`MediaGate`]
+//! (see `for_webrtcbin`), because webrtcbin 1.22 cannot change a direction in renegotiation.
 
 use super::codecs::{self, Codec};
 use super::{dtmf, ice, sdp, stats};
 use crate::error::{EngineError, EngineResult};
 use gst::glib;
 use gst::prelude::*;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 use tokio::sync::mpsc::UnboundedSender;
@@ -24,6 +28,26 @@ use vdimedia_protocol::message::ErrorCode;
 
 /// How long a webrtcbin promise may take before the operation fails (`timeout`).
 const PROMISE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Remote ICE candidates one connection accepts through `addIceCandidate` (issue 7,
+/// "Limits"). Browsers trickle fewer than 30 per m-line; every candidate becomes libnice
+/// candidate pairs and connectivity checks, so a page must not add them without bound. Over it:
+/// `limit_exceeded`, and the connection goes on with the candidates it has. webrtcbin 1.22 has
+/// no ICE restart, so the count is never reset.
+pub const MAX_REMOTE_CANDIDATES: usize = 100;
+
+/// Consent freshness (RFC 7675, WebRTC 1.0 §4.3.3 / §5.6): after this long with nothing received
+/// from the far end on a connected transport, `iceConnectionState` and `connectionState` go
+/// `disconnected`. Longer than the worst RTCP interval of a far end that only receives
+/// (RFC 3550 §6.2, Chromium: 5 s × 0.5..1.5), so such a call does not flap.
+pub const CONSENT_DISCONNECTED_AFTER: Duration = Duration::from_secs(8);
+
+/// RFC 7675 §5.1: consent expires 30 s after the far end was last heard from; the connection
+/// goes `failed` and stops sending.
+pub const CONSENT_FAILED_AFTER: Duration = Duration::from_secs(30);
+
+/// How often the consent watch looks at the receive counter.
+const CONSENT_TICK: Duration = Duration::from_millis(500);
 
 /// Environment variable turning on loopback ICE for every peer connection (`1`/`true`).
 pub const LOOPBACK_ICE_ENV: &str = "VDIMEDIAD_LOOPBACK_ICE";
@@ -141,6 +165,120 @@ struct Trans {
     negotiated: Option<(u8, Codec)>,
     /// `sender.dtmf` (RFC 4733 events replace audio packets at the payloader's output).
     dtmf: dtmf::DtmfSender,
+    /// WebRTC 1.0 §5.4 [[Direction]] (what the page set). webrtcbin's own transceiver stays
+    /// `sendrecv` for its whole life (webrtcbin 1.22 refuses direction changes in
+    /// renegotiation); the engine writes this direction into the SDP the page and the far end
+    /// see and enforces the negotiated one with [`MediaGate`].
+    direction: RtcRtpTransceiverDirection,
+    /// `a=mid` of this transceiver's m-line once a description associated it (JSEP §5.2.1,
+    /// §5.10: at setLocalDescription(offer) / setRemoteDescription(offer)); webrtcbin 1.22 sets
+    /// its own mid only when the answer is applied.
+    mid: Option<String>,
+    /// Drops RTP the negotiated direction does not allow (hold, RFC 3264 §6.1).
+    gate: Arc<MediaGate>,
+    /// `setCodecPreferences` (WebRTC 1.0 §5.4): the codecs to offer and accept, in order, and
+    /// whether `telephone-event` is among them; None = the engine's order.
+    codec_prefs: Option<(Vec<Codec>, bool)>,
+}
+
+/// Enforces a transceiver's negotiated (current) direction on the media webrtcbin sends and
+/// receives, because webrtcbin itself always runs `sendrecv` (see `Trans::direction`). `true`
+/// = blocked. Both open until an answer says otherwise (early media flows).
+#[derive(Debug, Default)]
+struct MediaGate {
+    /// No RTP leaves the payloader (RTCP keeps flowing, RFC 3264 §5.1: a sendonly or inactive
+    /// stream still sends RTCP).
+    hold_send: AtomicBool,
+    /// No RTP reaches the depayloader (nothing is played).
+    hold_recv: AtomicBool,
+}
+
+impl MediaGate {
+    fn set(&self, current: Option<RtcRtpTransceiverDirection>) {
+        use RtcRtpTransceiverDirection as D;
+        let Some(d) = current else { return };
+        self.hold_send.store(!matches!(d, D::Sendrecv | D::Sendonly), Ordering::Relaxed);
+        self.hold_recv.store(!matches!(d, D::Sendrecv | D::Recvonly), Ordering::Relaxed);
+    }
+
+    /// A buffer probe dropping RTP while `held` says so.
+    fn attach(self: &Arc<Self>, pad: &gst::Pad, send: bool) {
+        let gate = Arc::clone(self);
+        pad.add_probe(gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST, move |_, _| {
+            let held = if send { &gate.hold_send } else { &gate.hold_recv };
+            if held.load(Ordering::Relaxed) { gst::PadProbeReturn::Drop } else { gst::PadProbeReturn::Ok }
+        });
+    }
+}
+
+/// The session descriptions as the page and the far end see them (real directions, the
+/// engine's a=setup); webrtcbin holds copies with every audio m-line `sendrecv`
+/// ([`for_webrtcbin`]). JSEP §4.1.9–§4.1.12 pending/current rules.
+#[derive(Debug, Default, Clone)]
+struct Descriptions {
+    current_local: Option<RtcSessionDescriptionInit>,
+    current_remote: Option<RtcSessionDescriptionInit>,
+    pending_local: Option<RtcSessionDescriptionInit>,
+    pending_remote: Option<RtcSessionDescriptionInit>,
+}
+
+impl Descriptions {
+    fn record(&mut self, local: bool, d: RtcSessionDescriptionInit) {
+        match (d.sdp_type, local) {
+            (RtcSdpType::Answer, true) => {
+                self.current_local = Some(d);
+                self.current_remote = self.pending_remote.take();
+                self.pending_local = None;
+            }
+            (RtcSdpType::Answer, false) => {
+                self.current_remote = Some(d);
+                self.current_local = self.pending_local.take();
+                self.pending_remote = None;
+            }
+            (_, true) => self.pending_local = Some(d),
+            (_, false) => self.pending_remote = Some(d),
+        }
+    }
+
+    /// The DTLS role this end has on the established transport (RFC 8842 §5.5: a subsequent
+    /// answer keeps it): `"active"` (client) or `"passive"` (server); None before the first
+    /// answer.
+    fn dtls_role(&self) -> Option<&'static str> {
+        let setup = |d: &RtcSessionDescriptionInit| {
+            let msg = sdp::parse(&d.sdp).ok()?;
+            msg.medias().find_map(sdp::media_setup)
+        };
+        let local = self.current_local.as_ref()?;
+        if local.sdp_type == RtcSdpType::Answer {
+            return match setup(local)?.as_str() {
+                "active" => Some("active"),
+                "passive" => Some("passive"),
+                _ => None,
+            };
+        }
+        match setup(self.current_remote.as_ref()?)?.as_str() {
+            "active" => Some("passive"),
+            "passive" => Some("active"),
+            _ => None,
+        }
+    }
+}
+
+/// The copy of a description webrtcbin gets: every audio m-line that is not rejected says
+/// `sendrecv`, so webrtcbin never sees a direction change (1.22: "transceiver direction
+/// changes are not implemented") and keeps its send and receive paths; the engine applies the
+/// real directions itself ([`MediaGate`]).
+fn for_webrtcbin(msg: &gst_sdp::SDPMessage) -> gst_sdp::SDPMessage {
+    let mut out = msg.clone();
+    for idx in 0..out.medias_len() {
+        if let Some(m) = out.media_mut(idx)
+            && m.media() == Some("audio")
+            && !sdp::is_rejected(m)
+        {
+            sdp::set_media_direction(m, RtcRtpTransceiverDirection::Sendrecv);
+        }
+    }
+    out
 }
 
 struct State {
@@ -158,6 +296,52 @@ struct State {
     pair_logged: bool,
     /// WebRTC 1.0 [[NegotiationNeeded]] flag.
     negotiation_needed: bool,
+    /// Remote candidates accepted by `addIceCandidate` (≤ [`MAX_REMOTE_CANDIDATES`]).
+    remote_candidates: usize,
+    /// webrtcbin's own ICE connection state, before the consent overlay.
+    transport_ice: RtcIceConnectionState,
+    /// Consent freshness as the watch sees it; overlays `ice` and `conn`.
+    consent: Consent,
+    /// The descriptions the page sees (webrtcbin's copies differ in directions).
+    descs: Descriptions,
+}
+
+/// Consent freshness of a connected transport (RFC 7675). webrtcbin 1.22 creates its libnice
+/// agent without `NICE_AGENT_OPTION_CONSENT_FRESHNESS` (options 9: trickle + regular
+/// nomination) and sends keepalives as STUN indications, so a vanished far end leaves it
+/// `connected` forever. The daemon watches what the far end sends instead (SRTP, SRTCP, DTLS
+/// through the ICE transport: a live far end sends RTCP at least every few seconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Consent {
+    /// Heard from recently, or not watched (not connected, or no media negotiated).
+    Fresh,
+    /// Nothing for [`CONSENT_DISCONNECTED_AFTER`].
+    Disconnected,
+    /// Nothing for [`CONSENT_FAILED_AFTER`]: terminal (there is no ICE restart).
+    Failed,
+}
+
+/// The consent watch's memory: the receive counter and when it last moved.
+struct ConsentWatch {
+    packets: u64,
+    heard_at: std::time::Instant,
+}
+
+/// The states the page sees: webrtcbin's, unless consent says otherwise (WebRTC 1.0 §4.3.3:
+/// `connectionState` is `failed`/`disconnected` when an ICE transport is).
+fn with_consent(
+    consent: Consent,
+    ice: RtcIceConnectionState,
+    conn: RtcPeerConnectionState,
+) -> (RtcIceConnectionState, RtcPeerConnectionState) {
+    let connected = matches!(ice, RtcIceConnectionState::Connected | RtcIceConnectionState::Completed);
+    match consent {
+        Consent::Failed => (RtcIceConnectionState::Failed, RtcPeerConnectionState::Failed),
+        Consent::Disconnected if connected => {
+            (RtcIceConnectionState::Disconnected, RtcPeerConnectionState::Disconnected)
+        }
+        _ => (ice, conn),
+    }
 }
 
 struct Inner {
@@ -176,6 +360,9 @@ struct Inner {
     dtmf_received: dtmf::DtmfReceiver,
     /// Datagrams through webrtcbin's ICE transports (`transport` / `candidate-pair` stats).
     counters: stats::TransportCounters,
+    /// Name of this connection's `vdiaecprobe` (unique in the process): the echo reference that
+    /// the `vdiaec` of a capture track sent here cancels (media::aec).
+    aec_ref: String,
 }
 
 /// A handle to one `RTCPeerConnection`. Cheap to clone (`Arc` inside), `Send + Sync`. The
@@ -249,40 +436,8 @@ fn conn_from_gst(s: gst_webrtc::WebRTCPeerConnectionState) -> RtcPeerConnectionS
     }
 }
 
-fn dir_from_gst(d: gst_webrtc::WebRTCRTPTransceiverDirection) -> Option<RtcRtpTransceiverDirection> {
-    use gst_webrtc::WebRTCRTPTransceiverDirection as G;
-    Some(match d {
-        G::Inactive => RtcRtpTransceiverDirection::Inactive,
-        G::Sendonly => RtcRtpTransceiverDirection::Sendonly,
-        G::Recvonly => RtcRtpTransceiverDirection::Recvonly,
-        G::Sendrecv => RtcRtpTransceiverDirection::Sendrecv,
-        _ => return None,
-    })
-}
-
-fn dir_to_gst(d: RtcRtpTransceiverDirection) -> gst_webrtc::WebRTCRTPTransceiverDirection {
-    use gst_webrtc::WebRTCRTPTransceiverDirection as G;
-    match d {
-        RtcRtpTransceiverDirection::Sendrecv => G::Sendrecv,
-        RtcRtpTransceiverDirection::Sendonly => G::Sendonly,
-        RtcRtpTransceiverDirection::Recvonly => G::Recvonly,
-        RtcRtpTransceiverDirection::Inactive | RtcRtpTransceiverDirection::Stopped => G::Inactive,
-    }
-}
-
 fn sends(d: Option<RtcRtpTransceiverDirection>) -> bool {
     matches!(d, Some(RtcRtpTransceiverDirection::Sendrecv | RtcRtpTransceiverDirection::Sendonly))
-}
-
-fn desc_from_gst(d: Option<gst_webrtc::WebRTCSessionDescription>) -> Option<RtcSessionDescriptionInit> {
-    let d = d?;
-    let sdp_type = match d.type_() {
-        gst_webrtc::WebRTCSDPType::Offer => RtcSdpType::Offer,
-        gst_webrtc::WebRTCSDPType::Pranswer => RtcSdpType::Pranswer,
-        gst_webrtc::WebRTCSDPType::Answer => RtcSdpType::Answer,
-        _ => RtcSdpType::Rollback,
-    };
-    Some(RtcSessionDescriptionInit { sdp_type, sdp: d.sdp().as_text().unwrap_or_default() })
 }
 
 /// The text of a description webrtcbin created, with `telephone-event` re-added where webrtcbin
@@ -327,7 +482,15 @@ impl Trans {
             pending_mline: None,
             negotiated: None,
             dtmf: dtmf::DtmfSender::default(),
+            direction: RtcRtpTransceiverDirection::Sendrecv,
+            mid: None,
+            gate: Arc::new(MediaGate::default()),
+            codec_prefs: None,
         }
+    }
+
+    fn mid(&self) -> Option<String> {
+        self.mid.clone().or_else(|| self.trans.mid().map(|m| m.to_string()))
     }
 
     fn track_ref(&self) -> TrackRef {
@@ -337,8 +500,8 @@ impl Trans {
     fn info(&self) -> TransceiverInfo {
         TransceiverInfo {
             id: self.id.clone(),
-            mid: self.trans.mid().map(|m| m.to_string()),
-            direction: dir_from_gst(self.trans.direction()).unwrap_or(RtcRtpTransceiverDirection::Inactive),
+            mid: self.mid(),
+            direction: self.direction,
             current_direction: self.current_direction,
             sender: SenderInfo { id: self.sender_id.clone(), track: self.sender_track.clone() },
             receiver: ReceiverInfo { id: self.receiver_id.clone(), track: self.track_ref() },
@@ -400,6 +563,7 @@ impl PeerConnection {
         }
 
         let inner = Arc::new(Inner {
+            aec_ref: next_id("vdimedia-aecref-"),
             id: id.to_string(),
             span: span.clone(),
             pipeline: pipeline.clone(),
@@ -419,6 +583,10 @@ impl PeerConnection {
                 remote_mlines: 0,
                 pair_logged: false,
                 negotiation_needed: false,
+                remote_candidates: 0,
+                transport_ice: RtcIceConnectionState::New,
+                consent: Consent::Fresh,
+                descs: Descriptions::default(),
             }),
             chain: tokio::sync::Mutex::new(()),
             dtmf_received: dtmf::DtmfReceiver::default(),
@@ -459,7 +627,46 @@ impl PeerConnection {
             .set_state(gst::State::Playing)
             .map_err(|e| op_err(format!("pipeline did not start: {e}")))?;
         tracing::info!(?config.bundle_policy, relay = ice_settings.relay_only, "peer connection created");
+        Self::start_consent_watch(&inner);
         Ok(PeerConnection { inner })
+    }
+
+    /// Runs [`Inner::check_consent`] every [`CONSENT_TICK`] until the connection is closed,
+    /// dropped or its consent has expired: a tokio task when a runtime is at hand (the daemon),
+    /// else a thread of its own.
+    fn start_consent_watch(inner: &Arc<Inner>) {
+        let weak = Arc::downgrade(inner);
+        let mut watch = ConsentWatch { packets: 0, heard_at: std::time::Instant::now() };
+        let mut tick =
+            move || weak.upgrade().is_some_and(|i| i.check_consent(&mut watch, std::time::Instant::now()));
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(async move {
+                    let mut every = tokio::time::interval(CONSENT_TICK);
+                    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    loop {
+                        every.tick().await;
+                        if !tick() {
+                            break;
+                        }
+                    }
+                });
+            }
+            Err(_) => {
+                let spawned = std::thread::Builder::new().name("pc-consent".into()).spawn(move || {
+                    loop {
+                        std::thread::sleep(CONSENT_TICK);
+                        if !tick() {
+                            break;
+                        }
+                    }
+                });
+                if let Err(e) = spawned {
+                    let _g = inner.span.enter();
+                    tracing::warn!(error = %e, "no consent watch: a vanished far end will not be noticed");
+                }
+            }
+        }
     }
 
     fn connect_signals(inner: &Arc<Inner>) {
@@ -583,6 +790,7 @@ impl PeerConnection {
             .and_then(|s| s.get::<gst_webrtc::WebRTCSessionDescription>("offer").ok())
             .ok_or_else(|| op_err("webrtcbin returned no offer"))?;
         let sdp = with_telephone_event(&desc, None)?;
+        let sdp = i.with_offer_directions(&sdp)?;
         lock(&i.st).last_offer = Some(sdp.clone());
         tracing::debug!("offer created");
         Ok(RtcSessionDescriptionInit { sdp_type: RtcSdpType::Offer, sdp })
@@ -623,6 +831,7 @@ impl PeerConnection {
             .ok_or_else(|| op_err("webrtcbin returned no answer"))?;
         let remote = i.webrtc.property::<Option<gst_webrtc::WebRTCSessionDescription>>("remote-description");
         let sdp = with_telephone_event(&desc, remote.as_ref().map(|r| r.sdp()))?;
+        let sdp = i.with_answer_directions(&sdp)?;
         lock(&i.st).last_answer = Some(sdp.clone());
         tracing::debug!("answer created");
         Ok(RtcSessionDescriptionInit { sdp_type: RtcSdpType::Answer, sdp })
@@ -708,7 +917,7 @@ impl PeerConnection {
             RtcSdpType::Pranswer => gst_webrtc::WebRTCSDPType::Pranswer,
             _ => gst_webrtc::WebRTCSDPType::Answer,
         };
-        let gdesc = gst_webrtc::WebRTCSessionDescription::new(gst_type, msg.clone());
+        let gdesc = gst_webrtc::WebRTCSessionDescription::new(gst_type, for_webrtcbin(&msg));
         let previous_mlines = if local {
             // Candidates start to flow while set-local-description runs; they need the mids.
             let mlines = msg
@@ -739,6 +948,7 @@ impl PeerConnection {
             return Err(e);
         }
         tracing::info!(local, sdp_type = ?desc.sdp_type, "description applied");
+        lock(&i.st).descs.record(local, desc.clone());
         i.sync_states();
 
         let transceivers = i.webrtc_transceivers();
@@ -755,11 +965,15 @@ impl PeerConnection {
                 st.remote_mlines = msg.medias_len();
             }
         }
+        if local && desc.sdp_type == RtcSdpType::Offer {
+            i.associate_local_offer(&msg);
+        }
+        if !local && desc.sdp_type == RtcSdpType::Offer {
+            i.associate_remote_offer(&msg);
+            i.prepare_answer(&msg);
+        }
+        i.note_mids(&msg);
         if !local {
-            if desc.sdp_type == RtcSdpType::Offer {
-                i.associate_remote_offer(&msg);
-                i.prepare_answer(&msg);
-            }
             i.fire_tracks(&msg);
         }
         if desc.sdp_type == RtcSdpType::Answer {
@@ -776,18 +990,18 @@ impl PeerConnection {
     pub async fn add_ice_candidate(&self, candidate: Option<RtcIceCandidateInit>) -> EngineResult<()> {
         let _chain = self.inner.chain.lock().await;
         let i = &self.inner;
-        let (remote_mlines, mids) = {
+        let remote_mlines = {
             let st = lock(&i.st);
             if st.closed {
                 return Err(self.closed_err());
             }
-            let mids: Vec<(Option<String>, Option<u32>)> =
-                st.transceivers.iter().map(|t| (t.trans.mid().map(|m| m.to_string()), t.mline())).collect();
-            (st.remote_mlines, mids)
+            st.remote_mlines
         };
-        if i.webrtc.property::<Option<gst_webrtc::WebRTCSessionDescription>>("remote-description").is_none() {
+        let Some(remote) =
+            i.webrtc.property::<Option<gst_webrtc::WebRTCSessionDescription>>("remote-description")
+        else {
             return Err(EngineError::invalid_state("addIceCandidate before setRemoteDescription"));
-        }
+        };
         let Some(c) = candidate else {
             tracing::debug!("remote end-of-candidates");
             return Ok(());
@@ -799,10 +1013,12 @@ impl PeerConnection {
         }
         let mline = match (c.sdp_m_line_index, &c.sdp_mid) {
             (Some(m), _) => m,
-            (None, Some(mid)) => mids
-                .iter()
-                .find(|(m, _)| m.as_deref() == Some(mid.as_str()))
-                .and_then(|(_, l)| *l)
+            // WebRTC 1.0 §4.4.1.7: the m-line of the remote description with that a=mid.
+            (None, Some(mid)) => remote
+                .sdp()
+                .medias()
+                .position(|m| sdp::media_mid(m).as_deref() == Some(mid.as_str()))
+                .map(|p| p as u32)
                 .ok_or_else(|| op_err(format!("no m-line with mid {mid:?}")))?,
             (None, None) => {
                 return Err(EngineError::invalid_params("candidate needs sdpMid or sdpMLineIndex"));
@@ -819,6 +1035,22 @@ impl PeerConnection {
             tracing::warn!("malformed remote candidate");
             tracing::debug!(candidate = %text, "malformed remote candidate text");
             return Err(op_err(format!("malformed ICE candidate {text:.80}")));
+        }
+        {
+            let mut st = lock(&i.st);
+            if st.remote_candidates >= MAX_REMOTE_CANDIDATES {
+                tracing::warn!(
+                    event = "limit",
+                    limit = "remote-candidates",
+                    max = MAX_REMOTE_CANDIDATES,
+                    "remote ICE candidate refused: limit of {MAX_REMOTE_CANDIDATES} per connection reached"
+                );
+                return Err(EngineError::new(
+                    ErrorCode::LimitExceeded,
+                    format!("at most {MAX_REMOTE_CANDIDATES} remote ICE candidates per peer connection"),
+                ));
+            }
+            st.remote_candidates += 1;
         }
         let kind = crate::logging::CandidateKind::parse(text);
         tracing::info!(event = "remote-icecandidate", candidate_type = %kind.typ, protocol = %kind.protocol, mline,
@@ -859,29 +1091,25 @@ impl PeerConnection {
                 // a direction change, so removeTrack keeps the m-line sending and a later
                 // addTrack fills it again without renegotiation (what replaceTrack would do).
                 .or_else(|| {
-                    st.transceivers.iter().position(|t| {
-                        t.kind_audio && t.sender_track.is_none() && sends(dir_from_gst(t.trans.direction()))
-                    })
+                    st.transceivers
+                        .iter()
+                        .position(|t| t.kind_audio && t.sender_track.is_none() && sends(t.current_direction))
                 })
         };
         let info = if let Some(idx) = reuse {
-            let trans = lock(&i.st).transceivers[idx].trans.clone();
-            let new_dir = match dir_from_gst(trans.direction()) {
-                Some(RtcRtpTransceiverDirection::Recvonly) => RtcRtpTransceiverDirection::Sendrecv,
-                Some(RtcRtpTransceiverDirection::Inactive) => RtcRtpTransceiverDirection::Sendonly,
-                Some(d) => d,
-                None => RtcRtpTransceiverDirection::Sendrecv,
-            };
-            trans.set_direction(dir_to_gst(new_dir));
             let mut st = lock(&i.st);
             let t = &mut st.transceivers[idx];
+            // WebRTC 1.0 §5.1 addTrack step 10: the direction gains "send".
+            t.direction = match t.direction {
+                RtcRtpTransceiverDirection::Recvonly => RtcRtpTransceiverDirection::Sendrecv,
+                RtcRtpTransceiverDirection::Inactive => RtcRtpTransceiverDirection::Sendonly,
+                d => d,
+            };
             t.sender_track = Some(track_id.to_string());
             t.ever_sent = true;
             t.source = Some(source);
             t.local_streams = streams;
-            if let (true, Some((pt, codec))) =
-                (sends(t.current_direction) && t.sink_pad.is_some(), t.negotiated)
-            {
+            if let (true, Some((pt, codec))) = (sends(t.current_direction), t.negotiated) {
                 // Already negotiated to send: start at once.
                 if let Err(e) = i.link_send(t, pt, codec) {
                     tracing::error!(error = %e, "cannot link send branch");
@@ -934,11 +1162,12 @@ impl PeerConnection {
                         "kind {kind:?} is not supported (audio only)"
                     )));
                 }
+                // webrtcbin runs every transceiver sendrecv (see `Trans::direction`).
                 let trans = i
                     .webrtc
                     .emit_by_name::<Option<gst_webrtc::WebRTCRTPTransceiver>>(
                         "add-transceiver",
-                        &[&dir_to_gst(direction), &i.offer_caps()],
+                        &[&gst_webrtc::WebRTCRTPTransceiverDirection::Sendrecv, &i.offer_caps()],
                     )
                     .ok_or_else(|| op_err("webrtcbin refused add-transceiver"))?;
                 (None, None, trans)
@@ -955,7 +1184,7 @@ impl PeerConnection {
                     .request_pad_simple("sink_%u")
                     .ok_or_else(|| op_err("webrtcbin gave no sink pad"))?;
                 let trans = pad.property::<gst_webrtc::WebRTCRTPTransceiver>("transceiver");
-                trans.set_direction(dir_to_gst(direction));
+                trans.set_direction(gst_webrtc::WebRTCRTPTransceiverDirection::Sendrecv);
                 trans.set_codec_preferences(Some(&i.offer_caps()));
                 set_msid(&pad, &streams);
                 (Some((id, source)), Some(pad), trans)
@@ -963,6 +1192,7 @@ impl PeerConnection {
         };
         let mut t = Trans::new(trans);
         t.kind_audio = true;
+        t.direction = direction;
         t.local_streams = streams;
         t.sink_pad = pad;
         if let Some((id, source)) = track {
@@ -979,10 +1209,9 @@ impl PeerConnection {
 
     /// `removeTrack(sender)` (WebRTC 1.0 §5.1): the sender stops sending RTP (its source is
     /// unlinked and stopped, releasing the device) and `sender.track` becomes null.
-    /// Deviation: the direction is NOT changed to recvonly/inactive and no negotiationneeded
-    /// fires, because webrtcbin 1.22 rejects direction changes in renegotiation ("transceiver
-    /// direction changes are not implemented"); a later `addTrack` reuses this sender without
-    /// renegotiation. Unknown sender → `not_found`.
+    /// The direction loses "send" (sendrecv → recvonly, sendonly → inactive) and
+    /// negotiationneeded fires. Deviation: until that is negotiated, a later `addTrack` reuses
+    /// this sender (its m-line still sends) without renegotiation. Unknown sender → `not_found`.
     pub fn remove_track(&self, sender_id: &str) -> EngineResult<()> {
         self.check_open()?;
         let i = &self.inner;
@@ -997,6 +1226,13 @@ impl PeerConnection {
                 return Ok(());
             }
             t.sender_track = None;
+            // WebRTC 1.0 §5.1 removeTrack step 11: the direction loses "send"; the page
+            // renegotiates to put that in the SDP (negotiationneeded below).
+            t.direction = match t.direction {
+                RtcRtpTransceiverDirection::Sendrecv => RtcRtpTransceiverDirection::Recvonly,
+                RtcRtpTransceiverDirection::Sendonly => RtcRtpTransceiverDirection::Inactive,
+                d => d,
+            };
             t.source.take()
         };
         // The encoder branch stays linked (same SSRC and sequence numbers when a track is
@@ -1007,6 +1243,124 @@ impl PeerConnection {
         tracing::info!(sender = sender_id, "track removed");
         i.update_negotiation_needed();
         Ok(())
+    }
+
+    /// Setting `RTCRtpTransceiver.direction` (WebRTC 1.0 §5.4): records the new [[Direction]]
+    /// and updates the negotiation-needed flag (fires `negotiationneeded` when it becomes set
+    /// in `stable`). Nothing changes on the wire until a new offer/answer exchange; then the
+    /// SDP carries the direction (JSEP §5.2.2/§5.3.1) and the media follows the negotiated one
+    /// (hold: RFC 3264 §8.4). `stopped` → `invalid_params` (TypeError); closed →
+    /// `invalid_state`; unknown transceiver → `not_found`.
+    pub fn set_direction(
+        &self,
+        transceiver_id: &str,
+        direction: RtcRtpTransceiverDirection,
+    ) -> EngineResult<TransceiverInfo> {
+        self.check_open()?;
+        if direction == RtcRtpTransceiverDirection::Stopped {
+            return Err(EngineError::invalid_params("direction \"stopped\" cannot be set (use stop())"));
+        }
+        let i = &self.inner;
+        let info = {
+            let mut st = lock(&i.st);
+            let t = st
+                .transceivers
+                .iter_mut()
+                .find(|t| t.id == transceiver_id)
+                .ok_or_else(|| EngineError::not_found(format!("no transceiver {transceiver_id}")))?;
+            if t.direction == direction {
+                return Ok(t.info());
+            }
+            t.direction = direction;
+            t.info()
+        };
+        tracing::info!(transceiver = transceiver_id, ?direction, "direction set");
+        i.update_negotiation_needed();
+        Ok(info)
+    }
+
+    /// `RTCRtpTransceiver.setCodecPreferences(codecs)` (WebRTC 1.0 §5.4): `codecs` as
+    /// (encoding name, clock rate Hz) pairs in preference order (`telephone-event` allowed);
+    /// the next offer lists only those, and an answer keeps only those the remote offer has.
+    /// Empty = back to the engine's order. A codec the engine does not have enabled →
+    /// `invalid_params` (the SDK throws InvalidModificationError first); unknown transceiver →
+    /// `not_found`; closed → `invalid_state`.
+    pub fn set_codec_preferences(&self, transceiver_id: &str, codecs: &[(String, u32)]) -> EngineResult<()> {
+        self.check_open()?;
+        let i = &self.inner;
+        let mut list = Vec::new();
+        let mut te = false;
+        for (name, rate) in codecs {
+            if name.eq_ignore_ascii_case(dtmf::TELEPHONE_EVENT) {
+                te = true;
+                continue;
+            }
+            match Codec::from_rtpmap(name, *rate).filter(|c| i.options.codecs.contains(c)) {
+                Some(c) if !list.contains(&c) => list.push(c),
+                Some(_) => {}
+                None => {
+                    tracing::warn!(codec = %name, rate, "setCodecPreferences with a codec the engine does not offer");
+                    return Err(EngineError::invalid_params(format!("codec {name}/{rate} is not supported")));
+                }
+            }
+        }
+        if list.is_empty() && !codecs.is_empty() {
+            return Err(EngineError::invalid_params("setCodecPreferences needs at least one media codec"));
+        }
+        let mut st = lock(&i.st);
+        let t = st
+            .transceivers
+            .iter_mut()
+            .find(|t| t.id == transceiver_id)
+            .ok_or_else(|| EngineError::not_found(format!("no transceiver {transceiver_id}")))?;
+        t.codec_prefs = if list.is_empty() { None } else { Some((list, te)) };
+        let caps = i.offer_caps_for(t.codec_prefs.as_ref());
+        t.trans.set_codec_preferences(Some(&caps));
+        tracing::info!(transceiver = transceiver_id, codecs = ?t.codec_prefs, "codec preferences set");
+        Ok(())
+    }
+
+    /// `RTCRtpSender.replaceTrack(withTrack)` (WebRTC 1.0 §5.2): the sender sends `track`
+    /// (its id and a new raw-audio source) from its next packet, or nothing (`None`), without
+    /// renegotiation: the encoder branch, SSRC and sequence numbers stay, only the source is
+    /// swapped (the old one is stopped, its device released). Closed → `invalid_state`;
+    /// unknown sender → `not_found`.
+    pub fn replace_track(&self, sender_id: &str, track: Option<(String, gst::Element)>) -> EngineResult<()> {
+        self.check_open()?;
+        let i = &self.inner;
+        let mut st = lock(&i.st);
+        let t = st
+            .transceivers
+            .iter_mut()
+            .find(|t| t.sender_id == sender_id)
+            .ok_or_else(|| EngineError::not_found(format!("no sender {sender_id}")))?;
+        if let Some(old) = t.source.take() {
+            i.detach_source(&old);
+        }
+        let Some((track_id, source)) = track else {
+            t.sender_track = None;
+            tracing::info!(sender = sender_id, "replaceTrack(null): sending nothing");
+            return Ok(());
+        };
+        t.sender_track = Some(track_id.clone());
+        t.ever_sent = true;
+        t.source = Some(source);
+        match (t.send.is_some(), t.negotiated) {
+            (true, _) => i.attach_source(t)?,
+            (false, Some((pt, codec))) if sends(t.current_direction) => i.link_send(t, pt, codec)?,
+            _ => {} // linked when an answer makes it send
+        }
+        tracing::info!(sender = sender_id, track = %track_id, "replaceTrack");
+        Ok(())
+    }
+
+    /// The payloader's src pad of `sender_id`'s send branch (what leaves as RTP), for tests
+    /// that count or time the packets sent.
+    #[cfg(test)]
+    pub(crate) fn payloader_src(&self, sender_id: &str) -> Option<gst::Pad> {
+        let st = lock(&self.inner.st);
+        let t = st.transceivers.iter().find(|t| t.sender_id == sender_id)?;
+        t.send.as_ref()?.elements.last()?.static_pad("src")
     }
 
     /// `RTCDTMFSender.insertDTMF(tones, duration, interToneGap)` (WebRTC 1.0 §7.2) on the DTMF
@@ -1207,6 +1561,12 @@ impl PeerConnection {
                         transport.dtls_role = Some(if dtls.is_client() { "client" } else { "server" });
                     }
                     transport.ice_state = dtls.transport().map(|ice| stats::ice_state_name(ice.state()));
+                    // The transport's iceState follows consent like iceConnectionState does.
+                    match st.consent {
+                        Consent::Failed => transport.ice_state = Some("failed"),
+                        Consent::Disconnected => transport.ice_state = Some("disconnected"),
+                        Consent::Fresh => {}
+                    }
                 }
                 let target_bitrate = t.send.as_ref().and_then(|b| match b.codec {
                     Codec::Opus => b
@@ -1219,7 +1579,7 @@ impl PeerConnection {
                 });
                 stats::TransceiverFacts {
                     sender_id: t.sender_id.clone(),
-                    mid: t.trans.mid().map(|m| m.to_string()),
+                    mid: t.mid(),
                     mline: t.mline(),
                     sender_track: t.sender_track.clone(),
                     receiver_track: t.receiver_track.clone(),
@@ -1261,19 +1621,17 @@ impl PeerConnection {
     /// The attributes of the connection now (`PcState` of docs/protocol.md).
     pub fn state(&self) -> PcState {
         let i = &self.inner;
-        // Descriptions stay readable after close(), as in the spec.
-        let d = |name: &str| {
-            desc_from_gst(i.webrtc.property::<Option<gst_webrtc::WebRTCSessionDescription>>(name))
-        };
-        let (local, remote, cur_l, cur_r, pend_l, pend_r) = (
-            d("local-description"),
-            d("remote-description"),
-            d("current-local-description"),
-            d("current-remote-description"),
-            d("pending-local-description"),
-            d("pending-remote-description"),
-        );
         let st = lock(&i.st);
+        // Descriptions stay readable after close(), as in the spec. The engine's own copies:
+        // webrtcbin's say sendrecv where the real direction differs (`for_webrtcbin`).
+        let Descriptions {
+            current_local: cur_l,
+            current_remote: cur_r,
+            pending_local: pend_l,
+            pending_remote: pend_r,
+        } = st.descs.clone();
+        let local = pend_l.clone().or_else(|| cur_l.clone());
+        let remote = pend_r.clone().or_else(|| cur_r.clone());
         PcState {
             signaling_state: st.signaling,
             ice_gathering_state: st.gathering,
@@ -1475,15 +1833,25 @@ impl Inner {
 
     /// codec-preferences for our offers: every enabled codec with its default payload type.
     fn offer_caps(&self) -> gst::Caps {
+        self.offer_caps_for(None)
+    }
+
+    /// codec-preferences for an offer of a transceiver with `setCodecPreferences` `prefs`
+    /// (None: every enabled codec and telephone-event).
+    fn offer_caps_for(&self, prefs: Option<&(Vec<Codec>, bool)>) -> gst::Caps {
+        let (codecs, te) = match prefs {
+            Some((list, te)) => (list.as_slice(), *te),
+            None => (self.options.codecs.as_slice(), true),
+        };
         let mut caps = gst::Caps::new_empty();
         {
             let caps = caps.get_mut().expect("new caps are writable");
-            for c in &self.options.codecs {
+            for c in codecs {
                 caps.append_structure(c.preference_structure(c.default_payload_type()));
             }
             // RFC 4733 events at each offered audio clock rate (for DTMF, WebRTC 1.0 §7).
             let mut rates: Vec<u32> = Vec::new();
-            for c in &self.options.codecs {
+            for c in codecs.iter().filter(|_| te) {
                 let r = c.clock_rate() as u32;
                 if !rates.contains(&r) {
                     rates.push(r);
@@ -1492,6 +1860,133 @@ impl Inner {
             }
         }
         caps
+    }
+
+    /// For each m-line of an offer webrtcbin made (or the page's version of it): the index in
+    /// `ts` of the transceiver it belongs to. Known m-lines by index or mid; new m-lines go to
+    /// the unassociated transceivers in webrtcbin's own order (the order create-offer adds
+    /// them in).
+    fn offer_owners(
+        order: &[gst_webrtc::WebRTCRTPTransceiver],
+        ts: &[Trans],
+        msg: &gst_sdp::SDPMessageRef,
+    ) -> Vec<Option<usize>> {
+        let n = msg.medias_len() as usize;
+        let mut owners = vec![None; n];
+        let mut taken = vec![false; ts.len()];
+        for (idx, media) in msg.medias().enumerate() {
+            let mid = sdp::media_mid(media);
+            let k = ts.iter().position(|t| t.mline() == Some(idx as u32)).or_else(|| {
+                mid.as_deref().and_then(|mid| ts.iter().position(|t| t.mid().as_deref() == Some(mid)))
+            });
+            if let Some(k) = k
+                && !taken[k]
+            {
+                owners[idx] = Some(k);
+                taken[k] = true;
+            }
+        }
+        let fresh: Vec<usize> = order
+            .iter()
+            .filter_map(|w| ts.iter().position(|t| &t.trans == w))
+            .filter(|&k| !taken[k] && ts[k].mline().is_none() && ts[k].mid().is_none())
+            .collect();
+        let mut fresh = fresh.into_iter();
+        for owner in owners.iter_mut().filter(|o| o.is_none()) {
+            match fresh.next() {
+                Some(k) => *owner = Some(k),
+                None => break,
+            }
+        }
+        owners
+    }
+
+    /// An offer webrtcbin created, with each audio m-line's direction set to its
+    /// transceiver's [[Direction]] (JSEP §5.2.2; webrtcbin wrote sendrecv).
+    fn with_offer_directions(&self, text: &str) -> EngineResult<String> {
+        let mut msg = sdp::parse(text)?;
+        let order = self.webrtc_transceivers();
+        let st = lock(&self.st);
+        let owners = Self::offer_owners(&order, &st.transceivers, &msg);
+        for (idx, owner) in owners.into_iter().enumerate() {
+            let Some(t) = owner.map(|k| &st.transceivers[k]) else { continue };
+            if let Some(m) = msg.media_mut(idx as u32)
+                && m.media() == Some("audio")
+                && !sdp::is_rejected(m)
+            {
+                sdp::set_media_direction(m, t.direction);
+                if let Some((_, false)) = t.codec_prefs {
+                    // setCodecPreferences without telephone-event: not offered (the engine
+                    // re-adds it to every offer otherwise, see `with_telephone_event`).
+                    for (pt, _) in dtmf::media_telephone_events(m) {
+                        sdp::remove_payload_type(m, pt);
+                    }
+                }
+            }
+        }
+        msg.as_text().map_err(|e| op_err(e.to_string()))
+    }
+
+    /// An answer webrtcbin created, fixed where webrtcbin 1.22 cannot be told: each audio
+    /// m-line's direction is its transceiver's [[Direction]] limited by what the remote offer
+    /// allows (JSEP §5.3.1, RFC 3264 §6.1), and on a renegotiation `a=setup` keeps the DTLS
+    /// role of the established transport (RFC 8842 §5.5; webrtcbin always answers `active`,
+    /// which a far end that is already the DTLS client rejects: "Failed to set SSL role").
+    fn with_answer_directions(&self, text: &str) -> EngineResult<String> {
+        let mut msg = sdp::parse(text)?;
+        let st = lock(&self.st);
+        let offer = st.descs.pending_remote.as_ref().and_then(|d| sdp::parse(&d.sdp).ok());
+        for idx in 0..msg.medias_len() {
+            let Some(t) = st.transceivers.iter().find(|t| t.kind_audio && t.mline() == Some(idx)) else {
+                continue;
+            };
+            let offered = offer
+                .as_ref()
+                .and_then(|o| o.media(idx).map(|m| sdp::reverse(sdp::media_direction(m))))
+                .unwrap_or(RtcRtpTransceiverDirection::Sendrecv);
+            if let Some(m) = msg.media_mut(idx)
+                && m.media() == Some("audio")
+                && !sdp::is_rejected(m)
+            {
+                sdp::set_media_direction(m, sdp::intersect(t.direction, offered));
+            }
+        }
+        if let Some(role) = st.descs.dtls_role() {
+            for idx in 0..msg.medias_len() {
+                if let Some(m) = msg.media_mut(idx)
+                    && sdp::media_setup(m).is_some_and(|s| s != role)
+                {
+                    tracing::debug!(mline = idx, role, "a=setup kept as established");
+                    sdp::set_media_setup(m, role);
+                }
+            }
+        }
+        msg.as_text().map_err(|e| op_err(e.to_string()))
+    }
+
+    /// JSEP §5.2.1/§4.1.9: setLocalDescription(offer) associates each new transceiver with its
+    /// m-line (webrtcbin 1.22 only does so when the answer comes).
+    fn associate_local_offer(&self, offer: &gst_sdp::SDPMessage) {
+        let order = self.webrtc_transceivers();
+        let mut st = lock(&self.st);
+        let owners = Self::offer_owners(&order, &st.transceivers, offer);
+        for (idx, owner) in owners.into_iter().enumerate() {
+            if let Some(t) = owner.map(|k| &mut st.transceivers[k])
+                && t.mline().is_none()
+            {
+                t.pending_mline = Some(idx as u32);
+            }
+        }
+    }
+
+    /// Takes each associated transceiver's mid from the description just applied.
+    fn note_mids(&self, msg: &gst_sdp::SDPMessage) {
+        let mut st = lock(&self.st);
+        for t in st.transceivers.iter_mut() {
+            if let Some(mid) = t.mline().and_then(|m| msg.media(m)).and_then(sdp::media_mid) {
+                t.mid = Some(mid);
+            }
+        }
     }
 
     /// JSEP §5.10 "apply a remote offer": every audio m-line gets a transceiver now (webrtcbin
@@ -1516,7 +2011,7 @@ impl Inner {
             }
             let trans = self.webrtc.emit_by_name::<Option<gst_webrtc::WebRTCRTPTransceiver>>(
                 "add-transceiver",
-                &[&gst_webrtc::WebRTCRTPTransceiverDirection::Recvonly, &self.offer_caps()],
+                &[&gst_webrtc::WebRTCRTPTransceiverDirection::Sendrecv, &self.offer_caps()],
             );
             let Some(trans) = trans else {
                 tracing::error!(mline = idx, "webrtcbin refused add-transceiver");
@@ -1524,6 +2019,7 @@ impl Inner {
             };
             let mut t = Trans::new(trans);
             t.kind_audio = true;
+            t.direction = RtcRtpTransceiverDirection::Recvonly;
             t.pending_mline = Some(idx);
             tracing::debug!(mline = idx, transceiver = %t.id, "transceiver for remote m-line");
             lock(&self.st).transceivers.push(t);
@@ -1546,7 +2042,13 @@ impl Inner {
             let mut caps = gst::Caps::new_empty();
             {
                 let caps = caps.get_mut().expect("new caps are writable");
-                for (pt, codec) in sdp::media_codecs(media) {
+                let mut offered = sdp::media_codecs(media);
+                if let Some((prefs, _)) = &t.codec_prefs {
+                    // setCodecPreferences: only those, in the page's order (JSEP §5.3.1).
+                    offered.retain(|(_, c)| prefs.contains(c));
+                    offered.sort_by_key(|(_, c)| prefs.iter().position(|p| p == c));
+                }
+                for (pt, codec) in offered {
                     if !self.options.codecs.contains(&codec) {
                         continue;
                     }
@@ -1625,9 +2127,10 @@ impl Inner {
             };
             let d = sdp::media_direction(media);
             t.current_direction = Some(if local_answer { d } else { sdp::reverse(d) });
+            t.gate.set(t.current_direction);
             let negotiated =
                 sdp::media_codecs(media).into_iter().find(|(_, c)| self.options.codecs.contains(c));
-            tracing::info!(transceiver = %t.id, mid = ?t.trans.mid(),
+            tracing::info!(transceiver = %t.id, mid = ?t.mid(),
                 current_direction = ?t.current_direction, codec = %negotiated.map_or("none".into(), |n| n.1.encoding_name().to_ascii_lowercase()),
                 pt = ?negotiated.map(|n| n.0), "negotiated");
             t.negotiated = negotiated;
@@ -1695,6 +2198,8 @@ impl Inner {
             gst::Element::link_many(&elements).map_err(|e| op_err(format!("send branch: {e}")))?;
             let pay_src = pay.static_pad("src").ok_or_else(|| op_err("payloader has no src pad"))?;
             pay_src.link(&sink_pad).map_err(|e| op_err(format!("payloader → webrtcbin: {e:?}")))?;
+            // First: while held, neither audio nor DTMF packets go out.
+            t.gate.attach(&pay_src, true);
             t.dtmf.attach(&pay_src);
             Ok::<_, EngineError>(())
         })();
@@ -1737,6 +2242,12 @@ impl Inner {
         if let Err(e) = source.link(queue) {
             let _ = self.pipeline.remove(source);
             return Err(op_err(format!("source → encoder: {e}")));
+        }
+        if let Some(bin) = source.downcast_ref::<gst::Bin>() {
+            for aec in bin.iterate_all_by_element_factory_name("vdiaec").into_iter().flatten() {
+                aec.set_property("probe", &self.aec_ref);
+                tracing::info!(transceiver = %t.id, aec = %aec.name(), reference = %self.aec_ref, "echo canceller referenced to this connection's playout");
+            }
         }
         source.sync_state_with_parent().map_err(|e| op_err(format!("source did not start: {e}")))?;
         tracing::info!(transceiver = %t.id, track = ?t.sender_track, "sending");
@@ -1816,6 +2327,9 @@ impl Inner {
             return Err(op_err("closed"));
         }
         let mut t = trans.and_then(|tr| st.transceivers.iter_mut().find(|t| t.trans == tr));
+        if let Some(t) = &t {
+            t.gate.attach(pad, false);
+        }
         let playout = t.as_ref().and_then(|t| t.playout.clone());
         let previous = t.as_mut().and_then(|t| t.recv.take());
         // A second SSRC on the same transceiver (the remote restarted its sender): the new
@@ -1828,9 +2342,18 @@ impl Inner {
         let (depay, dec) = codec.make_decoder()?;
         let conv = codecs::make("audioconvert")?;
         let resample = codecs::make("audioresample")?;
-        let elements = vec![depay.clone(), dec, conv, resample.clone()];
+        let mut elements = vec![depay.clone(), dec, conv, resample.clone()];
+        // The echo reference of capture sent on this connection: what it plays out (media::aec).
+        if self.pipeline.by_name(&self.aec_ref).is_none()
+            && let Ok(probe) = gst::ElementFactory::make("vdiaecprobe").name(&self.aec_ref).build()
+        {
+            elements.push(probe);
+        }
         self.pipeline.add_many(&elements).map_err(|e| op_err(e.to_string()))?;
-        let tail = resample.static_pad("src").expect("audioresample has a src pad");
+        let tail = elements
+            .last()
+            .and_then(|e| e.static_pad("src"))
+            .expect("audioresample/vdiaecprobe have a src pad");
         let linked = (|| {
             self.pipeline.add(&sink).map_err(|e| op_err(format!("playout sink: {e}")))?;
             gst::Element::link_many(&elements).map_err(|e| op_err(e.to_string()))?;
@@ -1887,14 +2410,16 @@ impl Inner {
     /// ones, in that order (the spec fires iceconnectionstatechange before connectionstatechange).
     fn sync_states(&self) {
         let sig = signaling_from_gst(self.webrtc.property("signaling-state"));
-        let ice = ice_from_gst(self.webrtc.property("ice-connection-state"));
-        let conn = conn_from_gst(self.webrtc.property("connection-state"));
+        let transport_ice = ice_from_gst(self.webrtc.property("ice-connection-state"));
+        let transport_conn = conn_from_gst(self.webrtc.property("connection-state"));
         let _g = self.span.enter();
         let mut log_pair = false;
         let mut st = lock(&self.st);
         if st.closed {
             return;
         }
+        st.transport_ice = transport_ice;
+        let (ice, conn) = with_consent(st.consent, transport_ice, transport_conn);
         if st.signaling != sig {
             st.signaling = sig;
             let state = crate::logging::w3c(&sig);
@@ -1925,6 +2450,78 @@ impl Inner {
         }
     }
 
+    /// One look of the consent watch at `now`: notes whether the far end sent anything since
+    /// the last look, and moves [`Consent`] (and so the states the page sees) when the silence
+    /// crosses [`CONSENT_DISCONNECTED_AFTER`] or [`CONSENT_FAILED_AFTER`], or ends. Only a
+    /// transport webrtcbin calls connected with media negotiated is watched (a call on hold
+    /// with every transceiver `inactive` sends nothing, legitimately). Returns false when
+    /// there is nothing more to watch (closed, or consent expired).
+    fn check_consent(&self, w: &mut ConsentWatch, now: std::time::Instant) -> bool {
+        use RtcRtpTransceiverDirection as D;
+        let packets = self.counters.packets_received();
+        if packets != w.packets {
+            w.packets = packets;
+            w.heard_at = now;
+        }
+        let mut st = lock(&self.st);
+        if st.closed || st.consent == Consent::Failed {
+            return false;
+        }
+        let connected =
+            matches!(st.transport_ice, RtcIceConnectionState::Connected | RtcIceConnectionState::Completed);
+        let media = st.transceivers.iter().any(|t| {
+            t.kind_audio && matches!(t.current_direction, Some(D::Sendrecv | D::Sendonly | D::Recvonly))
+        });
+        if !connected || !media {
+            w.heard_at = now;
+            st.consent = Consent::Fresh;
+            return true;
+        }
+        let silent = now.saturating_duration_since(w.heard_at);
+        let next = if silent >= CONSENT_FAILED_AFTER {
+            Consent::Failed
+        } else if silent >= CONSENT_DISCONNECTED_AFTER {
+            Consent::Disconnected
+        } else {
+            Consent::Fresh
+        };
+        if next == st.consent {
+            return true;
+        }
+        st.consent = next;
+        drop(st);
+        {
+            let _g = self.span.enter();
+            let silent_ms = silent.as_millis() as u64;
+            match next {
+                Consent::Disconnected => tracing::warn!(
+                    event = "consent",
+                    reason = "far-end-silent",
+                    silent_ms,
+                    "nothing received from the far end for {silent_ms} ms: ICE disconnected (RFC 7675 consent in doubt)"
+                ),
+                Consent::Failed => {
+                    // RFC 7675 §5.1: without consent, stop sending to that address.
+                    self.counters.set_sending_halted(true);
+                    tracing::warn!(
+                        event = "consent",
+                        reason = "consent-expired",
+                        silent_ms,
+                        "nothing received from the far end for {silent_ms} ms: ICE consent expired (RFC 7675), connection failed; sending stopped"
+                    );
+                }
+                Consent::Fresh => tracing::info!(
+                    event = "consent",
+                    reason = "far-end-back",
+                    silent_ms,
+                    "the far end is heard again after {silent_ms} ms: ICE connected again"
+                ),
+            }
+        }
+        self.sync_states();
+        next != Consent::Failed
+    }
+
     /// WebRTC 1.0 §4.7.3 "update the negotiation-needed flag", with §4.7.2's check reduced to
     /// what an audio-only engine has: a transceiver not yet in a description, or whose
     /// direction differs from the one the current local description says (for an answer, as
@@ -1932,30 +2529,30 @@ impl Inner {
     /// the flag goes from false to true.
     fn update_negotiation_needed(&self) {
         use RtcRtpTransceiverDirection as D;
-        let local =
-            self.webrtc.property::<Option<gst_webrtc::WebRTCSessionDescription>>("current-local-description");
-        let remote = self
-            .webrtc
-            .property::<Option<gst_webrtc::WebRTCSessionDescription>>("current-remote-description");
         let mut st = lock(&self.st);
         if st.closed || st.signaling != RtcSignalingState::Stable {
             return;
         }
+        let parse = |d: &Option<RtcSessionDescriptionInit>| {
+            d.as_ref().and_then(|d| sdp::parse(&d.sdp).ok().map(|m| (d.sdp_type, m)))
+        };
+        let local = parse(&st.descs.current_local);
+        let remote = parse(&st.descs.current_remote);
         let needed = st.transceivers.iter().filter(|t| t.kind_audio).any(|t| {
-            let dir = dir_from_gst(t.trans.direction()).unwrap_or(D::Inactive);
-            let (Some(m), Some(local)) = (t.mline(), &local) else {
+            let dir = t.direction;
+            let (Some(m), Some((local_type, local))) = (t.mline(), &local) else {
                 return true;
             };
-            let Some(lm) = local.sdp().media(m) else {
+            let Some(lm) = local.media(m) else {
                 return true;
             };
             let ldir = sdp::media_direction(lm);
-            if local.type_() == gst_webrtc::WebRTCSDPType::Offer {
+            if *local_type == RtcSdpType::Offer {
                 ldir != dir
             } else {
                 let offered = remote
                     .as_ref()
-                    .and_then(|r| r.sdp().media(m).map(|rm| sdp::reverse(sdp::media_direction(rm))))
+                    .and_then(|(_, r)| r.media(m).map(|rm| sdp::reverse(sdp::media_direction(rm))))
                     .unwrap_or(D::Sendrecv);
                 ldir != sdp::intersect(dir, offered)
             }
@@ -2075,4 +2672,35 @@ fn check_description_state(
     let method = if local { "setLocalDescription" } else { "setRemoteDescription" };
     tracing::warn!(?sdp_type, ?signaling, "{method} in wrong state");
     Err(EngineError::invalid_state(format!("{method}({sdp_type:?}) in signaling state {signaling:?}")))
+}
+
+#[cfg(test)]
+mod consent_tests {
+    use super::*;
+    use RtcIceConnectionState as I;
+    use RtcPeerConnectionState as C;
+
+    #[test]
+    fn consent_overlays_only_a_connected_transport_and_failed_always_wins() {
+        assert_eq!(with_consent(Consent::Fresh, I::Connected, C::Connected), (I::Connected, C::Connected));
+        assert_eq!(
+            with_consent(Consent::Disconnected, I::Completed, C::Connected),
+            (I::Disconnected, C::Disconnected)
+        );
+        // Checking, or failed by libnice itself: webrtcbin's word stands.
+        assert_eq!(
+            with_consent(Consent::Disconnected, I::Checking, C::Connecting),
+            (I::Checking, C::Connecting)
+        );
+        assert_eq!(with_consent(Consent::Failed, I::Connected, C::Connected), (I::Failed, C::Failed));
+        assert_eq!(with_consent(Consent::Failed, I::Disconnected, C::Disconnected), (I::Failed, C::Failed));
+    }
+
+    #[test]
+    fn consent_timing_follows_rfc_7675() {
+        assert_eq!(CONSENT_FAILED_AFTER, Duration::from_secs(30));
+        assert!(CONSENT_DISCONNECTED_AFTER > Duration::from_millis(7500), "above the worst RTCP interval");
+        assert!(CONSENT_DISCONNECTED_AFTER < CONSENT_FAILED_AFTER);
+        assert!(CONSENT_TICK <= Duration::from_secs(1));
+    }
 }

@@ -102,10 +102,16 @@ pub fn fmtp(media: &SDPMediaRef, pt: u8) -> Vec<(String, String)> {
         .collect()
 }
 
-/// The direction attribute of an m-line (RFC 8866 §6.7; default sendrecv). A port of 0 means
-/// the m-line is rejected: inactive.
+/// Whether an m-line is rejected or disabled: port 0 (RFC 3264 §6) unless it is a
+/// `a=bundle-only` m-line (RFC 8843 §6: port 0 there means "only in the BUNDLE group").
+pub fn is_rejected(media: &SDPMediaRef) -> bool {
+    media.port() == 0 && media.attribute_val("bundle-only").is_none()
+}
+
+/// The direction attribute of an m-line (RFC 8866 §6.7; default sendrecv). A rejected m-line
+/// ([`is_rejected`]) is inactive.
 pub fn media_direction(media: &SDPMediaRef) -> RtcRtpTransceiverDirection {
-    if media.port() == 0 {
+    if is_rejected(media) {
         return RtcRtpTransceiverDirection::Inactive;
     }
     for a in media.attributes() {
@@ -141,6 +147,69 @@ pub fn media_msid_streams(media: &SDPMediaRef) -> Vec<String> {
         .filter_map(|a| a.value()?.split_whitespace().next().map(str::to_string))
         .filter(|s| s != "-")
         .collect()
+}
+
+/// The W3C name of a direction as an SDP attribute key (RFC 8866 §6.7; `stopped` has none and
+/// is written `inactive`, as on a rejected m-line).
+pub fn direction_attribute(d: RtcRtpTransceiverDirection) -> &'static str {
+    use RtcRtpTransceiverDirection::*;
+    match d {
+        Sendrecv => "sendrecv",
+        Sendonly => "sendonly",
+        Recvonly => "recvonly",
+        Inactive | Stopped => "inactive",
+    }
+}
+
+/// Replaces the direction attribute(s) of an m-line with `d` (RFC 3264 §6.1: one per m-line).
+pub fn set_media_direction(media: &mut SDPMediaRef, d: RtcRtpTransceiverDirection) {
+    remove_media_attributes(media, |k| matches!(k, "sendrecv" | "sendonly" | "recvonly" | "inactive"));
+    // An empty value, not None: gst_sdp_media_attributes_to_caps (webrtcbin) reads the value
+    // of every attribute and crashes on a NULL one; as_text writes `a=<key>` for both.
+    media.add_attribute(direction_attribute(d), Some(""));
+}
+
+/// `a=setup` of an m-line (RFC 4145 §4, RFC 8842 §5): `actpass`, `active`, `passive`.
+pub fn media_setup(media: &SDPMediaRef) -> Option<String> {
+    media.attribute_val("setup").map(|v| v.trim().to_ascii_lowercase())
+}
+
+/// Replaces `a=setup` of an m-line with `value`.
+pub fn set_media_setup(media: &mut SDPMediaRef, value: &str) {
+    remove_media_attributes(media, |k| k == "setup");
+    media.add_attribute("setup", Some(value));
+}
+
+/// Takes payload type `pt` out of an m-line: its format and its `a=rtpmap`/`a=fmtp` lines.
+pub fn remove_payload_type(media: &mut SDPMediaRef, pt: u8) {
+    let text = pt.to_string();
+    if let Some(idx) = media.formats().position(|f| f == text) {
+        let _ = media.remove_format(idx as u32);
+    }
+    let prefix = format!("{pt} ");
+    let mut idx = 0;
+    while idx < media.attributes_len() {
+        let drop = media.attribute(idx).is_some_and(|a| {
+            matches!(a.key(), "rtpmap" | "fmtp") && a.value().is_some_and(|v| v.starts_with(&prefix))
+        });
+        if drop && media.remove_attribute(idx).is_ok() {
+            continue;
+        }
+        idx += 1;
+    }
+}
+
+fn remove_media_attributes(media: &mut SDPMediaRef, drop: impl Fn(&str) -> bool) {
+    let mut idx = 0;
+    while idx < media.attributes_len() {
+        if media.attribute(idx).is_some_and(|a| drop(a.key())) {
+            if media.remove_attribute(idx).is_err() {
+                break;
+            }
+        } else {
+            idx += 1;
+        }
+    }
 }
 
 /// The direction seen from the other side (what the remote's `sendonly` means for us).
@@ -188,6 +257,20 @@ mod tests {
         assert_eq!(ufrag(&msg, 0).as_deref(), Some("abcd"));
         assert_eq!(media_msid_streams(m), vec!["s1".to_string()]);
         assert!(fmtp(m, 111).contains(&("useinbandfec".into(), "1".into())));
+    }
+
+    #[test]
+    fn rewrites_direction_and_setup() {
+        let mut msg = parse(OFFER).unwrap();
+        let m = msg.media_mut(0).unwrap();
+        set_media_direction(m, RtcRtpTransceiverDirection::Inactive);
+        set_media_setup(m, "passive");
+        let text = msg.as_text().unwrap();
+        assert!(text.contains("a=inactive\r\n") && !text.contains("a=sendonly"), "{text}");
+        let msg = parse(&text).unwrap();
+        assert_eq!(media_direction(msg.media(0).unwrap()), RtcRtpTransceiverDirection::Inactive);
+        assert_eq!(media_setup(msg.media(0).unwrap()).as_deref(), Some("passive"));
+        assert_eq!(media_mid(msg.media(0).unwrap()).as_deref(), Some("0"), "other attributes stay");
     }
 
     #[test]

@@ -527,6 +527,8 @@ struct TransportInner {
     /// Epoch µs of the last datagram each way (0 = none).
     last_sent_us: AtomicU64,
     last_received_us: AtomicU64,
+    /// Drop what webrtcbin hands its ICE transports (consent expired, RFC 7675 §5.1).
+    sending_halted: std::sync::atomic::AtomicBool,
 }
 
 /// Totals of [`TransportCounters`].
@@ -791,6 +793,12 @@ impl TransportCounters {
             } else {
                 return gst::PadProbeReturn::Ok;
             };
+            if sent && inner.sending_halted.load(Ordering::Relaxed) {
+                // `Handled` with the data left in `info`: gstreamer-rs unrefs it and the pad
+                // returns OK upstream. (`Drop` made GStreamer 1.22 unref a NULL object on
+                // nicesink's pad: a CRITICAL per packet.)
+                return gst::PadProbeReturn::Handled;
+            }
             let us = (now_ms() * 1000.0) as u64;
             if sent {
                 inner.packets_sent.fetch_add(n, Ordering::Relaxed);
@@ -803,6 +811,19 @@ impl TransportCounters {
             }
             gst::PadProbeReturn::Ok
         });
+    }
+
+    /// Datagrams received so far through the ICE transports: SRTP, SRTCP and DTLS (libnice
+    /// answers STUN itself; those never reach the pipeline). Cheap: one atomic load.
+    pub fn packets_received(&self) -> u64 {
+        self.inner.packets_received.load(Ordering::Relaxed)
+    }
+
+    /// Stops (`true`) or resumes sending: every datagram webrtcbin hands its ICE transports is
+    /// dropped (and not counted) while halted. RFC 7675 §5.1: once consent expires an endpoint
+    /// must cease transmission on that candidate pair.
+    pub fn set_sending_halted(&self, halted: bool) {
+        self.inner.sending_halted.store(halted, Ordering::Relaxed);
     }
 
     /// The totals so far.

@@ -11,7 +11,7 @@ use vdimedia_protocol::api::*;
 use vdimedia_protocol::message::ErrorCode;
 
 /// Decoded audio seen by a playout sink: S16 mono samples, their energy and zero crossings.
-#[derive(Default, Debug)]
+#[derive(Default, Debug, Clone)]
 struct Meter {
     rate: u32,
     voiced_samples: u64,
@@ -70,7 +70,8 @@ fn metering_sink() -> (gst::Element, Arc<Mutex<Meter>>) {
             return gst::PadProbeReturn::Ok; // silence / concealment at start-up
         }
         let crossings = samples.windows(2).filter(|w| (w[0] < 0.0) != (w[1] < 0.0)).count() as u64;
-        let mut m = m.lock().unwrap();
+        // Never unwrap here: a panic on this streaming thread aborts the whole test binary.
+        let mut m = m.lock().unwrap_or_else(|e| e.into_inner());
         m.rate = rate;
         m.voiced_samples += samples.len() as u64;
         m.crossings += crossings;
@@ -254,8 +255,10 @@ fn assert_event_order(p: &Peer) {
 async fn webrtc_call_opus_both_ways_with_stats_and_sink_swap() {
     prewarm().unwrap();
     let (mut a, mut b, meter_a, meter_b) = call(Codec::DEFAULT_ORDER.to_vec(), "opus/48000/2").await;
-    assert_tone(&meter_a.lock().unwrap(), 880.0, "A");
-    assert_tone(&meter_b.lock().unwrap(), 440.0, "B");
+    // Snapshots: a failing assertion must not poison the meters the probes still write.
+    let (snap_a, snap_b) = (meter_a.lock().unwrap().clone(), meter_b.lock().unwrap().clone());
+    assert_tone(&snap_a, 880.0, "A");
+    assert_tone(&snap_b, 440.0, "B");
     let offer = a.pc.state().local_description.unwrap().sdp;
     assert!(offer.contains("m=audio 9 UDP/TLS/RTP/SAVPF 111 9 0 8"), "offer codec order:\n{offer}");
     assert!(offer.contains("useinbandfec=1"), "offer lacks in-band FEC:\n{offer}");
@@ -272,7 +275,8 @@ async fn webrtc_call_opus_both_ways_with_stats_and_sink_swap() {
         pump(&mut a, &mut b, Duration::from_secs(10), || m2.lock().unwrap().seconds() > 0.5).await,
         "swapped sink got no audio"
     );
-    assert_tone(&meter2.lock().unwrap(), 880.0, "A after swap");
+    let snap = meter2.lock().unwrap().clone();
+    assert_tone(&snap, 880.0, "A after swap");
 
     // Disabled track sends silence: B's meter stops growing while A's track is disabled.
     a.pc.set_track_enabled("trackA", false).unwrap();
@@ -293,11 +297,13 @@ async fn webrtc_call_opus_both_ways_with_stats_and_sink_swap() {
     assert!(!of_type("candidate-pair").is_empty(), "no candidate-pair stats: {stats:#?}");
     assert!(!of_type("transport").is_empty(), "no transport stats: {stats:#?}");
 
-    // removeTrack: B stops hearing A (no renegotiation: webrtcbin 1.22 cannot change
-    // directions); addTrack again reuses the sender and B hears the new tone at once.
+    // removeTrack: B stops hearing A at once; the direction becomes recvonly and
+    // negotiationneeded fires (WebRTC 1.0 §5.1). addTrack again before renegotiating reuses
+    // the sender (the m-line still sends) and B hears the new tone at once.
     let sender = a.pc.state().transceivers[0].sender.id.clone();
     a.pc.remove_track(&sender).unwrap();
     assert_eq!(a.pc.state().transceivers[0].sender.track, None);
+    assert_eq!(a.pc.state().transceivers[0].direction, RtcRtpTransceiverDirection::Recvonly);
     tokio::time::sleep(Duration::from_millis(400)).await;
     let before = meter_b.lock().unwrap().voiced_samples;
     pump(&mut a, &mut b, Duration::from_millis(700), || false).await;
@@ -312,8 +318,14 @@ async fn webrtc_call_opus_both_ways_with_stats_and_sink_swap() {
         pump(&mut a, &mut b, Duration::from_secs(5), || m3.lock().unwrap().seconds() > 0.5).await,
         "re-added track not heard"
     );
-    assert_tone(&meter3.lock().unwrap(), 660.0, "B after re-add");
-    assert!(!a.events.iter().skip(1).any(|e| *e == PcEvent::NegotiationNeeded), "{:?}", a.events);
+    assert_tone(&meter3.lock().unwrap().clone(), 660.0, "B after re-add");
+    assert_eq!(
+        a.events.iter().skip(1).filter(|e| **e == PcEvent::NegotiationNeeded).count(),
+        1,
+        "removeTrack fires negotiationneeded once: {:?}",
+        a.events
+    );
+    assert_eq!(a.pc.state().transceivers[0].direction, RtcRtpTransceiverDirection::Sendrecv);
 
     a.pc.close();
     a.pc.close();
@@ -324,8 +336,8 @@ async fn webrtc_call_opus_both_ways_with_stats_and_sink_swap() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webrtc_call_g722_both_ways() {
     let (a, b, ma, mb) = call(vec![Codec::G722], "G722/8000").await;
-    assert_tone(&ma.lock().unwrap(), 880.0, "A");
-    assert_tone(&mb.lock().unwrap(), 440.0, "B");
+    assert_tone(&ma.lock().unwrap().clone(), 880.0, "A");
+    assert_tone(&mb.lock().unwrap().clone(), 440.0, "B");
     a.pc.close();
     b.pc.close();
 }
@@ -333,8 +345,8 @@ async fn webrtc_call_g722_both_ways() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webrtc_call_pcmu_both_ways() {
     let (a, b, ma, mb) = call(vec![Codec::Pcmu], "PCMU/8000").await;
-    assert_tone(&ma.lock().unwrap(), 880.0, "A");
-    assert_tone(&mb.lock().unwrap(), 440.0, "B");
+    assert_tone(&ma.lock().unwrap().clone(), 880.0, "A");
+    assert_tone(&mb.lock().unwrap().clone(), 440.0, "B");
     a.pc.close();
     b.pc.close();
 }
@@ -342,8 +354,8 @@ async fn webrtc_call_pcmu_both_ways() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webrtc_call_pcma_both_ways() {
     let (a, b, ma, mb) = call(vec![Codec::Pcma], "PCMA/8000").await;
-    assert_tone(&ma.lock().unwrap(), 880.0, "A");
-    assert_tone(&mb.lock().unwrap(), 440.0, "B");
+    assert_tone(&ma.lock().unwrap().clone(), 880.0, "A");
+    assert_tone(&mb.lock().unwrap().clone(), 440.0, "B");
     a.pc.close();
     b.pc.close();
 }
@@ -513,8 +525,8 @@ async fn webrtc_call_relay_only_over_turn() {
     }))
     .unwrap();
     let (a, b, ma, mb) = call_with(vec![Codec::Opus], "opus/48000/2", &config).await;
-    assert_tone(&ma.lock().unwrap(), 880.0, "A");
-    assert_tone(&mb.lock().unwrap(), 440.0, "B");
+    assert_tone(&ma.lock().unwrap().clone(), 880.0, "A");
+    assert_tone(&mb.lock().unwrap().clone(), 440.0, "B");
     for ev in a.events.iter().chain(b.events.iter()) {
         if let PcEvent::IceCandidate(Some(c)) = ev {
             assert!(c.candidate.contains("typ relay"), "relay policy leaked a candidate: {}", c.candidate);
@@ -525,4 +537,266 @@ async fn webrtc_call_relay_only_over_turn() {
     assert!(local.iter().all(|c| c["candidateType"] == "relay"), "local candidates: {local:#?}");
     a.pc.close();
     b.pc.close();
+}
+
+// ---- transceivers and renegotiation (issue 6, item 3) ----
+
+/// One offer/answer exchange, `from` offering, with the descriptions each created applied as
+/// they are: (offer, answer) texts.
+async fn negotiate(from: &Peer, to: &Peer) -> (String, String) {
+    let offer = from.pc.create_offer(&RtcOfferOptions::default()).await.unwrap();
+    from.pc.set_local_description(Some(offer.clone())).await.unwrap();
+    to.pc.set_remote_description(offer.clone()).await.unwrap();
+    let answer = to.pc.create_answer().await.unwrap();
+    to.pc.set_local_description(Some(answer.clone())).await.unwrap();
+    from.pc.set_remote_description(answer.clone()).await.unwrap();
+    (offer.sdp, answer.sdp)
+}
+
+/// The first `a=setup` value of an SDP.
+fn setup_of(sdp: &str) -> String {
+    sdp.lines().find_map(|l| l.trim().strip_prefix("a=setup:")).unwrap_or("").to_string()
+}
+
+/// The first direction attribute of an SDP (sendrecv when none).
+fn direction_of(sdp: &str) -> String {
+    sdp.lines()
+        .map(str::trim)
+        .find(|l| matches!(*l, "a=sendrecv" | "a=sendonly" | "a=recvonly" | "a=inactive"))
+        .map_or("sendrecv".into(), |l| l[2..].to_string())
+}
+
+/// A member of the first stats entry of `ty`.
+async fn stat(p: &Peer, ty: &str, member: &str) -> u64 {
+    let report = p.pc.get_stats().await.unwrap();
+    report.iter().find(|s| s["type"] == ty).and_then(|s| s[member].as_u64()).unwrap_or(0)
+}
+
+/// RTP packets `to` received from `from` while pumping for `d`.
+async fn received_during(to: &mut Peer, from: &mut Peer, d: Duration) -> u64 {
+    let before = stat(to, "inbound-rtp", "packetsReceived").await;
+    pump(to, from, d, || false).await;
+    stat(to, "inbound-rtp", "packetsReceived").await - before
+}
+
+fn nn_count(p: &Peer) -> usize {
+    p.events.iter().filter(|e| matches!(e, PcEvent::NegotiationNeeded)).count()
+}
+
+/// Re-offers from the far end keep the DTLS role (RFC 8842 §5.5); hold and resume by
+/// direction change (RFC 3264 §8.4) stop and restart the RTP of the held direction;
+/// replaceTrack switches the tone without renegotiation and without an RTP timestamp gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webrtc_reoffer_hold_resume_and_replace_track() {
+    let (mut a, mut b, _meter_a, _meter_b) = call(vec![Codec::Opus], "opus/48000/2").await;
+    let tid = a.pc.state().transceivers[0].id.clone();
+    let sender = a.pc.state().transceivers[0].sender.id.clone();
+    // A offered first, B answered active: A is the DTLS server.
+    let b_answer = b.pc.state().local_description.unwrap().sdp;
+    assert_eq!(setup_of(&b_answer), "active");
+
+    // 1. The far end re-offers: A's answer must stay passive (webrtcbin writes active).
+    let (offer, answer) = negotiate(&b, &a).await;
+    assert_ne!(setup_of(&offer), "passive", "B offers to stay the client (actpass/active)");
+    assert_eq!(setup_of(&answer), "passive", "answer changed the DTLS role:\n{answer}");
+    assert_eq!(direction_of(&answer), "sendrecv");
+    assert!(
+        received_during(&mut a, &mut b, Duration::from_millis(800)).await > 20,
+        "A hears B after re-offer"
+    );
+    assert!(
+        received_during(&mut b, &mut a, Duration::from_millis(800)).await > 20,
+        "B hears A after re-offer"
+    );
+
+    // 2. Local hold: A sendonly → negotiationneeded, offer sendonly, answer recvonly.
+    let before = nn_count(&a);
+    let info = a.pc.set_direction(&tid, RtcRtpTransceiverDirection::Sendonly).unwrap();
+    assert_eq!(info.direction, RtcRtpTransceiverDirection::Sendonly);
+    assert_eq!(
+        info.current_direction,
+        Some(RtcRtpTransceiverDirection::Sendrecv),
+        "unchanged until negotiated"
+    );
+    pump(&mut a, &mut b, Duration::from_millis(100), || false).await;
+    assert_eq!(nn_count(&a), before + 1, "direction setter fires negotiationneeded: {:?}", a.events);
+    let (offer, answer) = negotiate(&a, &b).await;
+    assert_eq!(direction_of(&offer), "sendonly", "{offer}");
+    assert_eq!(direction_of(&answer), "recvonly", "{answer}");
+    assert_eq!(a.pc.state().transceivers[0].current_direction, Some(RtcRtpTransceiverDirection::Sendonly));
+    assert_eq!(b.pc.state().transceivers[0].current_direction, Some(RtcRtpTransceiverDirection::Recvonly));
+    assert_eq!(direction_of(&a.pc.state().local_description.unwrap().sdp), "sendonly");
+    pump(&mut a, &mut b, Duration::from_millis(300), || false).await; // in flight
+    let held = received_during(&mut a, &mut b, Duration::from_secs(1)).await;
+    assert!(held <= 1, "B sent {held} RTP packets while A holds");
+    assert!(received_during(&mut b, &mut a, Duration::from_secs(1)).await > 30, "B still hears A");
+
+    // 3. Inactive, then resume by the far end's offer.
+    a.pc.set_direction(&tid, RtcRtpTransceiverDirection::Inactive).unwrap();
+    let (offer, answer) = negotiate(&a, &b).await;
+    assert_eq!((direction_of(&offer), direction_of(&answer)), ("inactive".into(), "inactive".into()));
+    pump(&mut a, &mut b, Duration::from_millis(300), || false).await;
+    assert!(received_during(&mut b, &mut a, Duration::from_secs(1)).await <= 1, "A sends while inactive");
+    a.pc.set_direction(&tid, RtcRtpTransceiverDirection::Sendrecv).unwrap();
+    let (offer, answer) = negotiate(&b, &a).await;
+    assert_eq!((direction_of(&offer), direction_of(&answer)), ("sendrecv".into(), "sendrecv".into()));
+    assert_eq!(setup_of(&answer), "passive");
+    assert_eq!(a.pc.state().transceivers[0].current_direction, Some(RtcRtpTransceiverDirection::Sendrecv));
+    assert!(received_during(&mut a, &mut b, Duration::from_secs(1)).await > 30, "A hears B after resume");
+    assert!(received_during(&mut b, &mut a, Duration::from_secs(1)).await > 30, "B hears A after resume");
+    assert_eq!(a.pc.state().connection_state, RtcPeerConnectionState::Connected);
+
+    // 4. replaceTrack: B hears the new tone, the RTP clock has no gap longer than a packet.
+    let pay = a.pc.payloader_src(&sender).expect("send branch");
+    let stamps = Arc::new(Mutex::new(Vec::<u32>::new()));
+    let s2 = stamps.clone();
+    pay.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+        if let Some(buf) = info.buffer()
+            && let Ok(map) = buf.map_readable()
+            && map.len() >= 8
+        {
+            s2.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(u32::from_be_bytes([map[4], map[5], map[6], map[7]]));
+        }
+        gst::PadProbeReturn::Ok
+    });
+    pump(&mut a, &mut b, Duration::from_millis(300), || false).await;
+    let nn_before = nn_count(&a);
+    a.pc.replace_track(&sender, Some(("trackA3".into(), tone(660.0)))).unwrap();
+    assert_eq!(a.pc.state().transceivers[0].sender.track.as_deref(), Some("trackA3"));
+    let (sink, meter) = metering_sink();
+    b.pc.set_playout(&b.pc.state().transceivers[0].receiver.track.id, Some(sink)).unwrap();
+    let m = meter.clone();
+    assert!(pump(&mut a, &mut b, Duration::from_secs(5), || m.lock().unwrap().seconds() > 0.6).await);
+    assert_tone(&meter.lock().unwrap().clone(), 660.0, "B after replaceTrack");
+    let ts = stamps.lock().unwrap().clone();
+    assert!(ts.len() > 20, "{} packets", ts.len());
+    let max_step = ts.windows(2).map(|w| w[1].wrapping_sub(w[0])).max().unwrap();
+    assert!(max_step <= 2 * 960, "RTP timestamp gap of {max_step} units (> one 20 ms packet missing)");
+    // replaceTrack(null): nothing is sent, no renegotiation.
+    a.pc.replace_track(&sender, None).unwrap();
+    pump(&mut a, &mut b, Duration::from_millis(300), || false).await;
+    assert!(
+        received_during(&mut b, &mut a, Duration::from_secs(1)).await <= 1,
+        "sent after replaceTrack(null)"
+    );
+    assert_eq!(nn_count(&a), nn_before, "replaceTrack must not fire negotiationneeded");
+    assert_eq!(
+        a.pc.set_direction(&tid, RtcRtpTransceiverDirection::Stopped).unwrap_err().code,
+        ErrorCode::InvalidParams
+    );
+    a.pc.close();
+    b.pc.close();
+}
+
+/// mids from the descriptions (JSEP §5.2.1/§5.10), addIceCandidate by sdpMid alone, and
+/// negotiationneeded when a transceiver added in have-local-offer is left over at stable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webrtc_mid_candidate_by_mid_and_negotiationneeded_after_answer() {
+    let mut a = peer("mid-a", vec![Codec::Opus]);
+    let mut b = peer("mid-b", vec![Codec::Opus]);
+    a.pc.add_transceiver(
+        TransceiverKindOrTrack::Kind("audio".into()),
+        RtcRtpTransceiverDirection::Recvonly,
+        vec![],
+    )
+    .unwrap();
+    a.pc.add_transceiver(
+        TransceiverKindOrTrack::Kind("audio".into()),
+        RtcRtpTransceiverDirection::Sendrecv,
+        vec![],
+    )
+    .unwrap();
+    let offer = a.pc.create_offer(&RtcOfferOptions::default()).await.unwrap();
+    let msg = sdp::parse(&offer.sdp).unwrap();
+    let dirs: Vec<_> = msg.medias().map(sdp::media_direction).collect();
+    assert_eq!(
+        dirs,
+        vec![RtcRtpTransceiverDirection::Recvonly, RtcRtpTransceiverDirection::Sendrecv],
+        "{}",
+        offer.sdp
+    );
+    let mids: Vec<_> = msg.medias().map(sdp::media_mid).collect();
+    assert!(a.pc.state().transceivers.iter().all(|t| t.mid.is_none()), "no mid before sLD");
+    a.pc.set_local_description(Some(offer.clone())).await.unwrap();
+    let got: Vec<_> = a.pc.state().transceivers.iter().map(|t| t.mid.clone()).collect();
+    assert_eq!(got, mids, "mid after setLocalDescription(offer)");
+
+    b.pc.set_remote_description(offer).await.unwrap();
+    pump(&mut a, &mut b, Duration::from_millis(50), || false).await;
+    let track_mids: Vec<_> = b
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            PcEvent::Track { transceiver, .. } => Some(transceiver.mid.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(track_mids, vec![mids[1].clone()], "track event carries the offer's mid");
+    let cand = |mid: &str| RtcIceCandidateInit {
+        candidate: "candidate:1 1 UDP 2122252543 127.0.0.1 9 typ host".into(),
+        sdp_mid: Some(mid.into()),
+        sdp_m_line_index: None,
+        username_fragment: None,
+    };
+    b.pc.add_ice_candidate(Some(cand(mids[1].as_deref().unwrap()))).await.expect("candidate by sdpMid");
+    assert_eq!(b.pc.add_ice_candidate(Some(cand("nope"))).await.unwrap_err().code, ErrorCode::OperationError);
+    let answer = b.pc.create_answer().await.unwrap();
+    b.pc.set_local_description(Some(answer.clone())).await.unwrap();
+    a.pc.set_remote_description(answer).await.unwrap();
+    pump(&mut a, &mut b, Duration::from_millis(100), || false).await;
+    let base = nn_count(&a);
+
+    // Re-offer, then a transceiver added in have-local-offer: no event until stable again.
+    let offer = a.pc.create_offer(&RtcOfferOptions::default()).await.unwrap();
+    a.pc.set_local_description(Some(offer.clone())).await.unwrap();
+    a.pc.add_transceiver(
+        TransceiverKindOrTrack::Kind("audio".into()),
+        RtcRtpTransceiverDirection::Sendrecv,
+        vec![],
+    )
+    .unwrap();
+    pump(&mut a, &mut b, Duration::from_millis(100), || false).await;
+    assert_eq!(nn_count(&a), base, "no negotiationneeded in have-local-offer");
+    b.pc.set_remote_description(offer).await.unwrap();
+    let answer = b.pc.create_answer().await.unwrap();
+    b.pc.set_local_description(Some(answer.clone())).await.unwrap();
+    a.pc.set_remote_description(answer).await.unwrap();
+    pump(&mut a, &mut b, Duration::from_millis(100), || false).await;
+    assert_eq!(nn_count(&a), base + 1, "negotiationneeded on return to stable: {:?}", a.events);
+    a.pc.close();
+    b.pc.close();
+}
+
+/// setCodecPreferences (WebRTC 1.0 §5.4): the offer lists only the chosen codecs (no
+/// telephone-event unless chosen); an unknown codec is refused; `[]` restores the order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webrtc_set_codec_preferences() {
+    let p = peer("codec-prefs", Codec::DEFAULT_ORDER.to_vec());
+    let t =
+        p.pc.add_transceiver(
+            TransceiverKindOrTrack::Kind("audio".into()),
+            RtcRtpTransceiverDirection::Sendrecv,
+            vec![],
+        )
+        .unwrap();
+    let codecs_of = |sdp: &str| {
+        let msg = sdp::parse(sdp).unwrap();
+        let m = msg.media(0).unwrap();
+        (sdp::media_codecs(m), dtmf::media_telephone_events(m).len())
+    };
+    p.pc.set_codec_preferences(&t.id, &[("PCMU".into(), 8000)]).unwrap();
+    let offer = p.pc.create_offer(&RtcOfferOptions::default()).await.unwrap();
+    assert_eq!(codecs_of(&offer.sdp), (vec![(0, Codec::Pcmu)], 0), "{}", offer.sdp);
+    p.pc.set_codec_preferences(&t.id, &[("G722".into(), 8000), ("telephone-event".into(), 8000)]).unwrap();
+    let offer = p.pc.create_offer(&RtcOfferOptions::default()).await.unwrap();
+    assert_eq!(codecs_of(&offer.sdp), (vec![(9, Codec::G722)], 1), "{}", offer.sdp);
+    let e = p.pc.set_codec_preferences(&t.id, &[("bogus".into(), 1234)]).unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalidParams);
+    assert_eq!(p.pc.set_codec_preferences("nope", &[]).unwrap_err().code, ErrorCode::NotFound);
+    p.pc.set_codec_preferences(&t.id, &[]).unwrap();
+    let offer = p.pc.create_offer(&RtcOfferOptions::default()).await.unwrap();
+    assert_eq!(codecs_of(&offer.sdp).0.first(), Some(&(111, Codec::Opus)), "{}", offer.sdp);
+    p.pc.close();
 }

@@ -34,6 +34,17 @@ const FRAME_NS: u64 = 10_000_000;
 /// this (20 ms; a real playout device alone adds more).
 const REFERENCE_SLACK_FRAMES: u64 = 2;
 
+/// Most slack (10 ms frames) the matching grows to when the playout runs persistently late
+/// (a sink that fell behind after a stall keeps playing everything later than its timestamps).
+const MAX_REFERENCE_SLACK_FRAMES: u64 = 30;
+
+/// Late reference frames within one second of capture that make the slack grow.
+const LATE_FRAMES_TO_GROW: u32 = 20;
+
+/// Largest forward jump of capture timestamps (ns) taken as lost capture audio rather than a
+/// new stream: the processor keeps its state and skips that much reference.
+const MAX_SKIP_NS: u64 = 500_000_000;
+
 #[derive(Debug, Clone)]
 struct Settings {
     probe: String,
@@ -142,6 +153,19 @@ struct State {
     reference: Option<Arc<Reference>>,
     reference_active: bool,
     warned_missing_probe: bool,
+    /// Running time (ns) of the first capture frame processed while no reference had ever
+    /// flowed (no probe, or a probe that has not received audio yet): the warning waits until
+    /// `reference-timeout` has passed since then, because a call starts sending before the
+    /// far end's first packet reaches the playout branch.
+    missing_since_rt: Option<u64>,
+    /// Current reference slack in 10 ms frames (starts at REFERENCE_SLACK_FRAMES, grows when
+    /// the playout branch delivers persistently late; see `process_frame`).
+    slack_frames: u64,
+    /// Late reference arrivals in the current one-second window, their largest lateness (ns),
+    /// and the window's start (capture running time, ns).
+    late_in_window: u32,
+    max_late_ns: u64,
+    late_window_rt: Option<u64>,
     last_stats_rt: Option<u64>,
     /// Deinterleaved capture frame in and out of the APM (reused every 10 ms).
     cap_bufs: Vec<Vec<f32>>,
@@ -176,6 +200,11 @@ impl State {
             reference: None,
             reference_active: false,
             warned_missing_probe: false,
+            missing_since_rt: None,
+            slack_frames: REFERENCE_SLACK_FRAMES,
+            late_in_window: 0,
+            max_late_ns: 0,
+            late_window_rt: None,
             last_stats_rt: None,
             cap_bufs: vec![vec![0.0; frame]; channels],
             out_bufs: vec![vec![0.0; frame]; channels],
@@ -335,6 +364,7 @@ impl ObjectImpl for VdiAec {
             if pspec.name() == "probe" {
                 st.reference = None;
                 st.warned_missing_probe = false;
+                st.missing_since_rt = None;
             } else {
                 st.config_dirty = true;
             }
@@ -426,6 +456,25 @@ impl VdiAec {
         st.next_rt = None;
     }
 
+    /// The capture lost `jump_ns` of audio: keeps the processor (echo path, delay, noise
+    /// estimate) and drops the reference frames of the lost time, so each capture frame still
+    /// meets the reference it echoes. The incomplete frame before the jump goes out unprocessed.
+    fn skip(&self, st: &mut State, jump_ns: u64) {
+        gst::debug!(
+            CAT,
+            imp = self,
+            "capture jumped {} ms forward: skipping that much reference",
+            jump_ns / 1_000_000
+        );
+        st.out_fifo.extend(st.in_fifo.drain(..));
+        st.in_fifo_rt = None;
+        st.next_rt = None;
+        let frames = (jump_ns + FRAME_NS / 2) / FRAME_NS;
+        if let Some(n) = st.next_ref_rt {
+            st.next_ref_rt = Some(n + frames * FRAME_NS);
+        }
+    }
+
     fn set_reference_active(&self, st: &mut State, active: bool, why: &str) {
         if st.reference_active == active {
             return;
@@ -452,17 +501,21 @@ impl VdiAec {
             (s.reference_timeout_ms, s.stats_interval_ms, s.delay_hint_ms, s.echo_cancel)
         };
         let n = st.frame * st.channels;
+        let timeout = timeout_ms as u64 * 1_000_000;
         if st.reference.is_none() {
             let probe = lock(&self.settings).probe.clone();
             st.reference = vdiaecprobe::acquire(&probe);
             if st.reference.is_none() && !st.warned_missing_probe {
-                st.warned_missing_probe = true;
-                self.set_reference_active(st, true, "");
-                self.set_reference_active(
-                    st,
-                    false,
-                    &format!("no vdiaecprobe named \"{probe}\" in this process"),
-                );
+                let since = *st.missing_since_rt.get_or_insert(rt);
+                if rt >= since + timeout {
+                    st.warned_missing_probe = true;
+                    self.set_reference_active(st, true, "");
+                    self.set_reference_active(
+                        st,
+                        false,
+                        &format!("no vdiaecprobe named \"{probe}\" in this process"),
+                    );
+                }
             }
         }
         // AEC3 must get exactly one reference frame per capture frame, at a constant offset in
@@ -482,9 +535,14 @@ impl VdiAec {
                 st.next_ref_rt = None;
             }
             render_fmt = Some((q.rate, q.channels, q.generation));
-            let timeout = timeout_ms as u64 * 1_000_000;
+            if q.head_end.is_some() {
+                st.missing_since_rt = None;
+            } else if !st.reference_active {
+                // Never flowed yet: counted like a missing probe (see below).
+                st.missing_since_rt.get_or_insert(rt);
+            }
             lagging = q.rate == 0 || q.head_end.is_none_or(|h| h + timeout < rt + FRAME_NS);
-            let deadline = (rt + FRAME_NS).saturating_sub(REFERENCE_SLACK_FRAMES * FRAME_NS);
+            let deadline = (rt + FRAME_NS).saturating_sub(st.slack_frames * FRAME_NS);
             let zero_len = (q.rate / 100 * q.channels) as usize;
             let mut fed = 0usize;
             while !lagging && fed < 100 {
@@ -496,6 +554,8 @@ impl VdiAec {
                 match next {
                     Some(nx) if front + FRAME_NS / 2 < nx => {
                         // late: silence already stood in for it
+                        st.late_in_window += 1;
+                        st.max_late_ns = st.max_late_ns.max(nx - front);
                         if let Some(f) = q.frames.pop_front() {
                             q.recycle(f.data);
                         }
@@ -535,6 +595,27 @@ impl VdiAec {
                 st.next_ref_rt = None;
             }
         }
+        // A playout branch that stays late (its sink fell behind after a stall and now plays
+        // everything later than stamped) would get every reference frame replaced by silence:
+        // match with more slack instead, and let AEC3 find the longer delay.
+        let window = *st.late_window_rt.get_or_insert(rt);
+        if rt >= window + 100 * FRAME_NS {
+            if st.late_in_window >= LATE_FRAMES_TO_GROW && st.slack_frames < MAX_REFERENCE_SLACK_FRAMES {
+                let grow = st.max_late_ns.div_ceil(FRAME_NS) + 1;
+                st.slack_frames = (st.slack_frames + grow).min(MAX_REFERENCE_SLACK_FRAMES);
+                st.next_ref_rt = None;
+                gst::debug!(
+                    CAT,
+                    imp = self,
+                    "reference persistently late (by up to {} ms): slack now {} ms",
+                    st.max_late_ns / 1_000_000,
+                    st.slack_frames * 10
+                );
+            }
+            st.late_window_rt = Some(rt);
+            st.late_in_window = 0;
+            st.max_late_ns = 0;
+        }
         if st.late_frames >= 100 {
             gst::debug!(CAT, imp = self, "{} late reference frames replaced by silence", st.late_frames);
             st.late_frames = 0;
@@ -543,7 +624,12 @@ impl VdiAec {
         if !echo_cancel {
             // AEC off by property: no reference needed, NS/HPF/AGC still run.
         } else if !active {
-            if st.reference_active || !st.warned_missing_probe {
+            // A reference that never flowed is only reported once it has been missing for
+            // `reference-timeout` (the far end's first packet is usually still on its way).
+            let waiting = !st.reference_active
+                && !st.warned_missing_probe
+                && st.missing_since_rt.is_some_and(|since| rt < since + timeout);
+            if !waiting && (st.reference_active || !st.warned_missing_probe) {
                 st.warned_missing_probe = true;
                 self.set_reference_active(st, true, "");
                 self.set_reference_active(st, false, "far-end reference stopped or lags capture");
@@ -644,12 +730,21 @@ impl VdiAec {
             g.erle_db = s.echo_return_loss_enhancement.unwrap_or(0.0);
             g.erl_db = s.echo_return_loss.unwrap_or(0.0);
             // plus the slack taken when matching reference to capture
-            g.delay_ms =
-                s.delay_ms.map_or(-1, |d| d + (REFERENCE_SLACK_FRAMES * FRAME_NS / 1_000_000) as i32);
+            g.delay_ms = s.delay_ms.map_or(-1, |d| d + (st.slack_frames * FRAME_NS / 1_000_000) as i32);
             g.residual_echo_likelihood = s.residual_echo_likelihood.unwrap_or(0.0);
             g.divergent_filter_fraction = s.divergent_filter_fraction.unwrap_or(0.0);
             *g
         };
+        gst::debug!(
+            CAT,
+            imp = self,
+            "stats: ERLE {:.1} dB, ERL {:.1} dB, delay {} ms, residual echo {:.2}, divergent {:.2}",
+            stats.erle_db,
+            stats.erl_db,
+            stats.delay_ms,
+            stats.residual_echo_likelihood,
+            stats.divergent_filter_fraction
+        );
         let st_msg = gst::Structure::builder("vdiaec-stats")
             .field("running-time-ns", rt)
             .field("erle-db", stats.erle_db)
@@ -734,7 +829,18 @@ impl BaseTransformImpl for VdiAec {
             (Some(a), Some(b)) => a.abs_diff(b) > FRAME_NS / 2,
             _ => false,
         };
-        if gap || buf.flags().contains(gst::BufferFlags::DISCONT) && st.next_rt.is_some() {
+        // Capture that lost a little audio (a source dropping buffers on a loaded machine)
+        // jumps forward: the echo path and delay are the same, only the reference frames of the
+        // lost time must be skipped. Anything else starts afresh.
+        let jump = match (rt, st.next_rt) {
+            (Some(a), Some(b)) if gap && a > b && a - b <= MAX_SKIP_NS => Some(a - b),
+            _ => None,
+        };
+        if let Some(jump) = jump
+            && st.apm.is_some()
+        {
+            self.skip(st, jump);
+        } else if gap || buf.flags().contains(gst::BufferFlags::DISCONT) && st.next_rt.is_some() {
             self.reset(st, if gap { "timestamp gap" } else { "discontinuity" });
         }
         let rt = rt.or(st.next_rt).unwrap_or(0);

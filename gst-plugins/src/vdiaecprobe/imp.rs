@@ -91,6 +91,10 @@ struct State {
     pending_rt: Option<u64>,
     /// Running time expected for the next buffer, ns (to detect gaps).
     next_rt: Option<u64>,
+    /// The pipeline latency (ns) from the LATENCY event: a live sink plays a buffer at its
+    /// running time plus this, so frames are stamped with that playout time (as
+    /// webrtcechoprobe does), the time the capture branch hears them.
+    latency_ns: u64,
 }
 
 #[derive(Default)]
@@ -188,6 +192,25 @@ impl BaseTransformImpl for VdiAecProbe {
         Ok(())
     }
 
+    fn src_event(&self, event: gst::Event) -> bool {
+        if let gst::EventView::Latency(l) = event.view() {
+            let latency = l.latency().nseconds();
+            let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            if state.latency_ns != latency {
+                gst::info!(CAT, imp = self, "playout latency {} ms", latency / 1_000_000);
+                state.latency_ns = latency;
+                // Frames before and after would overlap or leave a hole: start a new
+                // generation, but keep `head_end` so vdiaec does not see a stopped reference.
+                state.pending.clear();
+                state.pending_rt = None;
+                let mut q = self.reference.lock();
+                q.frames.clear();
+                q.generation += 1;
+            }
+        }
+        self.parent_src_event(event)
+    }
+
     fn sink_event(&self, event: gst::Event) -> bool {
         if matches!(event.type_(), gst::EventType::FlushStop | gst::EventType::StreamStart) {
             let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -241,7 +264,7 @@ impl BaseTransformImpl for VdiAecProbe {
             if state.pending.len() == frame_len {
                 let fresh = q.free.pop().unwrap_or_else(|| Vec::with_capacity(frame_len));
                 let f = RefFrame {
-                    running_time: state.pending_rt.take().unwrap_or(rt),
+                    running_time: state.pending_rt.take().unwrap_or(rt) + state.latency_ns,
                     data: std::mem::replace(&mut state.pending, fresh),
                 };
                 q.head_end = Some(f.running_time + 10_000_000);

@@ -132,6 +132,18 @@ export class RTCIceCandidate {
   }
 }
 
+/**
+ * The index of the m-section whose `a=mid:` is `mid` (RFC 8843 §7.1), or null.
+ * @param {string} sdp
+ * @param {string} mid
+ * @returns {number|null}
+ */
+export function sdpMidIndex(sdp, mid) {
+  const sections = String(sdp ?? '').split(/\r?\n(?=m=)/).slice(1);
+  const i = sections.findIndex((sec) => sec.split(/\r?\n/).some((l) => l.trim() === `a=mid:${mid}`));
+  return i < 0 ? null : i;
+}
+
 /** The first `a=ice-ufrag:` value of an SDP, or null. */
 export function sdpIceUfrag(sdp) {
   const m = /^a=ice-ufrag:(\S+)/m.exec(sdp ?? '');

@@ -39,9 +39,13 @@ let statusListener = null;
 
 /**
  * The SDK's status: `{redirected, reason?, message?, version?, engine?, os?, arch?,
- * capabilities?}`. `reason` (when not redirected) is one of `bridge_unreachable`, `timeout`,
- * `no_engine`, `version_mismatch`, `not_allowed`, `engine_rejected`, `channel_lost`,
- * `not_installed`, `uninstalled`, `bad_status`.
+ * capabilities?, resuming?, grace_ms?, resumed?}`. `reason` (when not redirected) is one of
+ * `bridge_unreachable`, `timeout`, `no_engine`, `version_mismatch`, `not_allowed`,
+ * `engine_rejected`, `channel_lost`, `not_installed`, `uninstalled`, `bad_status`.
+ * `{redirected: false, reason: 'channel_lost', resuming: true, grace_ms}`: the virtual channel
+ * is away, calls keep running on the endpoint and the remoted objects stay; within `grace_ms`
+ * (ms) the status becomes `{redirected: true, resumed: true, …}` again, or a final
+ * `channel_lost` (without `resuming`) ends them.
  * @returns {object} a copy
  */
 export function status() {
@@ -194,7 +198,16 @@ function patchGlobals(win, session) {
     setGlobal('MediaStreamTrack', MediaStreamTrack);
   }
   if (!('MediaStreamTrackEvent' in win)) setGlobal('MediaStreamTrackEvent', MediaStreamTrackEvent);
-  if (!('MediaDeviceInfo' in win)) setGlobal('MediaDeviceInfo', MediaDeviceInfo);
+  // The same for MediaDeviceInfo: enumerateDevices() returns the endpoint's devices as the SDK's
+  // objects, and pages check them with `instanceof MediaDeviceInfo`.
+  const NativeInfo = win.MediaDeviceInfo;
+  if (typeof NativeInfo === 'function') {
+    replace(NativeInfo, Symbol.hasInstance, {
+      value: (obj) => obj instanceof MediaDeviceInfo || Function.prototype[Symbol.hasInstance].call(NativeInfo, obj),
+    });
+  } else {
+    setGlobal('MediaDeviceInfo', MediaDeviceInfo);
+  }
 
   // navigator.mediaDevices: audio capture and devices come from the endpoint.
   const nav = win.navigator;
@@ -295,7 +308,7 @@ function patchGlobals(win, session) {
  * @returns {Promise<object>} the status (see status())
  */
 export function install(options = {}) {
-  if (state.session && !state.session.lost && currentStatus.redirected) return Promise.resolve(status());
+  if (state.session && !state.session.lost && (currentStatus.redirected || currentStatus.resuming)) return Promise.resolve(status());
   if (installing) return installing;
   installing = doInstall(options).finally(() => {
     installing = null;
@@ -354,6 +367,18 @@ async function doInstall(options) {
         restoreGlobals = null;
       }
       setStatus({ redirected: false, reason, message });
+    },
+    onSuspend: (m) => {
+      if (state.session !== session) return;
+      const next = { redirected: false, reason: 'channel_lost', resuming: true, message: typeof m.message === 'string' ? m.message : 'the virtual channel is away' };
+      if (Number.isFinite(m.grace_ms)) next.grace_ms = m.grace_ms;
+      setStatus(next);
+    },
+    onResume: (m) => {
+      if (state.session !== session) return;
+      const next = { redirected: true, resumed: true, version: m.version ?? version };
+      for (const k of ['engine', 'os', 'arch', 'capabilities']) if (m[k] !== undefined) next[k] = m[k];
+      setStatus(next);
     },
   });
   state.session = session;

@@ -7,6 +7,7 @@ import {
   addCandidatesToSdp,
   descriptionInit,
   sdpIceUfrag,
+  sdpMidIndex,
 } from './description.js';
 import { invalidAccess, invalidState, notSupported } from './errors.js';
 import { MediaStream, MediaStreamTrack } from './media.js';
@@ -47,11 +48,16 @@ function normalizeConfiguration(configuration) {
   const cfg = configuration ?? {};
   if (typeof cfg !== 'object') throw new TypeError("Failed to construct 'RTCPeerConnection': parameter 1 is not an object.");
   const iceServers = [];
+  const shownServers = [];
   for (const server of cfg.iceServers ?? []) {
     // `url` is the pre-2014 spelling some SIP stacks still send.
     const raw = server?.urls ?? server?.url;
     if (raw === undefined) throw new TypeError("Failed to construct 'RTCPeerConnection': required member urls is undefined.");
     const urls = Array.isArray(raw) ? raw.map(String) : [String(raw)];
+    if (urls.length === 0) {
+      // Chromium: an empty `urls` list is a SyntaxError, like a bad URL (measured, conformance suite).
+      throw new DOMException("Failed to construct 'RTCPeerConnection': ICE server has no URLs.", 'SyntaxError');
+    }
     for (const url of urls) {
       const scheme = /^([a-z]+):/i.exec(url)?.[1]?.toLowerCase();
       if (!['stun', 'stuns', 'turn', 'turns'].includes(scheme)) {
@@ -68,6 +74,9 @@ function normalizeConfiguration(configuration) {
     if (server.username != null) entry.username = String(server.username);
     if (server.credential != null) entry.credential = String(server.credential);
     iceServers.push(entry);
+    // What getConfiguration returns, as Chromium does: `urls` always a list, `username` and
+    // `credential` always present ('' when not given).
+    shownServers.push({ credential: entry.credential ?? '', urls, username: entry.username ?? '' });
   }
   const iceTransportPolicy = cfg.iceTransportPolicy ?? 'all';
   if (!ICE_TRANSPORT_POLICIES.includes(iceTransportPolicy)) {
@@ -78,9 +87,11 @@ function normalizeConfiguration(configuration) {
     throw new TypeError(`The provided value '${bundlePolicy}' is not a valid enum value of type RTCBundlePolicy.`);
   }
   const wire = { iceServers, iceTransportPolicy, bundlePolicy };
+  const rtcpMuxPolicy = cfg.rtcpMuxPolicy ?? 'require';
   const full = {
     ...wire,
-    rtcpMuxPolicy: 'require',
+    iceServers: shownServers,
+    rtcpMuxPolicy,
     iceCandidatePoolSize: Number(cfg.iceCandidatePoolSize ?? 0),
     certificates: [],
   };
@@ -105,6 +116,8 @@ export class RTCPeerConnection extends EventTarget {
     this._configuration = full;
     this._id = session.newPcId();
     this._closed = false;
+    /** WebRTC 1.0 [[LastCreatedOffer]] / [[LastCreatedAnswer]]: the SDP of the last createOffer/createAnswer. */
+    this._lastCreated = { offer: null, answer: null };
     this._dead = false;
     this._signalingState = 'stable';
     this._iceGatheringState = 'new';
@@ -171,10 +184,27 @@ export class RTCPeerConnection extends EventTarget {
   setConfiguration(configuration = {}) {
     if (this._closed) throw invalidState("Failed to execute 'setConfiguration' on 'RTCPeerConnection': The RTCPeerConnection's signalingState is 'closed'.");
     const { full } = normalizeConfiguration(configuration);
+    // WebRTC 1.0 §4.4.1.3 "set the configuration", steps 4–6: these cannot change.
+    for (const k of ['bundlePolicy', 'rtcpMuxPolicy']) {
+      if (full[k] !== this._configuration[k]) {
+        throw new DOMException(`Failed to execute 'setConfiguration' on 'RTCPeerConnection': Attempted to modify the PeerConnection's configuration in an unsupported way (${k}).`, 'InvalidModificationError');
+      }
+    }
     if (JSON.stringify(full) !== JSON.stringify(this._configuration)) {
       warn(`setConfiguration on ${this._id} is not remoted yet; the engine keeps the first configuration`);
     }
     this._configuration = full;
+  }
+
+  /**
+   * restartIce() (WebRTC 1.0 §4.4.1.6). webrtcbin 1.22 cannot restart ICE (the engine ignores
+   * `iceRestart`), so this only logs a warning: no negotiationneeded, the next offer keeps the
+   * ICE credentials. It exists so pages that call it on ICE failure do not throw a TypeError;
+   * on a closed connection it does nothing, as in Chromium.
+   */
+  restartIce() {
+    if (this._closed) return;
+    warn(`restartIce on ${this._id}: ICE restart is not supported by the media engine (webrtcbin 1.22); ignored`);
   }
 
   // ---- offer/answer ----
@@ -191,7 +221,10 @@ export class RTCPeerConnection extends EventTarget {
       if (options && options[k] !== undefined) wireOptions[k] = options[k];
     }
     return this._op('createOffer', () =>
-      this._request('pc.createOffer', { options: wireOptions }).then((r) => new RTCSessionDescription(r)),
+      this._request('pc.createOffer', { options: wireOptions }).then((r) => {
+        this._lastCreated.offer = r.sdp;
+        return new RTCSessionDescription(r);
+      }),
     );
   }
 
@@ -203,7 +236,10 @@ export class RTCPeerConnection extends EventTarget {
 
   _createAnswer() {
     return this._op('createAnswer', () =>
-      this._request('pc.createAnswer', { options: {} }).then((r) => new RTCSessionDescription(r)),
+      this._request('pc.createAnswer', { options: {} }).then((r) => {
+        this._lastCreated.answer = r.sdp;
+        return new RTCSessionDescription(r);
+      }),
     );
   }
 
@@ -220,7 +256,10 @@ export class RTCPeerConnection extends EventTarget {
       // No type, or an offer/answer without SDP, is the implicit form (JSEP §5.4): the engine
       // creates the description that fits the signaling state.
       if (!init || init.type === undefined || (init.type !== 'rollback' && !init.sdp)) params = {};
-      else params = { description: { type: init.type, sdp: init.sdp ?? '' } };
+      else {
+        checkMunging(init, this._lastCreated);
+        params = { description: { type: init.type, sdp: init.sdp ?? '' } };
+      }
     } catch (e) {
       return Promise.reject(e);
     }
@@ -276,6 +315,14 @@ export class RTCPeerConnection extends EventTarget {
     return this._op('addIceCandidate', () => {
       if (!this._desc.remoteDescription) {
         throw invalidState("Failed to execute 'addIceCandidate' on 'RTCPeerConnection': The remote description was null");
+      }
+      // The engine finds an sdpMid only among negotiated transceivers, so a candidate that
+      // arrives between setRemoteDescription(offer) and the answer would fail; the m-line
+      // index is known from the remote description (RFC 8839 §5.1: sdpMid names the section).
+      const c = params.candidate;
+      if (c && c.sdpMLineIndex == null && c.sdpMid != null) {
+        const index = sdpMidIndex(this._desc.remoteDescription.sdp, c.sdpMid);
+        if (index !== null) params = { candidate: { ...c, sdpMLineIndex: index } };
       }
       return this._request('pc.addIceCandidate', params).then(() => undefined);
     });
@@ -335,6 +382,14 @@ export class RTCPeerConnection extends EventTarget {
     }
     if (!sender.track) return;
     sender._track = null;
+    // WebRTC 1.0 §5.1 removeTrack step 11 (the engine does the same and fires
+    // negotiationneeded): the direction loses "send".
+    const t = sender._transceiver;
+    const next = t && { sendrecv: 'recvonly', sendonly: 'inactive' }[t._direction];
+    if (next) {
+      t._direction = next;
+      t._directionPending += 1;
+    }
     sender._pending += 1;
     // The sender id is known once earlier synchronous requests have answered.
     const pendingBefore = [...this._syncOps];
@@ -344,6 +399,7 @@ export class RTCPeerConnection extends EventTarget {
         .catch((e) => warn(`pc.removeTrack on ${this._id} failed:`, e?.message))
         .finally(() => {
           sender._pending -= 1;
+          if (next) t._directionPending -= 1;
         }),
     );
   }
@@ -389,8 +445,10 @@ export class RTCPeerConnection extends EventTarget {
   }
 
   getTransceivers() { return [...this._transceivers]; }
-  getSenders() { return this._transceivers.filter((t) => !t.stopped).map((t) => t.sender); }
-  getReceivers() { return this._transceivers.filter((t) => !t.stopped).map((t) => t.receiver); }
+  // After close() Chromium still lists the (stopped) senders and receivers, and pages rely on
+  // it to stop their tracks after hanging up (`pc.getSenders().forEach((s) => s.track?.stop())`).
+  getSenders() { return this._transceivers.filter((t) => this._closed || !t.stopped).map((t) => t.sender); }
+  getReceivers() { return this._transceivers.filter((t) => this._closed || !t.stopped).map((t) => t.receiver); }
 
   /**
    * getStats(selector?) (WebRTC 1.0 §8.2) → RTCStatsReport of `pc.getStats`, timestamps on the
@@ -401,9 +459,11 @@ export class RTCPeerConnection extends EventTarget {
     if (typeof selector === 'function') {
       return Promise.reject(notSupported('vdimedia: the legacy callback form of getStats is not supported'));
     }
-    if (this._closed) return Promise.reject(invalidState("Failed to execute 'getStats' on 'RTCPeerConnection': The RTCPeerConnection's signalingState is 'closed'."));
     if (selector != null) {
-      if (!(selector instanceof MediaStreamTrack)) {
+      const NativeTrack = globalThis.MediaStreamTrack;
+      // A native track (a camera, another connection's track) is a track too: it just has no
+      // sender or receiver here (InvalidAccessError below), as in Chromium.
+      if (!(selector instanceof MediaStreamTrack) && !(typeof NativeTrack === 'function' && NativeTrack !== MediaStreamTrack && selector instanceof NativeTrack)) {
         return Promise.reject(new TypeError("Failed to execute 'getStats' on 'RTCPeerConnection': parameter 1 is not of type 'MediaStreamTrack'."));
       }
       const senders = this.getSenders().filter((s) => s.track === selector);
@@ -411,8 +471,12 @@ export class RTCPeerConnection extends EventTarget {
       if (senders.length + receivers.length !== 1) {
         return Promise.reject(invalidAccess("Failed to execute 'getStats' on 'RTCPeerConnection': There is no sender or receiver for the track."));
       }
+      if (this._closed) return Promise.resolve(new RTCStatsReport([]));
       return statsFor(this, senders.length ? { sender: senders[0] } : { receiver: receivers[0] });
     }
+    // Chromium 156 resolves getStats() on a closed connection; the engine has freed it, so the
+    // report is empty.
+    if (this._closed) return Promise.resolve(new RTCStatsReport([]));
     return this._request('pc.getStats', {}).then((r) => new RTCStatsReport(pageStats(r, this)));
   }
 
@@ -629,3 +693,25 @@ defineEventHandlers(RTCPeerConnection.prototype, [
   'track',
   'datachannel',
 ]);
+
+/**
+ * The SDP-munging check of setLocalDescription (WebRTC 1.0 §4.4.1.6 step "If type is … and sdp
+ * is not equal to [[LastCreatedOffer/Answer]], reject with InvalidModificationError"), applied
+ * as Chromium applies it: pages may edit most of a created description (SIP stacks remove codecs
+ * or change attributes), but not its DTLS fingerprints, and an answer needs a created one.
+ * @throws {DOMException} InvalidModificationError
+ */
+function checkMunging(init, lastCreated) {
+  const type = init.type;
+  if (type !== 'offer' && type !== 'answer' && type !== 'pranswer') return;
+  const last = type === 'offer' ? lastCreated.offer : lastCreated.answer;
+  const fail = (why) => {
+    throw new DOMException(`Failed to execute 'setLocalDescription' on 'RTCPeerConnection': Failed to set local ${type} sdp: ${why}`, 'InvalidModificationError');
+  };
+  if (last == null) {
+    if (type !== 'offer') fail('no answer was created for this description (createAnswer)');
+    return;
+  }
+  const fingerprints = (sdp) => (String(sdp).match(/^a=fingerprint:.*$/gm) ?? []).map((l) => l.trim().toLowerCase()).join('\n');
+  if (fingerprints(init.sdp) !== fingerprints(last)) fail('the DTLS fingerprint differs from the created description (SDP munging)');
+}

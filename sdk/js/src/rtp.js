@@ -2,7 +2,7 @@
 // engine objects, plus RTCStatsReport and the peer connection's event classes.
 
 import { RTCDTMFSender } from './dtmf.js';
-import { notSupported } from './errors.js';
+import { invalidState, notSupported } from './errors.js';
 import { MediaStreamTrack } from './media.js';
 import { RTCStatsReport, rtpSources, statsFor } from './stats.js';
 import { randomId } from './util.js';
@@ -60,9 +60,40 @@ export class RTCRtpSender {
     return Promise.reject(notSupported('vdimedia: RTCRtpSender.setParameters is not remoted yet'));
   }
 
-  /** Not implemented yet (no protocol method): always rejects with NotSupportedError. */
-  replaceTrack() {
-    return Promise.reject(notSupported('vdimedia: RTCRtpSender.replaceTrack is not implemented yet'));
+  /**
+   * replaceTrack(withTrack) (WebRTC 1.0 §5.2): `pc.replaceTrack`; the engine swaps the sender's
+   * source without renegotiation (same SSRC, no gap longer than a packet). `null` sends
+   * nothing. A track of another kind → TypeError; a track that is not remoted → TypeError;
+   * closed connection → InvalidStateError.
+   */
+  replaceTrack(withTrack) {
+    const pc = this._pc;
+    if (withTrack != null) {
+      if (!(withTrack instanceof MediaStreamTrack)) {
+        return Promise.reject(new TypeError("Failed to execute 'replaceTrack' on 'RTCRtpSender': the track is not a vdimedia (remoted) MediaStreamTrack."));
+      }
+      const kind = this._transceiver?._kind ?? this._track?.kind;
+      if (kind && withTrack.kind !== kind) {
+        return Promise.reject(new TypeError("Failed to execute 'replaceTrack' on 'RTCRtpSender': The new track's kind does not match the sender's kind."));
+      }
+    }
+    if (pc._closed) {
+      return Promise.reject(invalidState("Failed to execute 'replaceTrack' on 'RTCRtpSender': The peer connection is closed."));
+    }
+    if (this._transceiver?.stopped) {
+      return Promise.reject(invalidState("Failed to execute 'replaceTrack' on 'RTCRtpSender': The transceiver is stopped."));
+    }
+    const track = withTrack ?? null;
+    this._pending += 1;
+    const run = async () => {
+      // The sender id is known once earlier synchronous requests (addTrack …) have answered.
+      await Promise.all([...pc._syncOps]);
+      if (this._id === null) throw invalidState("Failed to execute 'replaceTrack' on 'RTCRtpSender': The sender is not known to the media engine.");
+      await pc._request('pc.replaceTrack', { sender: this._id, track: track ? track._remoteId : null });
+      this._track = track;
+      if (track && this._transceiver) this._transceiver._senderEverHadTrack = true;
+    };
+    return run().finally(() => { this._pending -= 1; });
   }
 
   /** getStats() (WebRTC 1.0 §5.2): this sender's outbound-rtp and what it references (§8.5). */
@@ -136,6 +167,8 @@ export class RTCRtpTransceiver {
     this._kind = kind;
     this._mid = null;
     this._direction = init.direction ?? 'sendrecv';
+    /** Number of page direction changes (setter, removeTrack) still in flight: the page's value wins. */
+    this._directionPending = 0;
     this._currentDirection = null;
     this._senderEverHadTrack = !!init.track;
     this.sender = new RTCRtpSender(pc, init.track ?? null);
@@ -153,18 +186,77 @@ export class RTCRtpTransceiver {
   get mid() { return this._mid; }
   get direction() { return this._direction; }
   /**
-   * Setting the direction is not remoted yet (the protocol has no method for it): the value is
-   * kept in the page only, and a warning is logged.
+   * The direction setter (WebRTC 1.0 §5.4): takes effect at once in the page and is sent as
+   * `pc.setDirection`; the engine updates the negotiation-needed flag (negotiationneeded) and
+   * writes the direction into the next offer or answer (hold and resume). An invalid value →
+   * TypeError; `stopped` → TypeError (as Chromium: it is not settable); closed connection or
+   * stopped transceiver → InvalidStateError.
    */
   set direction(value) {
     if (!DIRECTIONS.includes(value) || value === 'stopped') {
       throw new TypeError(`The provided value '${value}' is not a valid enum value of type RTCRtpTransceiverDirection.`);
     }
-    if (value !== this._direction) {
-      this._direction = value;
-      globalThis.console?.warn?.('[vdimedia] RTCRtpTransceiver.direction is not remoted yet; the engine keeps', this._id);
+    if (this._pc._closed || this.stopped) {
+      throw invalidState("Failed to set the 'direction' property on 'RTCRtpTransceiver': The transceiver is stopped.");
     }
+    if (value === this._direction) return;
+    this._direction = value;
+    this._setDirectionInEngine(value);
   }
+
+  /** Sends the page's [[Direction]] to the engine (after the requests that name this transceiver). */
+  _setDirectionInEngine(value) {
+    const pc = this._pc;
+    this._directionPending += 1;
+    const pendingBefore = [...pc._syncOps];
+    pc._track(
+      Promise.all(pendingBefore)
+        .then(() => {
+          if (this._id === null) throw new Error('the transceiver is not known to the media engine');
+          return pc._request('pc.setDirection', { transceiver: this._id, direction: value });
+        })
+        .then((r) => { if (r?.transceiver) this._update({ ...r.transceiver, direction: this._direction }); })
+        .catch((e) => globalThis.console?.warn?.('[vdimedia] pc.setDirection failed:', e?.message))
+        .finally(() => { this._directionPending -= 1; }),
+    );
+  }
+  /**
+   * setCodecPreferences(codecs) (WebRTC 1.0 §5.4): synchronous, like Chromium. Every entry must
+   * be one of RTCRtpReceiver.getCapabilities(kind).codecs (same mimeType, case-insensitive, and
+   * clockRate), else InvalidModificationError; an empty list restores the engine's order. Sent
+   * as `pc.setCodecPreferences`; the next offer (or answer) lists only these codecs, in order.
+   */
+  setCodecPreferences(codecs) {
+    if (codecs == null || typeof codecs[Symbol.iterator] !== 'function') {
+      throw new TypeError("Failed to execute 'setCodecPreferences' on 'RTCRtpTransceiver': The provided value cannot be converted to a sequence.");
+    }
+    const list = [...codecs];
+    const caps = codecCapabilities(this._kind)?.codecs ?? [];
+    const out = [];
+    for (const c of list) {
+      const mime = String(c?.mimeType ?? '').toLowerCase();
+      const known = caps.find((k) => k.mimeType.toLowerCase() === mime && k.clockRate === c?.clockRate);
+      if (!known) {
+        throw new DOMException(`Failed to execute 'setCodecPreferences' on 'RTCRtpTransceiver': Invalid codec preferences: invalid codec with name "${c?.mimeType}".`, 'InvalidModificationError');
+      }
+      out.push({ mimeType: known.mimeType, clockRate: known.clockRate });
+    }
+    if (out.length && out.every((c) => c.mimeType.toLowerCase() === 'audio/telephone-event')) {
+      throw new DOMException("Failed to execute 'setCodecPreferences' on 'RTCRtpTransceiver': Invalid codec preferences: Missing codec from codec capabilities.", 'InvalidModificationError');
+    }
+    if (this._pc._closed) return;
+    const pc = this._pc;
+    const pendingBefore = [...pc._syncOps];
+    pc._track(
+      Promise.all(pendingBefore)
+        .then(() => {
+          if (this._id === null) throw new Error('the transceiver is not known to the media engine');
+          return pc._request('pc.setCodecPreferences', { transceiver: this._id, codecs: out });
+        })
+        .catch((e) => globalThis.console?.warn?.('[vdimedia] pc.setCodecPreferences failed:', e?.message)),
+    );
+  }
+
   get currentDirection() { return this._currentDirection; }
   get stopped() { return this._currentDirection === 'stopped'; }
 
@@ -177,7 +269,7 @@ export class RTCRtpTransceiver {
     const session = this._pc._session;
     if (info.id != null) this._id = String(info.id);
     if ('mid' in info) this._mid = info.mid ?? null;
-    if (DIRECTIONS.includes(info.direction)) this._direction = info.direction;
+    if (DIRECTIONS.includes(info.direction) && !this._directionPending) this._direction = info.direction;
     // Once an answer set it, currentDirection never goes back to null (WebRTC 1.0 §5.4): a
     // `pc.track` event the engine built before it applied the answer (its transceiver says
     // null) may be delivered after the PcState that has the negotiated value.

@@ -13,13 +13,16 @@ export class Session {
   /**
    * @param {WebSocket} ws an open WebSocket whose `status` said `redirected: true`
    * @param {object} status the bridge's status message
-   * @param {{onLost: (reason: string, message: string) => void}} hooks
+   * @param {{onLost: (reason: string, message: string) => void,
+   *   onSuspend?: (status: object) => void, onResume?: (status: object) => void}} hooks
    */
   constructor(ws, status, hooks) {
     this.ws = ws;
     this.status = status;
     this.hooks = hooks;
     this.lost = false;
+    /** True while the bridge reports the channel away but the session kept (`resuming`). */
+    this.suspended = false;
     this.nextRequestId = 1;
     /** @type {Map<number, {resolve: Function, reject: Function, apply?: Function, method: string}>} */
     this.pending = new Map();
@@ -55,8 +58,12 @@ export class Session {
         this.onEvent(msg);
         break;
       case 'status':
-        if (msg.redirected === false) {
+        if (msg.redirected === false && msg.resuming === true) {
+          this.suspend(msg);
+        } else if (msg.redirected === false) {
           this.lose(typeof msg.reason === 'string' ? msg.reason : 'channel_lost', msg.message ?? 'the bridge reported the channel lost');
+        } else if (msg.redirected === true && this.suspended) {
+          this.resume(msg);
         }
         break;
       case 'error':
@@ -65,6 +72,31 @@ export class Session {
       default:
         debug('ignoring message of type', msg.type);
     }
+  }
+
+  /**
+   * The channel to the engine is away but the engine keeps this session (docs/protocol.md,
+   * "Bridge ↔ page": `resuming: true`): objects stay as they are, calls keep running on the
+   * endpoint, pending requests wait; requests sent meanwhile are refused by the bridge.
+   * @param {object} msg the bridge's status
+   */
+  suspend(msg) {
+    if (this.lost || this.suspended) return;
+    this.suspended = true;
+    warn(`channel away, session kept for resumption: ${msg.message ?? ''}`);
+    this.hooks.onSuspend?.(msg);
+  }
+
+  /**
+   * The session was resumed on a returned channel: events that happened meanwhile follow.
+   * @param {object} msg the bridge's status (`redirected: true, resumed: true`)
+   */
+  resume(msg) {
+    if (this.lost || !this.suspended) return;
+    this.suspended = false;
+    this.status = msg;
+    debug('session resumed');
+    this.hooks.onResume?.(msg);
   }
 
   /** Called by the handshake when the WebSocket closes after `status`. */

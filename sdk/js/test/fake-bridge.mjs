@@ -125,6 +125,25 @@ export function defaultHandlers() {
       t.sender.track = null;
       return {};
     },
+    'pc.setDirection': ({ pc, transceiver, direction }, ctx) => {
+      const p = need(pc);
+      const t = p.transceivers.find((x) => x.id === transceiver);
+      if (!t) throw { name: 'NotFoundError', code: 'not_found', message: 'unknown transceiver' };
+      if (t.direction !== direction) ctx.after(() => ctx.event('pc.negotiationneeded', { pc }));
+      t.direction = direction;
+      return { transceiver: t };
+    },
+    'pc.setCodecPreferences': ({ pc }) => {
+      need(pc);
+      return {};
+    },
+    'pc.replaceTrack': ({ pc, sender, track }) => {
+      const p = need(pc);
+      const t = p.transceivers.find((x) => x.sender.id === sender);
+      if (!t) throw { name: 'NotFoundError', code: 'not_found', message: 'unknown sender' };
+      t.sender.track = track ?? null;
+      return {};
+    },
     'pc.createOffer': ({ pc }) => {
       need(pc);
       return { type: 'offer', sdp: OFFER_SDP };
@@ -302,6 +321,7 @@ export function fakeWindow() {
   class NativeRTCPeerConnection {}
   class NativeRTCSessionDescription {}
   class NativeRTCIceCandidate {}
+  class NativeMediaDeviceInfo {}
   class NativeMediaStreamTrack {
     constructor(kind = 'video') {
       this.kind = kind;
@@ -358,6 +378,7 @@ export function fakeWindow() {
     RTCIceCandidate: NativeRTCIceCandidate,
     MediaStream: NativeMediaStream,
     MediaStreamTrack: NativeMediaStreamTrack,
+    MediaDeviceInfo: NativeMediaDeviceInfo,
     HTMLMediaElement,
     HTMLAudioElement,
     navigator: { mediaDevices },

@@ -177,7 +177,7 @@ test('a closed connection rejects locally with InvalidStateError and fires nothi
   await assert.rejects(pc.createOffer(), { name: 'InvalidStateError' });
   await assert.rejects(pc.setLocalDescription({ type: 'offer', sdp: OFFER_SDP }), { name: 'InvalidStateError' });
   await assert.rejects(pc.addIceCandidate(null), { name: 'InvalidStateError' });
-  await assert.rejects(pc.getStats(), { name: 'InvalidStateError' });
+  assert.equal((await pc.getStats()).size, 0, 'getStats resolves (empty) when closed, as in Chromium');
   assert.throws(() => pc.addTransceiver('audio'), { name: 'InvalidStateError' });
   await bridge.waitFor((m) => m.method === 'pc.close' && m.params.pc === pc.vdimediaId);
   await tick();
@@ -203,7 +203,7 @@ test('getStats returns a Map-like RTCStatsReport', async () => {
   pc.close();
 });
 
-test('addTransceiver and removeTrack are remoted; replaceTrack is NotSupported', async () => {
+test('addTransceiver, removeTrack, replaceTrack and the direction setter are remoted', async () => {
   const pc = new VdiMedia.RTCPeerConnection();
   const t = pc.addTransceiver('audio', { direction: 'recvonly' });
   assert.equal(t.direction, 'recvonly');
@@ -219,14 +219,49 @@ test('addTransceiver and removeTrack are remoted; replaceTrack is NotSupported',
 
   const stream = await VdiMedia.status() && (await win.navigator.mediaDevices.getUserMedia({ audio: true }));
   const sender = pc.addTrack(stream.getTracks()[0]);
-  await assert.rejects(sender.replaceTrack(null), { name: 'NotSupportedError' });
+  const first = stream.getTracks()[0];
+  const [second] = (await win.navigator.mediaDevices.getUserMedia({ audio: true })).getTracks();
+  await sender.replaceTrack(second);
+  assert.equal(sender.track, second);
+  const rt = bridge.requests('pc.replaceTrack').at(-1);
+  assert.deepEqual(rt.params, { pc: pc.vdimediaId, sender: sender._id, track: second._remoteId });
+  await sender.replaceTrack(null);
+  assert.equal(sender.track, null);
+  assert.equal(bridge.requests('pc.replaceTrack').at(-1).params.track, null);
+  await assert.rejects(sender.replaceTrack({ kind: 'audio' }), TypeError);
+  await sender.replaceTrack(first);
   assert.equal(sender.getParameters().encodings.length, 1);
+
+  // The direction setter: the page sees the value at once, the engine gets pc.setDirection
+  // and answers with negotiationneeded.
+  const st = pc.getTransceivers().find((x) => x.sender === sender);
+  const nn = new Promise((resolve) => pc.addEventListener('negotiationneeded', resolve, { once: true }));
+  st.direction = 'sendonly';
+  assert.equal(st.direction, 'sendonly');
+  const sd = await bridge.waitFor((m) => m.method === 'pc.setDirection' && m.params.pc === pc.vdimediaId);
+  assert.deepEqual(sd.params, { pc: pc.vdimediaId, transceiver: st._id, direction: 'sendonly' });
+  await nn;
+  assert.equal(st.direction, 'sendonly');
+  assert.throws(() => { st.direction = 'stopped'; }, TypeError);
+  assert.throws(() => { st.direction = 'bogus'; }, TypeError);
+
+  // removeTrack: sendonly → inactive in the page at once (WebRTC 1.0 §5.1 step 11).
   pc.removeTrack(sender);
   assert.equal(sender.track, null);
+  assert.equal(st.direction, 'inactive');
   const rm = await bridge.waitFor((m) => m.method === 'pc.removeTrack' && m.params.pc === pc.vdimediaId);
   assert.equal(rm.params.sender, sender._id);
   assert.ok(rm.params.sender);
+  // setCodecPreferences: checked against the capabilities synchronously, then remoted.
+  const caps = VdiMedia.RTCRtpReceiver.getCapabilities('audio').codecs;
+  st.setCodecPreferences(caps.filter((c) => c.mimeType === 'audio/PCMU'));
+  const cp = await bridge.waitFor((m) => m.method === 'pc.setCodecPreferences' && m.params.pc === pc.vdimediaId);
+  assert.deepEqual(cp.params, { pc: pc.vdimediaId, transceiver: st._id, codecs: [{ mimeType: 'audio/PCMU', clockRate: 8000 }] });
+  assert.throws(() => st.setCodecPreferences([{ mimeType: 'audio/bogus', clockRate: 1234 }]), { name: 'InvalidModificationError' });
+  assert.throws(() => st.setCodecPreferences(null), TypeError);
   pc.close();
+  assert.throws(() => { st.direction = 'sendrecv'; }, { name: 'InvalidStateError' });
+  await assert.rejects(sender.replaceTrack(null), { name: 'InvalidStateError' });
 });
 
 test('configuration is validated as the spec says', () => {
@@ -234,7 +269,7 @@ test('configuration is validated as the spec says', () => {
   assert.throws(() => new VdiMedia.RTCPeerConnection({ iceServers: [{ urls: 'turn:127.0.0.1' }] }), { name: 'InvalidAccessError' });
   assert.throws(() => new VdiMedia.RTCPeerConnection({ bundlePolicy: 'all' }), TypeError);
   const pc = new VdiMedia.RTCPeerConnection({ iceServers: [{ url: 'turn:127.0.0.1', username: 'u', credential: 'p' }], bundlePolicy: 'max-bundle' });
-  assert.deepEqual(pc.getConfiguration().iceServers, [{ urls: 'turn:127.0.0.1', username: 'u', credential: 'p' }]);
+  assert.deepEqual(pc.getConfiguration().iceServers, [{ urls: ['turn:127.0.0.1'], username: 'u', credential: 'p' }]);
   assert.equal(pc.getConfiguration().bundlePolicy, 'max-bundle');
   pc.close();
 });

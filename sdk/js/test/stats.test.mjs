@@ -134,7 +134,9 @@ test('sender/receiver getStats and getStats(track) follow the selection algorith
   await assert.rejects(pc.getStats(stranger), { name: 'InvalidAccessError' });
   await assert.rejects(pc.getStats('OUT'), { name: 'TypeError' });
   pc.close();
-  await assert.rejects(pc.getStats(), { name: 'InvalidStateError' });
+  // Chromium 156 resolves on a closed connection (tests/e2e/conformance.test.mjs); the engine
+  // has freed it, so the report is empty.
+  assert.equal((await pc.getStats()).size, 0);
 });
 
 test('getSynchronizationSources / getContributingSources: cached, refreshed, on the page clock', async () => {

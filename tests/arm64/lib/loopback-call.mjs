@@ -55,7 +55,7 @@ function parseArgs(argv) {
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const log = (...m) => console.error(`[loopback-call ${new Date().toISOString().slice(11, 23)}]`, ...m);
 
-/** RSS (KiB), thread count and the shared objects mapped by `pid`, from /proc. */
+/** RSS (KiB; also its anonymous and file-backed parts), thread count and the shared objects mapped by `pid`, from /proc. */
 export function sampleProc(pid) {
   const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
   const kb = (k) => Number((status.match(new RegExp(`^${k}:\\s+(\\d+)`, 'm')) ?? [])[1] ?? NaN);
@@ -64,7 +64,7 @@ export function sampleProc(pid) {
   const threads = fs.readdirSync(`/proc/${pid}/task`).map((t) => {
     try { return fs.readFileSync(`/proc/${pid}/task/${t}/comm`, 'utf8').trim(); } catch { return '?'; }
   });
-  return { rssKiB: kb('VmRSS'), hwmKiB: kb('VmHWM'), threads: threads.length, threadNames: threads, libs: libs.length, libList: libs };
+  return { rssKiB: kb('VmRSS'), rssAnonKiB: kb('RssAnon'), rssFileKiB: kb('RssFile'), hwmKiB: kb('VmHWM'), threads: threads.length, threadNames: threads, libs: libs.length, libList: libs };
 }
 
 /** WAV → {rms (0..1), hz (zero-crossing estimate), seconds} of the first channel, after `skipS`. */

@@ -1,0 +1,129 @@
+//! The life cycle of peer connections within one page session, through the real `vdimediad`
+//! on a private PipeWire graph: `pc.close` frees the connection's pipeline at once (no
+//! webrtcbin thread outlives the hang-up while the page stays open), closed connections do not
+//! count against the per-session limit (a softphone page places call after call), and requests
+//! naming a closed connection get `invalid_state` (WebRTC 1.0 §4.4.1: a closed
+//! RTCPeerConnection rejects its operations). Skips only when PipeWire is not installed.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use vdimedia_protocol::message::{ErrorBody, ErrorCode, Response};
+use vdimedia_protocol::{ChannelEvent, Message, SessionId};
+
+mod common;
+use common::{Page, Rig, tempdir};
+
+const DAEMON: &str = env!("CARGO_BIN_EXE_vdimediad");
+
+/// Sends a request with the caller's id and returns its outcome (error responses included).
+async fn try_request(
+    page: &mut Page,
+    sid: SessionId,
+    id: u64,
+    method: &str,
+    params: Value,
+) -> Result<Value, ErrorBody> {
+    page.ch.send(sid, &Message::request(id, method, params)).unwrap();
+    let ev = page
+        .wait_for(method, |e| {
+            matches!(e, ChannelEvent::Message { session, message: Message::Response(Response { id: rid, .. }) }
+                if *session == sid && *rid == id)
+        })
+        .await;
+    let ChannelEvent::Message { message: Message::Response(r), .. } = ev else { unreachable!() };
+    r.outcome
+}
+
+/// Names of the daemon's threads that belong to a webrtcbin (its ICE and signalling loops).
+fn webrtcbin_threads(pid: u32) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|d| {
+            d.filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+                .map(|c| c.trim().to_string())
+                .filter(|c| c.starts_with("webrtcbin"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn closed_connections_are_freed_and_refused_and_do_not_count_against_the_limit() {
+    let dir = tempdir("pc-lifecycle");
+    let Some(rig) = Rig::start(dir.join("rig")) else { return };
+    let daemon = rig.start_daemon(DAEMON, &dir, "vc");
+    let pid = daemon.0.id();
+    let mut page = Page::connect(&dir.join("vc.sock"), "pc-lifecycle-test/1").await;
+    let sid = page.open().await;
+
+    // A call with media between "a" and "b", then hang-up while the page stays open.
+    let gum = page.request(sid, "media.getUserMedia", json!({"constraints": {"audio": true}})).await;
+    let track = gum["tracks"][0]["id"].as_str().unwrap().to_string();
+    page.negotiate_loopback(sid, &track).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        page.pump(Duration::from_millis(200)).await;
+        page.trickle(sid).await;
+        let st = page.request(sid, "pc.getStats", json!({"pc": "b"})).await;
+        let received = st["stats"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|s| s["type"] == "inbound-rtp")
+            .filter_map(|s| s["packetsReceived"].as_u64())
+            .sum::<u64>();
+        if received > 10 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the call never carried media: {st:#}");
+    }
+    assert!(!webrtcbin_threads(pid).is_empty(), "a call runs webrtcbin threads");
+    page.request(sid, "pc.close", json!({"pc": "a"})).await;
+    page.request(sid, "pc.close", json!({"pc": "b"})).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !webrtcbin_threads(pid).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "webrtcbin threads outlive pc.close while the page is open: {:?}",
+            webrtcbin_threads(pid)
+        );
+        page.pump(Duration::from_millis(100)).await;
+    }
+
+    // A closed connection: its operations are refused with invalid_state, close() stays
+    // idempotent, and its id is not reused.
+    let e = try_request(&mut page, sid, 9001, "pc.createOffer", json!({"pc": "a"})).await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalidState, "{e:?}");
+    try_request(&mut page, sid, 9002, "pc.close", json!({"pc": "a"})).await.expect("close is idempotent");
+    let e = try_request(&mut page, sid, 9003, "pc.create", json!({"pc": "a"})).await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalidParams, "{e:?}");
+    let e = try_request(&mut page, sid, 9004, "pc.getStats", json!({"pc": "never"})).await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::NotFound, "{e:?}");
+
+    // More calls than the per-session limit (8 live connections by default), one after the
+    // other: each is created, negotiates and closes.
+    for i in 0..12 {
+        let pc = format!("call{i}");
+        try_request(&mut page, sid, 9100 + 2 * i, "pc.create", json!({"pc": pc}))
+            .await
+            .unwrap_or_else(|e| panic!("call {i}: pc.create refused after earlier calls closed: {e:?}"));
+        page.request(sid, "pc.addTrack", json!({"pc": pc, "track": track, "streams": ["s"]})).await;
+        let offer = page.request(sid, "pc.createOffer", json!({"pc": pc})).await;
+        assert!(offer["sdp"].as_str().is_some_and(|s| s.contains("m=audio")), "{offer:#}");
+        try_request(&mut page, sid, 9101 + 2 * i, "pc.close", json!({"pc": pc})).await.unwrap();
+    }
+    // The limit still holds for live connections.
+    let mut refused = None;
+    for i in 0..9 {
+        if let Err(e) =
+            try_request(&mut page, sid, 9200 + i, "pc.create", json!({"pc": format!("live{i}")})).await
+        {
+            refused = Some((i, e));
+            break;
+        }
+    }
+    let (n, e) = refused.expect("a ninth live peer connection must be refused");
+    assert_eq!(n, 8, "refused at the wrong count: {e:?}");
+    assert_eq!(e.code, ErrorCode::LimitExceeded, "{e:?}");
+    drop(daemon);
+}

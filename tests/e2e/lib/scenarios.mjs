@@ -127,6 +127,40 @@ async function garbage(ctx) {
 }
 
 /**
+ * The PipeWire objects in `pw-dump` output. pw-dump prints more than one JSON array when the
+ * graph changes while it runs (a call's streams starting or stopping): later arrays carry the
+ * changed objects, and an object whose `info` is null was removed. Merged by `id`.
+ * @returns {object[]}
+ */
+export function pwDumpObjects(text) {
+  const byId = new Map();
+  let depth = 0, inString = false, escaped = false, start = -1, arrays = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (inString) {
+      if (escaped) escaped = false;
+      else if (c === '\\') escaped = true;
+      else if (c === '"') inString = false;
+    } else if (c === '"') inString = true;
+    else if (c === '[' || c === '{') {
+      if (depth === 0) start = i;
+      depth++;
+    } else if (c === ']' || c === '}') {
+      depth--;
+      if (depth === 0) {
+        arrays++;
+        for (const o of [].concat(JSON.parse(text.slice(start, i + 1)))) {
+          if (o?.info === null) byId.delete(o.id);
+          else if (o && o.id !== undefined) byId.set(o.id, o);
+        }
+      }
+    }
+  }
+  if (arrays === 0 || depth !== 0) throw new Error(`pw-dump printed no complete JSON: ${text.slice(0, 80)}`);
+  return [...byId.values()];
+}
+
+/**
  * PipeWire stream nodes of the daemon: nodes whose owning client (`client.id`) is a client of
  * process `pid` (`application.process.id`), or whose `node.name` is "vdimediad" (the
  * `client-name` the daemon gives pipewiresrc/pipewiresink). Seen in a call (pw-dump 0.3.65):
@@ -137,7 +171,7 @@ async function garbage(ctx) {
 export async function daemonNodes(rigEnv, pid) {
   const r = await run(['pw-dump'], { env: rigEnv });
   if (r.code !== 0) throw new Error(`pw-dump failed (${r.code}): ${r.stderr.trim()}`);
-  const objs = JSON.parse(r.stdout);
+  const objs = pwDumpObjects(r.stdout);
   const props = (o) => o.info?.props ?? {};
   const clients = new Set(objs.filter((o) => o.type === 'PipeWire:Interface:Client' && String(props(o)['application.process.id']) === String(pid)).map((o) => o.id));
   return objs.filter((o) => o.type === 'PipeWire:Interface:Node')

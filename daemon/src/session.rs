@@ -8,6 +8,7 @@
 //! | `track.*` | [`crate::media::LocalTrack`] + the peer connections sending it |
 //! | `pc.*` | [`crate::webrtc::PeerConnection`] (webrtcbin) |
 //! | `playout.*` | [`crate::media::AudioOutput`] sinks on the peer connection's pipeline |
+//! | `ringtone.*` | [`crate::media::ringtone::Ringtone`], a pipeline of its own per ringtone |
 //!
 //! Requests are served one at a time, in order, like the W3C operations chain; a peer
 //! connection's events that were produced while a request ran are sent before its response
@@ -36,6 +37,7 @@ use vdimedia_protocol::message::{ErrorBody, ErrorCode, Message, Request};
 use crate::engine::Engine;
 use crate::error::{EngineError, EngineResult};
 use crate::media::LocalTrack;
+use crate::media::ringtone::{self, Ringtone, RingtoneEvent, RingtoneOptions};
 use crate::vc::endpoint::Outbound;
 use crate::webrtc::summary::CallSummary;
 use crate::webrtc::{PcEvent, PcOptions, PeerConnection, TransceiverKindOrTrack};
@@ -82,11 +84,22 @@ pub struct Session {
     span: Span,
     /// When each peer connection first reached `connected` (the summary's call duration).
     connected_at: HashMap<String, Instant>,
+    /// PipeWire as last seen ([`crate::media::monitor::PipeWireStatus`]): up, the generation
+    /// the calls' devices are open on, and whether they were released for an outage.
+    pw_up: bool,
+    pw_generation: u64,
+    pw_released: bool,
     /// Ids of peer connections the page closed. Their pipelines (webrtcbin with its ICE and
     /// signalling threads, decoders, device streams) are freed at `pc.close`, not when the page
     /// goes away, and later requests naming them get `invalid_state`. At most
     /// [`MAX_CLOSED_IDS`] are remembered (ids only).
     closed_pcs: std::collections::HashSet<String>,
+    /// Ringtones playing now, by the page's id (`ringtone.play`); at most
+    /// [`ringtone::MAX_RINGTONES_PER_SESSION`]. Each owns a pipeline, freed when it stops.
+    ringtones: HashMap<String, Ringtone>,
+    /// Where ringtones report their end or failure (held here so the receiver never closes).
+    ringtone_tx: mpsc::UnboundedSender<RingtoneEvent>,
+    ringtone_rx: mpsc::UnboundedReceiver<RingtoneEvent>,
 }
 
 /// How many closed peer-connection ids a session remembers for `invalid_state` answers; past
@@ -95,6 +108,7 @@ const MAX_CLOSED_IDS: usize = 1024;
 
 impl Session {
     pub fn new(id: SessionId, engine: Arc<Engine>, out: mpsc::UnboundedSender<Outbound>) -> Self {
+        let (ringtone_tx, ringtone_rx) = mpsc::unbounded_channel();
         Self {
             id,
             engine,
@@ -106,7 +120,13 @@ impl Session {
             playouts: HashMap::new(),
             span: Span::none(),
             connected_at: HashMap::new(),
+            pw_up: true,
+            pw_generation: 0,
+            pw_released: false,
             closed_pcs: std::collections::HashSet::new(),
+            ringtones: HashMap::new(),
+            ringtone_tx,
+            ringtone_rx,
         }
     }
 
@@ -117,11 +137,17 @@ impl Session {
         self.span = Span::current();
         self.engine.registry.open_session(self.id);
         let mut device_changes = self.engine.device_watch.subscribe();
+        let mut pipewire = self.engine.device_watch.pipewire_status();
+        self.pw_generation = pipewire.borrow_and_update().generation;
         loop {
             tokio::select! {
                 Ok(()) = device_changes.changed() => {
                     self.emit("devices.change", json!({}));
                     self.on_devices_changed().await;
+                }
+                Ok(()) = pipewire.changed() => {
+                    let status = *pipewire.borrow_and_update();
+                    self.on_pipewire_status(status).await;
                 }
                 msg = input.recv() => match msg {
                     Some(SessionInput::Message(Message::Request(req))) => {
@@ -149,6 +175,7 @@ impl Session {
                 Some((pc, ev)) = self.events.next(), if !self.events.is_empty() => {
                     self.on_pc_event(&pc, ev).await;
                 }
+                Some(ev) = self.ringtone_rx.recv() => self.on_ringtone_event(ev),
             }
         }
         self.close_all().await;
@@ -309,6 +336,38 @@ impl Session {
                 info!(track = %p.track, "capture track stopped");
                 Ok(json!({}))
             }
+            "track.applyConstraints" => {
+                let p: ApplyConstraintsParams = parse(params)?;
+                let old = self
+                    .tracks
+                    .get(&p.track)
+                    .ok_or_else(|| EngineError::not_found(format!("no capture track {}", p.track)))?
+                    .clone();
+                let devices = self.engine.devices.clone();
+                let current = old.clone();
+                let constraints = p.constraints;
+                // An OverconstrainedError leaves the track as it was (Media Capture §4.3.8).
+                let next = blocking(move || devices.apply_constraints(&current, &constraints)).await?;
+                let changes = crate::media::constraints::settings_changes(&old.settings, &next.settings);
+                let mut senders = 0;
+                if !changes.is_empty() || next.aec().mode != old.aec().mode {
+                    // Built once before any sender is touched: a missing element fails here,
+                    // with every call still on the old capture.
+                    drop(next.make_source()?);
+                    for pc in self.pcs.values().filter(|pc| !is_closed(pc)) {
+                        senders += pc.replace_track_source(&p.track, || next.make_source())?;
+                    }
+                }
+                let aec = next.aec();
+                let what =
+                    if changes.is_empty() { "nothing changed".to_string() } else { changes.join(", ") };
+                info!(EVENT = "track-constraints", track = %p.track, DEVICE = %next.label, senders,
+                      aec = aec.mode.as_str(), aec_reason = %aec.reason,
+                      "applyConstraints: {what}; aec={} reason={}", aec.mode, aec.reason);
+                let result = json!({"settings": next.settings, "label": next.label});
+                self.tracks.insert(p.track, next);
+                Ok(result)
+            }
             "track.setEnabled" => {
                 let p: SetEnabledParams = parse(params)?;
                 if !self.tracks.contains_key(&p.track) {
@@ -429,6 +488,11 @@ impl Session {
             "pc.setDirection" => {
                 let p: SetDirectionParams = parse(params)?;
                 let t = self.pc(&p.pc)?.set_direction(&p.transceiver, p.direction)?;
+                Ok(json!({"transceiver": t}))
+            }
+            "pc.stopTransceiver" => {
+                let p: TransceiverParams = parse(params)?;
+                let t = self.pc(&p.pc)?.stop_transceiver(&p.transceiver)?;
                 Ok(json!({"transceiver": t}))
             }
             "pc.setCodecPreferences" => {
@@ -554,6 +618,8 @@ impl Session {
                 }
                 Ok(json!({}))
             }
+            "ringtone.play" => self.ringtone_play(params).await,
+            "ringtone.stop" => self.ringtone_stop(params).await,
             other => Err(EngineError::new(ErrorCode::UnknownMethod, format!("unknown method {other:?}"))),
         }
     }
@@ -606,6 +672,9 @@ impl Session {
     /// need nothing: PipeWire moves them to the new default itself.
     async fn on_devices_changed(&mut self) {
         use vdimedia_protocol::api::MediaDeviceKind;
+        if !self.pw_up {
+            return; // PipeWire restarting: its devices come back with it (on_pipewire_status)
+        }
         let devices = self.engine.devices.clone();
         let list = match blocking(move || devices.enumerate()).await {
             Ok(l) => l,
@@ -710,7 +779,119 @@ impl Session {
         pc.span().in_scope(|| {
             info!(track, device = %output.label, device_id = %output.device_id, "playing remote track");
         });
-        pc.set_playout(track, Some(sink))
+        // The new sink opens its device before the switch (a PipeWire round trip): off the
+        // async threads.
+        let (pc, track) = (pc.clone(), track.to_string());
+        blocking(move || pc.set_playout(&track, Some(sink))).await
+    }
+
+    /// PipeWire went away or came back ([`crate::media::DeviceWatch::pipewire_status`]). Away:
+    /// the calls' capture sources become live silence (RTP goes on) and their playout sinks
+    /// discard, which also closes every stream on the dead daemon (libpipewire shares one
+    /// connection per process, and a new element would reuse the dead one). Back (a new
+    /// generation): every capture source and playout sink is opened again on its device, or
+    /// the default when the device is gone.
+    async fn on_pipewire_status(&mut self, status: crate::media::monitor::PipeWireStatus) {
+        self.pw_up = status.up;
+        if !status.up {
+            if !self.pw_released {
+                self.release_pipewire();
+            }
+            return;
+        }
+        if status.generation == self.pw_generation {
+            return;
+        }
+        self.pw_generation = status.generation;
+        if !self.pw_released {
+            // Lost and back before this session looked: release first, and give the playout
+            // swaps (between two buffers) time to let the old streams go.
+            self.release_pipewire();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        self.pw_released = false;
+        self.reopen_pipewire(status.lost_at).await;
+    }
+
+    fn has_live_call(&self) -> bool {
+        self.pcs.values().any(|pc| !is_closed(pc))
+    }
+
+    /// First half of [`Self::on_pipewire_status`]: PipeWire capture → live silence, playout →
+    /// discarded. Returns (sources, sinks) released.
+    fn release_pipewire(&mut self) -> (usize, usize) {
+        self.pw_released = true;
+        if !self.has_live_call() {
+            return (0, 0);
+        }
+        warn!(EVENT = "pipewire-lost", "PipeWire went away mid-call");
+        let mut sources = 0;
+        for (id, track) in &self.tracks {
+            if track.backend() != crate::media::AudioBackend::PipeWire {
+                continue;
+            }
+            let (rate, channels) = (track.settings.sample_rate, track.settings.channel_count);
+            for pc in self.pcs.values().filter(|pc| !is_closed(pc)) {
+                match pc.replace_track_source(id, || crate::media::monitor::silence_source(rate, channels)) {
+                    Ok(n) => sources += n,
+                    Err(e) => warn!(track = %id, error = %e.message, "capture could not switch to silence"),
+                }
+            }
+        }
+        let mut sinks = 0;
+        for pl in self.playouts.values() {
+            for t in &pl.tracks {
+                if self.stop_track(t).is_ok() {
+                    sinks += 1;
+                }
+            }
+        }
+        debug!(sources, sinks, "capture sends silence and playout discards until PipeWire is back");
+        (sources, sinks)
+    }
+
+    /// Second half of [`Self::on_pipewire_status`]: opens capture and playout again.
+    async fn reopen_pipewire(&mut self, lost_at: Option<Instant>) {
+        if !self.has_live_call() {
+            return;
+        }
+        let mut sources = 0;
+        for (id, track) in &self.tracks {
+            if track.backend() != crate::media::AudioBackend::PipeWire {
+                continue;
+            }
+            for pc in self.pcs.values().filter(|pc| !is_closed(pc)) {
+                match pc.replace_track_source(id, || track.make_source()) {
+                    Ok(n) => sources += n,
+                    Err(e) => warn!(track = %id, error = %e.message, "capture could not be reopened"),
+                }
+            }
+        }
+        let plays: Vec<(String, Option<String>)> = self
+            .playouts
+            .values()
+            .flat_map(|pl| pl.tracks.iter().map(|t| (t.clone(), pl.sink_id.clone())))
+            .collect();
+        let mut sinks = 0;
+        for (t, sink_id) in plays {
+            let mut r = self.play_track(&t, sink_id.as_deref()).await;
+            if r.is_err() && sink_id.is_some() {
+                warn!(track = %t, sink = ?sink_id, "playout device not back; playing on the default output");
+                r = self.play_track(&t, None).await;
+            }
+            match r {
+                Ok(()) => sinks += 1,
+                Err(e) => warn!(track = %t, error = %e.message, "playout could not be reopened"),
+            }
+        }
+        let ms = lost_at.map_or(0, |t| t.elapsed().as_millis() as u64);
+        info!(
+            EVENT = "pipewire-back",
+            after_ms = ms,
+            sources,
+            sinks,
+            "PipeWire back after {ms} ms: {sources} sources and {sinks} sinks reopened"
+        );
     }
 
     /// Logs the end-of-call summary of `pc` (inside its span) from a final `getStats()`;
@@ -751,6 +932,7 @@ impl Session {
         self.tracks.clear();
         self.playouts.clear();
         self.remote_tracks.clear();
+        self.stop_ringtones().await;
         self.engine.registry.close_session(self.id);
         info!(peer_connections = n, "session closed; devices released");
     }
@@ -891,6 +1073,13 @@ struct ReceiverParams {
     receiver: String,
 }
 
+/// `pc.stopTransceiver`: `RTCRtpTransceiver.stop()` (WebRTC 1.0 §5.4).
+#[derive(Deserialize)]
+struct TransceiverParams {
+    pc: String,
+    transceiver: String,
+}
+
 #[derive(Deserialize)]
 struct SetDirectionParams {
     pc: String,
@@ -938,6 +1127,15 @@ struct TrackParams {
     track: String,
 }
 
+/// `track.applyConstraints`: `MediaStreamTrack.applyConstraints` (Media Capture §4.3.8);
+/// `constraints` a `MediaTrackConstraints` object, absent or null = the defaults.
+#[derive(Deserialize)]
+struct ApplyConstraintsParams {
+    track: String,
+    #[serde(default)]
+    constraints: Value,
+}
+
 #[derive(Deserialize)]
 struct SetEnabledParams {
     track: String,
@@ -964,4 +1162,118 @@ struct SinkIdParams {
 #[derive(Deserialize)]
 struct ElementParams {
     element: String,
+}
+
+/// Ringtones (docs/protocol.md, `ringtone.*`): page-supplied sounds played on an output of the
+/// page's choice, each in its own pipeline ([`Ringtone`]), beside any call.
+impl Session {
+    /// `ringtone.play {id, data, sinkId?, loop?, volume?}` → `{}` once it plays.
+    async fn ringtone_play(&mut self, params: Value) -> EngineResult<Value> {
+        let p: RingtonePlayParams = parse(params)?;
+        check_id(&p.id)?;
+        if self.ringtones.contains_key(&p.id) {
+            return Err(EngineError::invalid_params(format!("ringtone {} is playing", p.id)));
+        }
+        if self.ringtones.len() >= ringtone::MAX_RINGTONES_PER_SESSION {
+            return Err(limit("ringtones", ringtone::MAX_RINGTONES_PER_SESSION));
+        }
+        if !(0.0..=1.0).contains(&p.volume) {
+            return Err(EngineError::invalid_params(format!("volume {} is outside 0..=1", p.volume)));
+        }
+        let data = ringtone::decode_base64(&p.data)?;
+        let bytes = data.len();
+        let devices = self.engine.devices.clone();
+        let sink_id = p.sink_id.filter(|s| !s.is_empty());
+        let options = RingtoneOptions { looping: p.looping, volume: p.volume };
+        let (id, tx) = (p.id.clone(), self.ringtone_tx.clone());
+        let r = blocking(move || {
+            let output = devices.output(sink_id.as_deref())?;
+            Ringtone::start(&id, &data, &output, options, tx)
+        })
+        .await?;
+        ringtone::log_started(&r, bytes, p.volume);
+        self.ringtones.insert(p.id, r);
+        Ok(json!({}))
+    }
+
+    /// `ringtone.stop {id}` → `{}`; idempotent (a ringtone that ended is already gone).
+    async fn ringtone_stop(&mut self, params: Value) -> EngineResult<Value> {
+        let p: RingtoneIdParams = parse(params)?;
+        let Some(r) = self.ringtones.remove(&p.id) else {
+            debug!(ringtone = %p.id, "ringtone.stop for a ringtone that is not playing");
+            return Ok(json!({}));
+        };
+        let device = r.device.clone();
+        blocking(move || {
+            r.stop();
+            Ok(())
+        })
+        .await?;
+        info!(ringtone = %p.id, DEVICE = %device, "ringtone stopped");
+        Ok(json!({}))
+    }
+
+    /// A ringtone ended by itself (end of a non-looping file) or failed while playing: free its
+    /// pipeline and tell the page (`ringtone.ended`, with `error` on a failure).
+    fn on_ringtone_event(&mut self, ev: RingtoneEvent) {
+        let (id, serial, failure) = match ev {
+            RingtoneEvent::Ended { id, serial } => (id, serial, None),
+            RingtoneEvent::Failed { id, serial, message } => (id, serial, Some(message)),
+        };
+        if self.ringtones.get(&id).map(|r| r.serial) != Some(serial) {
+            debug!(ringtone = %id, "report of a ringtone already stopped; ignored");
+            return;
+        }
+        let Some(r) = self.ringtones.remove(&id) else { return };
+        let params = match &failure {
+            None => {
+                info!(ringtone = %id, DEVICE = %r.device, "ringtone ended");
+                json!({"id": id})
+            }
+            Some(m) => {
+                warn!(ringtone = %id, DEVICE = %r.device, reason = %m, "ringtone failed while playing");
+                let e = EngineError::operation(format!("the ringtone stopped: {m}"));
+                json!({"id": id, "error": e.to_body()})
+            }
+        };
+        tokio::task::spawn_blocking(move || r.stop());
+        self.emit("ringtone.ended", params);
+    }
+
+    /// Stops every ringtone of the page (its session is closing).
+    async fn stop_ringtones(&mut self) {
+        if self.ringtones.is_empty() {
+            return;
+        }
+        let all: Vec<Ringtone> = self.ringtones.drain().map(|(_, r)| r).collect();
+        let n = all.len();
+        let _ = tokio::task::spawn_blocking(move || all.into_iter().for_each(Ringtone::stop)).await;
+        info!(ringtones = n, "ringtones stopped with their session");
+    }
+}
+
+/// `ringtone.play` params: `data` is the encoded file in base64; `volume` linear 0..=1.
+#[derive(Deserialize)]
+struct RingtonePlayParams {
+    id: String,
+    data: String,
+    #[serde(default, rename = "sinkId")]
+    sink_id: Option<String>,
+    #[serde(default = "default_true", rename = "loop")]
+    looping: bool,
+    #[serde(default = "default_volume")]
+    volume: f64,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_volume() -> f64 {
+    1.0
+}
+
+#[derive(Deserialize)]
+struct RingtoneIdParams {
+    id: String,
 }

@@ -7,33 +7,13 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
-use vdimedia_protocol::message::{ErrorBody, ErrorCode, Response};
-use vdimedia_protocol::{ChannelEvent, Message, SessionId};
+use serde_json::json;
+use vdimedia_protocol::message::ErrorCode;
 
 mod common;
 use common::{Page, Rig, tempdir};
 
 const DAEMON: &str = env!("CARGO_BIN_EXE_vdimediad");
-
-/// Sends a request with the caller's id and returns its outcome (error responses included).
-async fn try_request(
-    page: &mut Page,
-    sid: SessionId,
-    id: u64,
-    method: &str,
-    params: Value,
-) -> Result<Value, ErrorBody> {
-    page.ch.send(sid, &Message::request(id, method, params)).unwrap();
-    let ev = page
-        .wait_for(method, |e| {
-            matches!(e, ChannelEvent::Message { session, message: Message::Response(Response { id: rid, .. }) }
-                if *session == sid && *rid == id)
-        })
-        .await;
-    let ChannelEvent::Message { message: Message::Response(r), .. } = ev else { unreachable!() };
-    r.outcome
-}
 
 /// Names of the daemon's threads that belong to a webrtcbin (its ICE and signalling loops).
 fn webrtcbin_threads(pid: u32) -> Vec<String> {
@@ -92,32 +72,30 @@ async fn closed_connections_are_freed_and_refused_and_do_not_count_against_the_l
 
     // A closed connection: its operations are refused with invalid_state, close() stays
     // idempotent, and its id is not reused.
-    let e = try_request(&mut page, sid, 9001, "pc.createOffer", json!({"pc": "a"})).await.unwrap_err();
+    let e = page.try_request(sid, "pc.createOffer", json!({"pc": "a"})).await.unwrap_err();
     assert_eq!(e.code, ErrorCode::InvalidState, "{e:?}");
-    try_request(&mut page, sid, 9002, "pc.close", json!({"pc": "a"})).await.expect("close is idempotent");
-    let e = try_request(&mut page, sid, 9003, "pc.create", json!({"pc": "a"})).await.unwrap_err();
+    page.try_request(sid, "pc.close", json!({"pc": "a"})).await.expect("close is idempotent");
+    let e = page.try_request(sid, "pc.create", json!({"pc": "a"})).await.unwrap_err();
     assert_eq!(e.code, ErrorCode::InvalidParams, "{e:?}");
-    let e = try_request(&mut page, sid, 9004, "pc.getStats", json!({"pc": "never"})).await.unwrap_err();
+    let e = page.try_request(sid, "pc.getStats", json!({"pc": "never"})).await.unwrap_err();
     assert_eq!(e.code, ErrorCode::NotFound, "{e:?}");
 
     // More calls than the per-session limit (8 live connections by default), one after the
     // other: each is created, negotiates and closes.
     for i in 0..12 {
         let pc = format!("call{i}");
-        try_request(&mut page, sid, 9100 + 2 * i, "pc.create", json!({"pc": pc}))
+        page.try_request(sid, "pc.create", json!({"pc": pc}))
             .await
             .unwrap_or_else(|e| panic!("call {i}: pc.create refused after earlier calls closed: {e:?}"));
         page.request(sid, "pc.addTrack", json!({"pc": pc, "track": track, "streams": ["s"]})).await;
         let offer = page.request(sid, "pc.createOffer", json!({"pc": pc})).await;
         assert!(offer["sdp"].as_str().is_some_and(|s| s.contains("m=audio")), "{offer:#}");
-        try_request(&mut page, sid, 9101 + 2 * i, "pc.close", json!({"pc": pc})).await.unwrap();
+        page.try_request(sid, "pc.close", json!({"pc": pc})).await.unwrap();
     }
     // The limit still holds for live connections.
     let mut refused = None;
     for i in 0..9 {
-        if let Err(e) =
-            try_request(&mut page, sid, 9200 + i, "pc.create", json!({"pc": format!("live{i}")})).await
-        {
+        if let Err(e) = page.try_request(sid, "pc.create", json!({"pc": format!("live{i}")})).await {
             refused = Some((i, e));
             break;
         }

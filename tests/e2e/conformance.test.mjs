@@ -228,6 +228,6 @@ if (process.env[CHILD]) {
       }
     }
     assert.deepEqual(problems, [], problems.join('\n'));
-    assert.ok(rows.length >= 25, `only ${rows.length} scenarios ran`);
+    if (!process.env.CONFORMANCE_ONLY) assert.ok(rows.length >= 25, `only ${rows.length} scenarios ran`);
   });
 }

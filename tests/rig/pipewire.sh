@@ -5,6 +5,9 @@
 #
 #   tests/rig/pipewire.sh start DIR   # start everything below DIR, print and write DIR/env
 #   tests/rig/pipewire.sh stop DIR    # stop what `start DIR` started (pids in DIR/pids)
+#   tests/rig/pipewire.sh restart DIR # restart PipeWire, WirePlumber, pipewire-pulse and the
+#                                     # virtual devices as a user's PipeWire restart would;
+#                                     # the session bus and DIR/env stay valid
 #
 # Graph after `start`:
 #   mic_feed  (Audio/Sink, pw-loopback capture side)  ──▶  virt_mic (Audio/Source)
@@ -14,7 +17,7 @@
 # pipewiresink pushes one buffer per graph cycle (FIELD-NOTES).
 set -euo pipefail
 
-usage() { echo "usage: $0 start|stop DIR" >&2; exit 2; }
+usage() { echo "usage: $0 start|stop|restart DIR" >&2; exit 2; }
 [ $# -eq 2 ] || usage
 cmd=$1
 dir=$(mkdir -p "$2" && cd "$2" && pwd)
@@ -107,18 +110,36 @@ start() {
   # A failed start leaves nothing running behind it.
   trap 'rc=$?; if [ $rc -ne 0 ]; then echo "pipewire.sh: start failed, stopping the rig" >&2; stop >/dev/null; fi' EXIT
 
-  export XDG_RUNTIME_DIR="$run"
-  export DBUS_SESSION_BUS_ADDRESS="unix:path=$run/bus"
-  # Never talk to a PipeWire outside the rig.
-  unset PIPEWIRE_REMOTE PIPEWIRE_RUNTIME_DIR PULSE_SERVER
-  # Private WirePlumber state, so stored defaults of another rig do not leak in.
-  export XDG_STATE_HOME="$dir/state" XDG_CONFIG_HOME="$dir/config"
+  rig_env
   mkdir -p "$XDG_STATE_HOME" "$XDG_CONFIG_HOME"
 
   # WirePlumber exits without a session bus.
   spawn dbus dbus-daemon --session --address="$DBUS_SESSION_BUS_ADDRESS" --nofork --nopidfile
   wait_for "session bus" test -S "$run/bus"
 
+  start_pipewire
+
+  {
+    echo "export XDG_RUNTIME_DIR=$run"
+    echo "export DBUS_SESSION_BUS_ADDRESS=unix:path=$run/bus"
+    echo "unset PIPEWIRE_REMOTE PULSE_SERVER"
+  } >"$dir/env"
+  trap - EXIT
+  cat "$dir/env"
+}
+
+# Exports what every PipeWire process of the rig runs with (start and restart).
+rig_env() {
+  export XDG_RUNTIME_DIR="$run"
+  export DBUS_SESSION_BUS_ADDRESS="unix:path=$run/bus"
+  # Never talk to a PipeWire outside the rig.
+  unset PIPEWIRE_REMOTE PIPEWIRE_RUNTIME_DIR PULSE_SERVER
+  # Private WirePlumber state, so stored defaults of another rig do not leak in.
+  export XDG_STATE_HOME="$dir/state" XDG_CONFIG_HOME="$dir/config"
+}
+
+# Starts PipeWire, WirePlumber, pipewire-pulse and the virtual devices (the bus runs).
+start_pipewire() {
   spawn pipewire pipewire
   wait_for "pipewire socket" test -S "$run/pipewire-0"
   wait_for "pipewire to answer" pw-cli info 0
@@ -144,18 +165,42 @@ start() {
   # Make the rig's devices the defaults so "default" means the rig's mic and speaker.
   pw-metadata -n default 0 default.configured.audio.sink "{ \"name\": \"$SPK\" }" Spa:String:JSON >/dev/null || true
   pw-metadata -n default 0 default.configured.audio.source "{ \"name\": \"$MIC\" }" Spa:String:JSON >/dev/null || true
+}
 
-  {
-    echo "export XDG_RUNTIME_DIR=$run"
-    echo "export DBUS_SESSION_BUS_ADDRESS=unix:path=$run/bus"
-    echo "unset PIPEWIRE_REMOTE PULSE_SERVER"
-  } >"$dir/env"
-  trap - EXIT
-  cat "$dir/env"
+# A user's PipeWire restarting mid-call (systemctl --user restart pipewire): every PipeWire
+# process of the rig is killed (SIGKILL, as a crash; clients see the socket close) and started
+# again with the same virtual devices; the session bus and DIR/env stay as they were.
+restart() {
+  [ -f "$pids" ] || die "no rig running in $dir"
+  rig_env
+  local keep
+  keep=$(mktemp)
+  while read -r pid name; do
+    if [ "$name" = dbus ]; then
+      echo "$pid $name" >>"$keep"
+    elif kill -0 "$pid" 2>/dev/null; then
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+  done <"$pids"
+  local deadline=$((SECONDS + 3))
+  while [ $SECONDS -lt $deadline ]; do
+    local alive=0
+    while read -r pid name; do
+      [ "$name" = dbus ] && continue
+      kill -0 "$pid" 2>/dev/null && alive=1
+    done <"$pids"
+    [ $alive -eq 0 ] && break
+    sleep 0.05
+  done
+  mv "$keep" "$pids"
+  echo "pipewire.sh: PipeWire stopped in $dir"
+  start_pipewire
+  echo "pipewire.sh: PipeWire restarted in $dir"
 }
 
 case "$cmd" in
   start) start ;;
   stop) stop ;;
+  restart) restart ;;
   *) usage ;;
 esac

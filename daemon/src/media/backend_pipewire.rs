@@ -65,6 +65,17 @@ pub(crate) fn daemon_answers() -> bool {
     socket_path().is_some_and(|p| UnixStream::connect(p).is_ok())
 }
 
+/// Which PipeWire daemon answers on [`socket_path`]: the socket file's (device, inode), or
+/// None when nothing answers. A restarted PipeWire binds a new socket file, so a different
+/// value means every stream of the old one is dead (and libpipewire's connection with it).
+pub(crate) fn daemon_identity() -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let path = socket_path()?;
+    UnixStream::connect(&path).ok()?;
+    let meta = std::fs::metadata(&path).ok()?;
+    Some((meta.dev(), meta.ino()))
+}
+
 /// Probes the PipeWire graph for audio source and sink nodes, with `pw-dump`.
 ///
 /// Errors: `OperationError` when `pw-dump` cannot run, exits with a failure, answers nothing

@@ -389,6 +389,27 @@ fn settle_ulong(sets: impl Iterator<Item = ULongConstraint>, range: (u32, u32), 
     target.clamp(lo, hi)
 }
 
+/// What differs between two `MediaTrackSettings`, as `name old→new` items in W3C member
+/// names (for the journal line of `applyConstraints`); empty when nothing changed.
+pub fn settings_changes(
+    old: &vdimedia_protocol::api::MediaTrackSettings,
+    new: &vdimedia_protocol::api::MediaTrackSettings,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut item = |name: &str, a: String, b: String| {
+        if a != b {
+            out.push(format!("{name} {a}→{b}"));
+        }
+    };
+    item("deviceId", old.device_id.clone(), new.device_id.clone());
+    item("sampleRate", old.sample_rate.to_string(), new.sample_rate.to_string());
+    item("channelCount", old.channel_count.to_string(), new.channel_count.to_string());
+    item("echoCancellation", old.echo_cancellation.to_string(), new.echo_cancellation.to_string());
+    item("noiseSuppression", old.noise_suppression.to_string(), new.noise_suppression.to_string());
+    item("autoGainControl", old.auto_gain_control.to_string(), new.auto_gain_control.to_string());
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

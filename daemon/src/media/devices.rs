@@ -106,6 +106,11 @@ impl Device {
     }
 }
 
+/// What [`MediaDevices::select_track`] opened, for its callers' journal lines.
+struct SelectedDevice {
+    endpoint: Endpoint,
+}
+
 /// The engine's `MediaDevices`: one per daemon, cheap to clone and share between threads.
 #[derive(Debug, Clone)]
 pub struct MediaDevices {
@@ -212,18 +217,71 @@ impl MediaDevices {
     /// device opens when a source element from [`LocalTrack::make_source`] starts playing.
     pub fn get_user_media(&self, constraints: &MediaStreamConstraints) -> EngineResult<Vec<LocalTrack>> {
         let parsed = constraints::parse_stream_constraints(constraints)?;
-        let inputs: Vec<Device> =
+        let (track, sel) = self.select_track(&parsed, None)?;
+        let aec = track.aec();
+        info!(target: "media", track = %track.id, device = %track.label, endpoint = ?sel.endpoint,
+              sample_rate = track.settings.sample_rate, channels = track.settings.channel_count,
+              aec = aec.mode.as_str(), aec_reason = %aec.reason,
+              noise_suppression = track.settings.noise_suppression,
+              auto_gain_control = track.settings.auto_gain_control,
+              "getUserMedia: track created on {}: aec={} reason={}", track.label, aec.mode, aec.reason);
+        Ok(vec![track])
+    }
+
+    /// `MediaStreamTrack.applyConstraints(constraints)` (Media Capture §4.3.8, the
+    /// ApplyConstraints algorithm) for `track`: SelectSettings runs again over the inputs with
+    /// the track's device first (constraints that do not name a device keep it), and the
+    /// result is the reconfigured track (same id: device, label, `sampleRate` Hz,
+    /// `channelCount`, processing and AEC decision as the new settings say). `constraints` is a
+    /// `MediaTrackConstraints` object; null or `{}` = the defaults (48 kHz mono, processing on
+    /// where the policy allows). Errors: not an object / malformed → `TypeError`; a required
+    /// constraint no device meets → `OverconstrainedError` naming it (the caller keeps the old
+    /// track: nothing changes); no input → `NotFoundError`. Opens nothing: the caller rebuilds
+    /// the capture elements ([`LocalTrack::make_source`]) where the settings changed.
+    pub fn apply_constraints(
+        &self,
+        track: &LocalTrack,
+        constraints: &serde_json::Value,
+    ) -> EngineResult<LocalTrack> {
+        let parsed = match constraints {
+            serde_json::Value::Null => constraints::AudioConstraints::default(),
+            serde_json::Value::Object(map) => constraints::parse_track_constraints(map)?,
+            other => {
+                warn!(target: "media", track = %track.id, "applyConstraints: constraints are not an object");
+                return Err(EngineError::invalid_params(format!(
+                    "MediaTrackConstraints must be an object, got {other}"
+                )));
+            }
+        };
+        let (mut next, _) = self.select_track(&parsed, Some(&track.settings.device_id))?;
+        next.id = track.id.clone();
+        Ok(next)
+    }
+
+    /// SelectSettings over the inputs (in enumeration order, or with `current`'s device first)
+    /// and the AEC policy's decision: a new track (fresh id) and what opens it.
+    fn select_track(
+        &self,
+        parsed: &constraints::AudioConstraints,
+        current: Option<&str>,
+    ) -> EngineResult<(LocalTrack, SelectedDevice)> {
+        let mut inputs: Vec<Device> =
             self.devices()?.into_iter().filter(|d| d.info.kind == MediaDeviceKind::Audioinput).collect();
         if inputs.is_empty() {
             warn!(target: "media", backend = %self.backend, "getUserMedia: no audio input device");
             return Err(EngineError::not_found("Requested device not found"));
+        }
+        if let Some(pos) = current.and_then(|id| inputs.iter().position(|d| d.info.device_id == id)) {
+            // Ties in fitness go to the first candidate: the track's own device.
+            let dev = inputs.remove(pos);
+            inputs.insert(0, dev);
         }
         let candidates: Vec<Candidate<'_>> = inputs
             .iter()
             .map(|d| Candidate { device_id: &d.info.device_id, group_id: &d.info.group_id })
             .collect();
         let caps = self.capture_capabilities();
-        let sel = constraints::select(&parsed, &candidates, &caps)?;
+        let sel = constraints::select(parsed, &candidates, &caps)?;
         let dev = &inputs[sel.index];
         let decision = self.aec_decision(dev, sel.echo_cancellation_requested);
         // vdiaec runs for software AEC, and without AEC when the page still wants noise
@@ -247,14 +305,7 @@ impl MediaDevices {
         };
         let track = LocalTrack::new(dev.info.label.clone(), settings, dev.endpoint.clone(), self.backend)
             .with_aec(decision, processing);
-        let aec = track.aec();
-        info!(target: "media", track = %track.id, device = %dev.info.label, endpoint = ?dev.endpoint,
-              sample_rate = sel.sample_rate, channels = sel.channel_count,
-              aec = aec.mode.as_str(), aec_reason = %aec.reason,
-              noise_suppression = track.settings.noise_suppression,
-              auto_gain_control = track.settings.auto_gain_control,
-              "getUserMedia: track created on {}: aec={} reason={}", dev.info.label, aec.mode, aec.reason);
-        Ok(vec![track])
+        Ok((track, SelectedDevice { endpoint: dev.endpoint.clone() }))
     }
 
     /// The playout output for `setSinkId`/`playout.attach`: `None`, `""` or `"default"` is the

@@ -4,6 +4,7 @@
 //!   [`AudioBackend`];
 //! - [`track`]: [`LocalTrack`], whose `make_source()` gives a capture element per pipeline;
 //! - [`output`]: [`AudioOutput`], whose `make_sink()` gives a playout element;
+//! - [`ringtone`]: [`ringtone::Ringtone`], a page-supplied sound played on an output;
 //! - [`constraints`]: `MediaTrackConstraints` parsing and SelectSettings;
 //! - [`aec`]: the echo-cancellation policy (hardware AEC detection, software `vdiaec`);
 //! - [`monitor`]: [`DeviceWatch`], hot-plug watching behind `devicechange`.
@@ -16,6 +17,7 @@ pub mod constraints;
 pub mod devices;
 pub mod monitor;
 pub mod output;
+pub mod ringtone;
 pub mod track;
 
 mod backend_alsa;

@@ -7,8 +7,15 @@
 //!   through `pw-dump`: no libpipewire loop inside the daemon). Any output — a node, port or
 //!   metadata change — is a hint only: after 150 ms of quiet the devices are enumerated again
 //!   and a change is announced only when the list of `MediaDeviceInfo` really differs (nodes
-//!   going running/idle during a call change nothing). A child that exits (PipeWire restarted)
-//!   is started again after 1 s.
+//!   going running/idle during a call change nothing). A child that exits is started again
+//!   after 1 s.
+//! - PipeWire restarts: `pw-dump` exits when its connection breaks (EPIPE). When the socket
+//!   then no longer answers, or answers as another daemon (a new socket file), every stream of
+//!   the process was on the old daemon: [`PipeWireStatus`] goes down, the watcher polls the
+//!   socket every 100 ms until PipeWire answers (warning after [`PIPEWIRE_RETURN_LIMIT`]),
+//!   waits until its devices settle (WirePlumber), then announces it up with a new
+//!   generation; sessions rebuild their calls' capture and playout on it. A pipeline ERROR from
+//!   a PipeWire element ([`pipewire_element_failed`]) makes the watcher look at once.
 //! - ALSA: inotify on `/dev/snd` (cards plugged or pulled) and on the ALSA configuration files
 //!   that define PCMs (`~/.asoundrc`, `/etc/asound.conf`).
 //!
@@ -18,8 +25,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::{mpsc, watch};
@@ -33,6 +40,39 @@ use super::{AudioBackend, MediaDevices};
 const DEBOUNCE: Duration = Duration::from_millis(150);
 /// Wait (ms) before starting a watcher again after it ended (PipeWire restarting).
 const RESTART_DELAY: Duration = Duration::from_secs(1);
+/// How long PipeWire may be away before a warning says calls go on without devices; the
+/// watcher keeps looking (every 1 s instead of every 100 ms) after it.
+pub const PIPEWIRE_RETURN_LIMIT: Duration = Duration::from_secs(10);
+/// Socket poll interval while PipeWire is away.
+const PIPEWIRE_POLL: Duration = Duration::from_millis(100);
+/// Once PipeWire answers again: the device list must stay the same this long (WirePlumber
+/// and the virtual devices come up after the daemon) …
+const SETTLE_QUIET: Duration = Duration::from_millis(300);
+/// … but streams are rebuilt after this long at the latest.
+const SETTLE_LIMIT: Duration = Duration::from_secs(3);
+
+/// The user's PipeWire daemon as the watcher sees it (PipeWire backend only; always up on
+/// ALSA). `generation` is bumped each time PipeWire came back after a loss: every PipeWire
+/// stream made before was on the old daemon and is dead. `lost_at`: when the last loss was
+/// noticed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PipeWireStatus {
+    pub up: bool,
+    pub generation: u64,
+    pub lost_at: Option<Instant>,
+}
+
+/// Pipeline ERRORs of PipeWire elements wake the watcher (see [`pipewire_element_failed`]).
+fn pipewire_nudge() -> &'static tokio::sync::Notify {
+    static NUDGE: OnceLock<tokio::sync::Notify> = OnceLock::new();
+    NUDGE.get_or_init(tokio::sync::Notify::new)
+}
+
+/// A `pipewiresrc`/`pipewiresink` of a call posted an ERROR: the watcher checks at once
+/// whether PipeWire is still the daemon it was (callable from any thread, cheap).
+pub fn pipewire_element_failed() {
+    pipewire_nudge().notify_one();
+}
 
 /// Shared by every session of the daemon; cheap to clone.
 #[derive(Clone)]
@@ -42,11 +82,24 @@ pub struct DeviceWatch {
     /// subscriber never finds a task that is about to leave.
     running: Arc<Mutex<bool>>,
     devices: MediaDevices,
+    pw: Arc<watch::Sender<PipeWireStatus>>,
 }
 
 impl DeviceWatch {
     pub fn new(devices: MediaDevices) -> Self {
-        Self { tx: Arc::new(watch::channel(0).0), running: Arc::new(Mutex::new(false)), devices }
+        let pw = PipeWireStatus { up: true, generation: 0, lost_at: None };
+        Self {
+            tx: Arc::new(watch::channel(0).0),
+            running: Arc::new(Mutex::new(false)),
+            devices,
+            pw: Arc::new(watch::channel(pw).0),
+        }
+    }
+
+    /// A receiver of [`PipeWireStatus`] changes. Updated only while the watcher runs, i.e.
+    /// while some [`subscribe`](Self::subscribe) receiver lives (every page session holds one).
+    pub fn pipewire_status(&self) -> watch::Receiver<PipeWireStatus> {
+        self.pw.subscribe()
     }
 
     /// A receiver whose `changed()` resolves each time the device list changes. Starts the
@@ -65,22 +118,42 @@ impl DeviceWatch {
     async fn run(self) {
         debug!(target: "media", backend = %self.devices.backend(), "device watcher started");
         let mut known = self.enumerate().await;
+        let on_pipewire = self.devices.backend() == AudioBackend::PipeWire;
         loop {
+            let pw_before = if on_pipewire { pipewire_identity().await } else { None };
+            if pw_before.is_some() && !self.pw.borrow().up {
+                // Came back while no page listened.
+                self.pw.send_modify(|s| {
+                    s.up = true;
+                    s.generation += 1;
+                });
+            }
             let (hint_tx, mut hints) = mpsc::channel::<()>(16);
             let source = tokio::spawn(watch_source(self.devices.backend(), hint_tx));
             loop {
                 tokio::select! {
                     _ = self.tx.closed() => break,
+                    _ = pipewire_nudge().notified(), if on_pipewire => {
+                        if pipewire_identity().await != pw_before {
+                            debug!(target: "media", "a PipeWire element failed and PipeWire changed; following it");
+                            break;
+                        }
+                    }
                     hint = hints.recv() => {
                         let ended = hint.is_none();
                         if !ended {
                             // Coalesce the burst.
                             while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, hints.recv()).await {}
                         }
-                        self.check(&mut known).await;
                         if ended {
+                            // PipeWire's own restart is followed below, not announced as
+                            // every device gone.
+                            if !on_pipewire {
+                                self.check(&mut known).await;
+                            }
                             break;
                         }
+                        self.check(&mut known).await;
                     }
                 }
             }
@@ -92,6 +165,12 @@ impl DeviceWatch {
             if self.stop_if_unwatched() {
                 return;
             }
+            if on_pipewire {
+                self.follow_pipewire(pw_before).await;
+                if self.stop_if_unwatched() {
+                    return;
+                }
+            }
             tokio::select! {
                 _ = self.tx.closed() => {}
                 _ = tokio::time::sleep(RESTART_DELAY) => {}
@@ -101,6 +180,57 @@ impl DeviceWatch {
             }
             self.check(&mut known).await;
         }
+    }
+
+    /// After the `pw-dump` child ended: when PipeWire no longer answers, or answers as another
+    /// daemon than `before` (the child's start), announces it down, waits until it answers and
+    /// its devices settle, and announces it up with a new generation. Returns at once when the
+    /// same daemon still answers (the child ended for another reason), or when nobody listens.
+    async fn follow_pipewire(&self, before: Option<(u64, u64)>) {
+        let now = pipewire_identity().await;
+        if now.is_some() && (now == before || before.is_none()) {
+            return;
+        }
+        let lost_at = Instant::now();
+        warn!(target: "media", EVENT = "pipewire-lost", answers = now.is_some(),
+              "PipeWire connection lost (PipeWire stopped or restarted); waiting for it");
+        self.pw.send_modify(|s| {
+            s.up = false;
+            s.lost_at = Some(lost_at);
+        });
+        let mut warned = false;
+        while pipewire_identity().await.is_none() {
+            if !warned && lost_at.elapsed() >= PIPEWIRE_RETURN_LIMIT {
+                warned = true;
+                warn!(target: "media", limit_s = PIPEWIRE_RETURN_LIMIT.as_secs(),
+                      "PipeWire did not come back in time; calls go on without audio devices");
+            }
+            let poll = if warned { Duration::from_secs(1) } else { PIPEWIRE_POLL };
+            tokio::select! {
+                _ = self.tx.closed() => return,
+                _ = tokio::time::sleep(poll) => {}
+            }
+        }
+        // WirePlumber and the devices come up after the daemon: wait for a quiet device list.
+        let answered_at = Instant::now();
+        let mut last = None;
+        while answered_at.elapsed() < SETTLE_LIMIT {
+            tokio::select! {
+                _ = self.tx.closed() => return,
+                _ = tokio::time::sleep(SETTLE_QUIET) => {}
+            }
+            let list = self.enumerate().await;
+            if list.as_ref().is_some_and(|l| !l.is_empty()) && list == last {
+                break;
+            }
+            last = list;
+        }
+        info!(target: "media", EVENT = "pipewire-back", after_ms = lost_at.elapsed().as_millis() as u64,
+              settle_ms = answered_at.elapsed().as_millis() as u64, "PipeWire answers again");
+        self.pw.send_modify(|s| {
+            s.up = true;
+            s.generation += 1;
+        });
     }
 
     /// Ends the task when nobody listens (under the subscribers' lock).
@@ -128,7 +258,16 @@ impl DeviceWatch {
     }
 
     async fn check(&self, known: &mut Option<Vec<MediaDeviceInfo>>) {
-        let now = self.enumerate().await.unwrap_or_default();
+        if self.devices.backend() == AudioBackend::PipeWire && pipewire_identity().await.is_none() {
+            // PipeWire going away lists nothing: that is no unplug of every device.
+            debug!(target: "media", "PipeWire does not answer; device list kept");
+            return;
+        }
+        // A failed probe is no list (PipeWire dying makes pw-dump print nothing).
+        let Some(now) = self.enumerate().await else { return };
+        if self.devices.backend() == AudioBackend::PipeWire && pipewire_identity().await.is_none() {
+            return;
+        }
         let before = known.as_deref().unwrap_or_default();
         if now.as_slice() == before {
             return;
@@ -141,6 +280,44 @@ impl DeviceWatch {
         *known = Some(now);
         self.tx.send_modify(|g| *g = g.wrapping_add(1));
     }
+}
+
+/// A stand-in capture element while PipeWire is away: a `gst::Bin` with one always "src" ghost
+/// pad producing live digital silence, `audio/x-raw` F32LE at `rate` Hz and `channels`, in
+/// 20 ms buffers (`audiotestsrc wave=silence is-live=true`). A sender fed by it keeps sending
+/// RTP (so the far end hears silence, not a stalled stream) and it opens no device.
+pub fn silence_source(rate: u32, channels: u32) -> crate::error::EngineResult<gst::Element> {
+    use super::track::{element_name, gst_err};
+    use gst::prelude::*;
+    super::ensure_gst()?;
+    let rate = rate.clamp(8_000, 192_000) as i32;
+    let channels = channels.clamp(1, 8) as i32;
+    let bin = gst::Bin::builder().name(element_name("vdimedia-silence")).build();
+    let src = super::make_element("audiotestsrc", "gstreamer1.0-plugins-base")?;
+    src.set_property_from_str("wave", "silence");
+    src.set_property("is-live", true);
+    src.set_property("samplesperbuffer", rate / 50);
+    let caps = super::make_element("capsfilter", "gstreamer1.0-plugins-base")?;
+    caps.set_property(
+        "caps",
+        gst::Caps::builder("audio/x-raw")
+            .field("format", "F32LE")
+            .field("layout", "interleaved")
+            .field("rate", rate)
+            .field("channels", channels)
+            .build(),
+    );
+    bin.add_many([&src, &caps]).map_err(gst_err)?;
+    src.link(&caps).map_err(gst_err)?;
+    let target = caps.static_pad("src").expect("capsfilter has a src pad");
+    let ghost = gst::GhostPad::builder_with_target(&target).map_err(gst_err)?.name("src").build();
+    bin.add_pad(&ghost).map_err(gst_err)?;
+    Ok(bin.upcast())
+}
+
+/// [`super::backend_pipewire::daemon_identity`] off the async threads (a socket connect).
+async fn pipewire_identity() -> Option<(u64, u64)> {
+    tokio::task::spawn_blocking(super::backend_pipewire::daemon_identity).await.ok().flatten()
 }
 
 /// Sends a hint for each change the backend reports; returns when the source ends.

@@ -30,7 +30,7 @@ impl AudioOutput {
     }
 
     /// A new playout element: a `gst::Bin` with one always "sink" ghost pad accepting any
-    /// `audio/x-raw` (audioconvert ! audioresample inside), ending in
+    /// `audio/x-raw` (queue leaky=downstream max 200 ms ! audioconvert ! audioresample inside), ending in
     /// `pipewiresink target-object=<node.name>` (no target for "default": PipeWire follows its
     /// default) asking for a 20 ms graph quantum, or `alsasink device=<pcm>` with 10 ms
     /// periods and a 60 ms buffer. Syncs on the pipeline clock. Opens the device only when
@@ -67,9 +67,17 @@ impl AudioOutput {
                 sink
             }
         };
-        bin.add_many([&convert, &resample, &sink]).map_err(gst_err)?;
-        gst::Element::link_many([&convert, &resample, &sink]).map_err(gst_err)?;
-        let target = convert.static_pad("sink").expect("audioconvert has a sink pad");
+        // The decoder's streaming thread never waits on the device: a pipewiresink whose
+        // PipeWire died can block in its buffer pool for good, and the call's reception (and
+        // any swap of this sink, which waits for the pad to be idle) would hang with it.
+        let queue = make_element("queue", "gstreamer1.0-plugins-base")?;
+        queue.set_property_from_str("leaky", "downstream");
+        queue.set_property("max-size-time", 200_000_000u64);
+        queue.set_property("max-size-buffers", 0u32);
+        queue.set_property("max-size-bytes", 0u32);
+        bin.add_many([&queue, &convert, &resample, &sink]).map_err(gst_err)?;
+        gst::Element::link_many([&queue, &convert, &resample, &sink]).map_err(gst_err)?;
+        let target = queue.static_pad("sink").expect("queue has a sink pad");
         let ghost = gst::GhostPad::builder_with_target(&target).map_err(gst_err)?.name("sink").build();
         bin.add_pad(&ghost).map_err(gst_err)?;
         debug!(target: "media", device = %self.label, endpoint = ?self.endpoint, bin = %bin.name(), "playout sink created");

@@ -500,7 +500,12 @@ impl Trans {
     fn info(&self) -> TransceiverInfo {
         TransceiverInfo {
             id: self.id.clone(),
-            mid: self.mid(),
+            // JSEP §5.10: a rejected m-line disassociates its (stopped) transceiver.
+            mid: if self.current_direction == Some(RtcRtpTransceiverDirection::Stopped) {
+                None
+            } else {
+                self.mid()
+            },
             direction: self.direction,
             current_direction: self.current_direction,
             sender: SenderInfo { id: self.sender_id.clone(), track: self.sender_track.clone() },
@@ -511,6 +516,11 @@ impl Trans {
     fn mline(&self) -> Option<u32> {
         let m = self.trans.mlineindex();
         if m != u32::MAX { Some(m) } else { self.pending_mline }
+    }
+
+    /// WebRTC 1.0 §5.4 [[Stopping]]: `stop()` was called or a description rejected its m-line.
+    fn is_stopping(&self) -> bool {
+        self.direction == RtcRtpTransceiverDirection::Stopped
     }
 }
 
@@ -600,9 +610,18 @@ impl PeerConnection {
             bus.set_sync_handler(move |_, msg| {
                 let _g = bus_span.enter();
                 match msg.view() {
-                    gst::MessageView::Error(e) => tracing::error!(
-                        src = ?msg.src().map(|s| s.path_string()), error = %e.error(),
-                        debug = %crate::logging::redact(&format!("{:?}", e.debug())), "pipeline error"),
+                    gst::MessageView::Error(e) => {
+                        tracing::error!(
+                            src = ?msg.src().map(|s| s.path_string()), error = %e.error(),
+                            debug = %crate::logging::redact(&format!("{:?}", e.debug())), "pipeline error");
+                        // A PipeWire stream failing may be PipeWire restarting: the device
+                        // watcher checks, and the session reopens the devices if so.
+                        let from_pipewire = msg.src().and_then(|s| s.downcast_ref::<gst::Element>()?.factory())
+                            .is_some_and(|f| matches!(f.name().as_str(), "pipewiresrc" | "pipewiresink"));
+                        if from_pipewire {
+                            crate::media::monitor::pipewire_element_failed();
+                        }
+                    }
                     gst::MessageView::Warning(w) => tracing::warn!(
                         src = ?msg.src().map(|s| s.path_string()), warning = %w.error(),
                         "pipeline warning"),
@@ -917,7 +936,13 @@ impl PeerConnection {
             RtcSdpType::Pranswer => gst_webrtc::WebRTCSDPType::Pranswer,
             _ => gst_webrtc::WebRTCSDPType::Answer,
         };
-        let gdesc = gst_webrtc::WebRTCSessionDescription::new(gst_type, for_webrtcbin(&msg));
+        if !local {
+            i.stop_rejected(&msg);
+        }
+        let gdesc = gst_webrtc::WebRTCSessionDescription::new(
+            gst_type,
+            for_webrtcbin(&i.webrtcbin_view(local, &desc, &msg)?),
+        );
         let previous_mlines = if local {
             // Candidates start to flow while set-local-description runs; they need the mids.
             let mlines = msg
@@ -1086,14 +1111,17 @@ impl PeerConnection {
             let st = lock(&i.st);
             st.transceivers
                 .iter()
-                .position(|t| t.kind_audio && !t.ever_sent && t.sender_track.is_none())
+                .position(|t| t.kind_audio && !t.ever_sent && t.sender_track.is_none() && !t.is_stopping())
                 // A sender emptied by removeTrack is reused too: webrtcbin 1.22 cannot renegotiate
                 // a direction change, so removeTrack keeps the m-line sending and a later
                 // addTrack fills it again without renegotiation (what replaceTrack would do).
                 .or_else(|| {
-                    st.transceivers
-                        .iter()
-                        .position(|t| t.kind_audio && t.sender_track.is_none() && sends(t.current_direction))
+                    st.transceivers.iter().position(|t| {
+                        t.kind_audio
+                            && t.sender_track.is_none()
+                            && sends(t.current_direction)
+                            && !t.is_stopping()
+                    })
                 })
         };
         let info = if let Some(idx) = reuse {
@@ -1268,6 +1296,9 @@ impl PeerConnection {
                 .iter_mut()
                 .find(|t| t.id == transceiver_id)
                 .ok_or_else(|| EngineError::not_found(format!("no transceiver {transceiver_id}")))?;
+            if t.is_stopping() {
+                return Err(EngineError::invalid_state(format!("transceiver {transceiver_id} is stopped")));
+            }
             if t.direction == direction {
                 return Ok(t.info());
             }
@@ -1275,6 +1306,33 @@ impl PeerConnection {
             t.info()
         };
         tracing::info!(transceiver = transceiver_id, ?direction, "direction set");
+        i.update_negotiation_needed();
+        Ok(info)
+    }
+
+    /// `RTCRtpTransceiver.stop()` (WebRTC 1.0 §5.4, "stop the RTCRtpTransceiver"): at once the
+    /// sender stops sending (its source is stopped, releasing the device; RTP is gated both
+    /// ways), the receiver stops receiving, and `direction` becomes `stopped`;
+    /// `negotiationneeded` fires. The next offer or answer rejects the m-line (port 0,
+    /// `a=inactive`, out of the BUNDLE group: JSEP §5.2.2/§5.3.1); once an answer has done so,
+    /// `currentDirection` is `stopped`. webrtcbin 1.22 cannot remove a transceiver: its own copy
+    /// of the descriptions keeps the m-line alive ([`sdp::revive_for_webrtcbin`]). Idempotent;
+    /// closed → `invalid_state`; unknown transceiver → `not_found`.
+    pub fn stop_transceiver(&self, transceiver_id: &str) -> EngineResult<TransceiverInfo> {
+        self.check_open()?;
+        let i = &self.inner;
+        let info = {
+            let mut st = lock(&i.st);
+            let t = st
+                .transceivers
+                .iter_mut()
+                .find(|t| t.id == transceiver_id)
+                .ok_or_else(|| EngineError::not_found(format!("no transceiver {transceiver_id}")))?;
+            if !t.is_stopping() {
+                i.stop_trans(t, "stop() called by the page");
+            }
+            t.info()
+        };
         i.update_negotiation_needed();
         Ok(info)
     }
@@ -1334,6 +1392,11 @@ impl PeerConnection {
             .iter_mut()
             .find(|t| t.sender_id == sender_id)
             .ok_or_else(|| EngineError::not_found(format!("no sender {sender_id}")))?;
+        if t.is_stopping() {
+            return Err(EngineError::invalid_state(format!(
+                "the transceiver of sender {sender_id} is stopped"
+            )));
+        }
         if let Some(old) = t.source.take() {
             i.detach_source(&old);
         }
@@ -1389,7 +1452,7 @@ impl PeerConnection {
             .iter()
             .find(|t| t.sender_id == sender_id)
             .ok_or_else(|| EngineError::not_found(format!("no sender {sender_id}")))?;
-        if !sends(t.current_direction) {
+        if !sends(t.current_direction) || t.is_stopping() {
             tracing::warn!(sender = sender_id, current_direction = ?t.current_direction, "insertDTMF on a sender that does not send");
             return Err(EngineError::invalid_state(format!(
                 "sender {sender_id} is not sending (currentDirection {:?})",
@@ -1416,7 +1479,7 @@ impl PeerConnection {
                 .transceivers
                 .iter()
                 .find(|t| t.sender_id == sender_id)
-                .is_some_and(|t| sends(t.current_direction) && t.dtmf.payload().is_some())
+                .is_some_and(|t| sends(t.current_direction) && !t.is_stopping() && t.dtmf.payload().is_some())
     }
 
     /// The RFC 4733 packets the DTMF sender of `sender_id` sent (at most the last 512), for
@@ -1489,14 +1552,34 @@ impl PeerConnection {
     pub fn set_playout(&self, remote_track_id: &str, sink: Option<gst::Element>) -> EngineResult<()> {
         self.check_open()?;
         let i = &self.inner;
-        let mut st = lock(&i.st);
-        let t = st
+        // Outside the state lock: a pipewiresink's connect waits for a PipeWire round trip.
+        let tail = lock(&i.st)
             .transceivers
-            .iter_mut()
+            .iter()
             .find(|t| t.receiver_track == remote_track_id)
-            .ok_or_else(|| EngineError::not_found(format!("no remote track {remote_track_id}")))?;
+            .and_then(|t| t.recv.as_ref().map(|r| (r.tail.clone(), r.sink.clone())));
+        let prerolled = match (&sink, &tail) {
+            (Some(new), Some((tail, current))) if new != current => preroll_sink(&i.pipeline, tail, new),
+            _ => false,
+        };
+        let undo_preroll = |new: &gst::Element| {
+            if prerolled {
+                let _ = new.set_state(gst::State::Null);
+                let _ = i.pipeline.remove(new);
+            }
+        };
+        let mut st = lock(&i.st);
+        let Some(t) = st.transceivers.iter_mut().find(|t| t.receiver_track == remote_track_id) else {
+            if let Some(s) = &sink {
+                undo_preroll(s);
+            }
+            return Err(EngineError::not_found(format!("no remote track {remote_track_id}")));
+        };
         t.playout = sink.clone();
         let Some(recv) = t.recv.as_mut() else {
+            if let Some(s) = &sink {
+                undo_preroll(s);
+            }
             tracing::info!(track = remote_track_id, sink = ?sink.as_ref().map(|s| s.name()), "playout set (no media yet)");
             return Ok(());
         };
@@ -1738,9 +1821,15 @@ fn swap_sink(
         if let Some(peer) = pad.peer() {
             let _ = pad.unlink(&peer);
         }
-        let _ = old.set_state(gst::State::Null);
-        let _ = pipeline.remove(&old);
-        let linked = pipeline.add(&new).is_ok()
+        if then.is_some() {
+            // The chained swap links `old` again elsewhere: stop it here and now.
+            let _ = old.set_state(gst::State::Null);
+            let _ = pipeline.remove(&old);
+        } else {
+            release_sink(&pipeline, old);
+        }
+        // A prerolled sink (preroll_sink) is in the pipeline and PLAYING already.
+        let linked = (new.parent().is_some() || pipeline.add(&new).is_ok())
             && new.static_pad("sink").is_some_and(|sp| pad.link(&sp).is_ok())
             && new.sync_state_with_parent().is_ok();
         if linked {
@@ -1764,6 +1853,71 @@ fn swap_sink(
         gst::PadProbeReturn::Remove
     });
 }
+
+/// Stops an unlinked playout sink and takes it out of the pipeline off the calling (streaming)
+/// thread: a pipewiresink's stream teardown waits for PipeWire (100–150 ms were measured), and
+/// the new sink would get no audio for that long (the setSinkId gap).
+fn release_sink(pipeline: &gst::Pipeline, old: gst::Element) {
+    // Out of the pipeline's state changes from now on; NULL releases its device.
+    old.set_locked_state(true);
+    let pipeline = pipeline.clone();
+    old.call_async(move |old| {
+        let _ = old.set_state(gst::State::Null);
+        let _ = pipeline.remove(old);
+    });
+}
+
+/// Opens a playout sink before it is linked, so that a switch (`setSinkId`) only relinks: the
+/// sink (a bin, i.e. a `vdimedia-playout` device sink) joins the pipeline, goes to PLAYING and
+/// gets `tail`'s sticky events (stream-start, caps, segment). A pipewiresink connects its
+/// stream on the caps (its PipeWire node is made and WirePlumber links it) while the old sink
+/// still plays; without this the node was made on the first buffer after the swap, and the
+/// audio stopped for that long. Returns whether the sink was added (false: nothing done,
+/// `swap_sink` adds it as before). Blocks for the device's open (a PipeWire round trip).
+fn preroll_sink(pipeline: &gst::Pipeline, tail: &gst::Pad, new: &gst::Element) -> bool {
+    if new.downcast_ref::<gst::Bin>().is_none() || new.parent().is_some() || tail.current_caps().is_none() {
+        return false;
+    }
+    prepare_sink(new);
+    if pipeline.add(new).is_err() {
+        return false;
+    }
+    let Some(sink_pad) = new.static_pad("sink") else { return true };
+    if new.sync_state_with_parent().is_err() {
+        tracing::debug!(sink = %new.name(), "playout sink did not start before the switch");
+        return true;
+    }
+    let mut events = Vec::new();
+    tail.sticky_events_foreach(|ev| {
+        events.push(ev.clone());
+        std::ops::ControlFlow::Continue(gst::EventForeachAction::Keep)
+    });
+    for ev in events {
+        let ty = ev.type_();
+        if matches!(ty, gst::EventType::StreamStart | gst::EventType::Caps | gst::EventType::Segment)
+            && !sink_pad.send_event(ev)
+        {
+            tracing::debug!(sink = %new.name(), event = ?ty, "playout sink refused an event before the switch");
+        }
+    }
+    // The bin's queue hands the caps to the device sink on its own thread: wait (bounded)
+    // until every device sink inside took them, i.e. its stream is connected.
+    let sinks: Vec<gst::Element> = new
+        .downcast_ref::<gst::Bin>()
+        .map(|b| b.iterate_sinks().into_iter().flatten().collect())
+        .unwrap_or_default();
+    let deadline = std::time::Instant::now() + PREROLL_LIMIT;
+    while std::time::Instant::now() < deadline
+        && !sinks.iter().all(|s| s.static_pad("sink").is_some_and(|p| p.current_caps().is_some()))
+    {
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    true
+}
+
+/// Longest wait for a playout sink to open its device before a switch (then it switches
+/// anyway, and the device opens on the first buffer).
+const PREROLL_LIMIT: std::time::Duration = std::time::Duration::from_millis(500);
 
 fn make_fakesink() -> EngineResult<gst::Element> {
     let s = codecs::make("fakesink")?;
@@ -1908,8 +2062,13 @@ impl Inner {
         let order = self.webrtc_transceivers();
         let st = lock(&self.st);
         let owners = Self::offer_owners(&order, &st.transceivers, &msg);
+        let mut rejected = Vec::new();
         for (idx, owner) in owners.into_iter().enumerate() {
             let Some(t) = owner.map(|k| &st.transceivers[k]) else { continue };
+            if t.is_stopping() {
+                rejected.push(idx as u32);
+                continue;
+            }
             if let Some(m) = msg.media_mut(idx as u32)
                 && m.media() == Some("audio")
                 && !sdp::is_rejected(m)
@@ -1924,6 +2083,9 @@ impl Inner {
                 }
             }
         }
+        for idx in rejected {
+            sdp::reject_media(&mut msg, idx);
+        }
         msg.as_text().map_err(|e| op_err(e.to_string()))
     }
 
@@ -1936,10 +2098,15 @@ impl Inner {
         let mut msg = sdp::parse(text)?;
         let st = lock(&self.st);
         let offer = st.descs.pending_remote.as_ref().and_then(|d| sdp::parse(&d.sdp).ok());
+        let mut rejected = Vec::new();
         for idx in 0..msg.medias_len() {
             let Some(t) = st.transceivers.iter().find(|t| t.kind_audio && t.mline() == Some(idx)) else {
                 continue;
             };
+            if t.is_stopping() {
+                rejected.push(idx);
+                continue;
+            }
             let offered = offer
                 .as_ref()
                 .and_then(|o| o.media(idx).map(|m| sdp::reverse(sdp::media_direction(m))))
@@ -1960,6 +2127,9 @@ impl Inner {
                     sdp::set_media_setup(m, role);
                 }
             }
+        }
+        for idx in rejected {
+            sdp::reject_media(&mut msg, idx);
         }
         msg.as_text().map_err(|e| op_err(e.to_string()))
     }
@@ -2004,7 +2174,11 @@ impl Inner {
                 if st.transceivers.iter().any(|t| t.mline() == Some(idx)) {
                     continue;
                 }
-                if let Some(t) = st.transceivers.iter_mut().find(|t| t.kind_audio && t.mline().is_none()) {
+                if let Some(t) = st
+                    .transceivers
+                    .iter_mut()
+                    .find(|t| t.kind_audio && t.mline().is_none() && !t.is_stopping())
+                {
                     t.pending_mline = Some(idx);
                     continue;
                 }
@@ -2094,7 +2268,7 @@ impl Inner {
             let Some(media) = t.mline().and_then(|m| remote.media(m)) else {
                 continue;
             };
-            if !t.kind_audio || media.media() != Some("audio") {
+            if !t.kind_audio || media.media() != Some("audio") || t.is_stopping() {
                 continue;
             }
             t.remote_streams = sdp::media_msid_streams(media);
@@ -2126,6 +2300,19 @@ impl Inner {
                 continue;
             };
             let d = sdp::media_direction(media);
+            if t.is_stopping() {
+                // JSEP §5.10/§5.11: an answer that rejects the m-line completes the stop; RTP
+                // stays gated either way.
+                t.current_direction = Some(if sdp::is_rejected(media) {
+                    RtcRtpTransceiverDirection::Stopped
+                } else if local_answer {
+                    d
+                } else {
+                    sdp::reverse(d)
+                });
+                tracing::info!(transceiver = %t.id, mid = ?t.mid(), current_direction = ?t.current_direction, "negotiated (stopped)");
+                continue;
+            }
             t.current_direction = Some(if local_answer { d } else { sdp::reverse(d) });
             t.gate.set(t.current_direction);
             let negotiated =
@@ -2252,6 +2439,72 @@ impl Inner {
         source.sync_state_with_parent().map_err(|e| op_err(format!("source did not start: {e}")))?;
         tracing::info!(transceiver = %t.id, track = ?t.sender_track, "sending");
         Ok(())
+    }
+
+    /// WebRTC 1.0 §4.4.1.6 (set a remote description): a transceiver whose m-line the remote
+    /// offer or answer rejects (port 0) is stopped.
+    fn stop_rejected(&self, remote: &gst_sdp::SDPMessage) {
+        let mut st = lock(&self.st);
+        for (idx, media) in remote.medias().enumerate() {
+            if media.media() != Some("audio") || !sdp::is_rejected(media) {
+                continue;
+            }
+            let mid = sdp::media_mid(media);
+            if let Some(t) = st.transceivers.iter_mut().find(|t| {
+                t.kind_audio
+                    && !t.is_stopping()
+                    && (t.mline() == Some(idx as u32) || (mid.is_some() && t.mid() == mid))
+            }) {
+                self.stop_trans(t, "the remote description rejected its m-line");
+            }
+        }
+    }
+
+    /// The description webrtcbin is given: `msg` (the page's `desc`), with the m-lines of stopped
+    /// transceivers alive again ([`sdp::revive_for_webrtcbin`]). In a local offer every rejected
+    /// audio m-line is ours (webrtcbin never rejects in offers).
+    fn webrtcbin_view(
+        &self,
+        local: bool,
+        desc: &RtcSessionDescriptionInit,
+        msg: &gst_sdp::SDPMessage,
+    ) -> EngineResult<gst_sdp::SDPMessage> {
+        let st = lock(&self.st);
+        let stopped: Vec<(Option<u32>, Option<String>)> =
+            st.transceivers.iter().filter(|t| t.is_stopping()).map(|t| (t.mline(), t.mid())).collect();
+        let local_offer = local && desc.sdp_type == RtcSdpType::Offer;
+        if stopped.is_empty() {
+            return Ok(msg.clone());
+        }
+        let fallback = if local { None } else { st.descs.current_remote.as_ref().map(|d| d.sdp.clone()) };
+        drop(st);
+        let text = sdp::revive_for_webrtcbin(
+            &desc.sdp,
+            |idx, mid| {
+                local_offer
+                    || stopped
+                        .iter()
+                        .any(|(ml, m)| *ml == Some(idx) || (mid.is_some() && m.as_deref() == mid))
+            },
+            !local,
+            fallback.as_deref(),
+        );
+        sdp::parse(&text)
+    }
+
+    /// "Stop sending and receiving" (WebRTC 1.0 §5.4) on `t`: [[Direction]] `stopped`, both
+    /// RTP directions gated for good, the source stopped (device released), no DTMF. The
+    /// m-line is rejected from the next description on (see `stop_transceiver`).
+    fn stop_trans(&self, t: &mut Trans, why: &str) {
+        t.direction = RtcRtpTransceiverDirection::Stopped;
+        t.gate.set(Some(RtcRtpTransceiverDirection::Inactive));
+        t.dtmf.set_payload(None);
+        if let Some(source) = t.source.take() {
+            self.detach_source(&source);
+        }
+        let _g = self.span.enter();
+        tracing::info!(event = "transceiver-stopped", transceiver = %t.id, mid = ?t.mid(), reason = why,
+            "transceiver {} stopped: {why}", t.id);
     }
 
     /// Unlinks and stops a source (NULL releases its device) and takes it out of the pipeline.
@@ -2539,6 +2792,10 @@ impl Inner {
         let local = parse(&st.descs.current_local);
         let remote = parse(&st.descs.current_remote);
         let needed = st.transceivers.iter().filter(|t| t.kind_audio).any(|t| {
+            if t.is_stopping() {
+                // §4.7.2: a stopping transceiver needs negotiation until an answer stopped it.
+                return t.current_direction != Some(D::Stopped);
+            }
             let dir = t.direction;
             let (Some(m), Some((local_type, local))) = (t.mline(), &local) else {
                 return true;

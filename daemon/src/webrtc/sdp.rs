@@ -212,6 +212,137 @@ fn remove_media_attributes(media: &mut SDPMediaRef, drop: impl Fn(&str) -> bool)
     }
 }
 
+/// The mids of the session-level `a=group:BUNDLE` (RFC 8843 §7), in order; None without one.
+pub fn bundle_mids(msg: &SDPMessageRef) -> Option<Vec<String>> {
+    msg.attributes().filter(|a| a.key() == "group").find_map(|a| {
+        let v = a.value()?;
+        let mut it = v.split_whitespace();
+        (it.next()? == "BUNDLE").then(|| it.map(str::to_string).collect())
+    })
+}
+
+/// Rejects m-line `idx` as a stopped transceiver's (JSEP §5.2.2/§5.3.1, RFC 3264 §6/§8.2):
+/// port 0, `a=inactive`, its mid out of the BUNDLE group (RFC 8843 §7.3.3: a rejected m-line
+/// is not bundled; an emptied group is removed). Other attributes stay.
+pub fn reject_media(msg: &mut SDPMessage, idx: u32) {
+    let Some(m) = msg.media_mut(idx) else { return };
+    let num_ports = m.num_ports();
+    m.set_port_info(0, num_ports);
+    // webrtcbin's max-bundle offers mark later m-lines bundle-only (port 0 there is not a
+    // rejection, RFC 8843 §6): the mark goes.
+    remove_media_attributes(m, |k| k == "bundle-only");
+    set_media_direction(m, RtcRtpTransceiverDirection::Inactive);
+    let Some(mid) = msg.media(idx).and_then(media_mid) else { return };
+    let Some(pos) = (0..msg.attributes_len()).find(|&i| {
+        msg.attribute(i)
+            .is_some_and(|a| a.key() == "group" && a.value().is_some_and(|v| v.starts_with("BUNDLE")))
+    }) else {
+        return;
+    };
+    let mids: Vec<String> = bundle_mids(msg).unwrap_or_default().into_iter().filter(|m| *m != mid).collect();
+    if mids.is_empty() {
+        let _ = msg.remove_attribute(pos);
+    } else {
+        let value = format!("BUNDLE {}", mids.join(" "));
+        let _ = msg.replace_attribute(pos, gst_sdp::SDPAttribute::new("group", Some(&value)));
+    }
+}
+
+/// Attribute lines that belong to one sender's RTP stream, not to the m-line's transport.
+fn is_stream_line(line: &str) -> bool {
+    ["a=ssrc:", "a=ssrc-group:", "a=msid:", "a=rid:", "a=simulcast:"].iter().any(|p| line.starts_with(p))
+}
+
+/// The copy of a description webrtcbin gets when some of its m-lines are rejected because
+/// their transceiver is stopped (`revive(index, mid)` says which): webrtcbin 1.22 cannot
+/// remove a transceiver, and a port-0 m-line without ICE credentials fails its checks, so it
+/// keeps seeing those m-lines alive (the engine gates their RTP itself). A revived m-line is:
+/// with `from_sibling` (remote descriptions, whose rejected m-lines may carry nothing but
+/// `a=mid`) a copy of the first live audio m-line (same bundled transport and codecs, without
+/// its `a=ssrc`/`a=msid` lines) under its own mid, else the same m-line at that port or 9 (or
+/// `fallback`'s m-line of that mid, when live); the mid goes back into the BUNDLE group in
+/// m-line order. Text in, text out (CRLF).
+pub fn revive_for_webrtcbin(
+    text: &str,
+    revive: impl Fn(u32, Option<&str>) -> bool,
+    from_sibling: bool,
+    fallback: Option<&str>,
+) -> String {
+    fn sections(text: &str) -> (Vec<String>, Vec<Vec<String>>) {
+        let mut head = Vec::new();
+        let mut secs: Vec<Vec<String>> = Vec::new();
+        for line in text.lines().map(|l| l.trim_end_matches('\r')).filter(|l| !l.is_empty()) {
+            if line.starts_with("m=") {
+                secs.push(vec![line.to_string()]);
+            } else if let Some(s) = secs.last_mut() {
+                s.push(line.to_string());
+            } else {
+                head.push(line.to_string());
+            }
+        }
+        (head, secs)
+    }
+    let port =
+        |s: &[String]| s[0].split_whitespace().nth(1).map(|p| p.split('/').next().unwrap_or(p).to_string());
+    let kind = |s: &[String]| s[0][2..].split_whitespace().next().map(str::to_string);
+    let mid = |s: &[String]| s.iter().find_map(|l| l.strip_prefix("a=mid:")).map(|m| m.trim().to_string());
+    let dead = |s: &[String]| port(s).as_deref() == Some("0") && !s.iter().any(|l| l == "a=bundle-only");
+    let (mut head, mut secs) = sections(text);
+    let sibling = secs.iter().find(|s| kind(s).as_deref() == Some("audio") && !dead(s)).cloned();
+    let fallback_secs = fallback.map(|f| sections(f).1).unwrap_or_default();
+    let mut revived = Vec::new();
+    for (idx, sec) in secs.iter_mut().enumerate() {
+        let own_mid = mid(sec);
+        if kind(sec).as_deref() != Some("audio") || !dead(sec) || !revive(idx as u32, own_mid.as_deref()) {
+            continue;
+        }
+        let earlier = fallback_secs.iter().find(|f| own_mid.is_some() && mid(f) == own_mid && !dead(f));
+        let donor = match (&sibling, earlier) {
+            (Some(s), _) if from_sibling => Some(s),
+            (_, Some(e)) => Some(e),
+            _ => None,
+        };
+        match donor {
+            Some(d) => {
+                let mut copy: Vec<String> = d.iter().filter(|l| !is_stream_line(l)).cloned().collect();
+                if let Some(m) = &own_mid {
+                    copy.retain(|l| !l.starts_with("a=mid:"));
+                    copy.push(format!("a=mid:{m}"));
+                }
+                *sec = copy;
+            }
+            None => {
+                let live =
+                    sibling.as_ref().and_then(|s| port(s)).filter(|p| p != "0").unwrap_or_else(|| "9".into());
+                let mut f: Vec<String> = sec[0].split(' ').map(str::to_string).collect();
+                if f.len() > 1 {
+                    f[1] = live;
+                }
+                sec[0] = f.join(" ");
+            }
+        }
+        if let Some(m) = own_mid {
+            revived.push(m);
+        }
+    }
+    if !revived.is_empty()
+        && let Some(line) = head.iter_mut().find(|l| l.starts_with("a=group:BUNDLE"))
+    {
+        let mut group: Vec<String> = line.split_whitespace().skip(1).map(str::to_string).collect();
+        let missing: Vec<String> = revived.iter().filter(|m| !group.contains(m)).cloned().collect();
+        group.extend(missing);
+        let order: Vec<String> = secs.iter().filter_map(|s| mid(s)).collect();
+        group.sort_by_key(|m| order.iter().position(|o| o == m).unwrap_or(usize::MAX));
+        *line = format!("a=group:BUNDLE {}", group.join(" "));
+    }
+    let mut out = String::new();
+    for line in head.iter().chain(secs.iter().flatten()) {
+        out.push_str(line);
+        out.push_str("\r\n");
+    }
+    out
+}
+
 /// The direction seen from the other side (what the remote's `sendonly` means for us).
 pub fn reverse(d: RtcRtpTransceiverDirection) -> RtcRtpTransceiverDirection {
     use RtcRtpTransceiverDirection::*;
@@ -271,6 +402,41 @@ mod tests {
         assert_eq!(media_direction(msg.media(0).unwrap()), RtcRtpTransceiverDirection::Inactive);
         assert_eq!(media_setup(msg.media(0).unwrap()).as_deref(), Some("passive"));
         assert_eq!(media_mid(msg.media(0).unwrap()).as_deref(), Some("0"), "other attributes stay");
+    }
+
+    #[test]
+    fn stopped_mline_rejected_for_the_page_and_revived_for_webrtcbin() {
+        let two = "v=0\r\no=- 1 0 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0 1\r\n\
+            m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=ice-ufrag:abcd\r\na=sendrecv\r\na=ssrc:1 cname:x\r\n\
+            a=rtpmap:111 opus/48000/2\r\n\
+            m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:1\r\na=ice-ufrag:abcd\r\na=sendrecv\r\na=rtpmap:111 opus/48000/2\r\n";
+        let mut msg = parse(two).unwrap();
+        reject_media(&mut msg, 1);
+        let text = msg.as_text().unwrap();
+        assert!(text.contains("m=audio 0 "), "{text}");
+        assert_eq!(bundle_mids(&msg), Some(vec!["0".to_string()]));
+        assert_eq!(media_direction(msg.media(1).unwrap()), RtcRtpTransceiverDirection::Inactive);
+        assert!(is_rejected(msg.media(1).unwrap()));
+        // Local: the same m-line at the live port, back in the group.
+        let local = parse(&revive_for_webrtcbin(&text, |_, m| m == Some("1"), false, None)).unwrap();
+        assert_eq!(local.media(1).unwrap().port(), 9);
+        assert_eq!(bundle_mids(&local), Some(vec!["0".to_string(), "1".to_string()]));
+        // Remote, a bare rejected m-line: a copy of the live one under its own mid, no ssrc.
+        let bare = "v=0\r\no=- 1 0 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\n\
+            m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=ice-ufrag:abcd\r\na=sendrecv\r\na=ssrc:1 cname:x\r\n\
+            a=rtpmap:111 opus/48000/2\r\nm=audio 0 UDP/TLS/RTP/SAVPF 111\r\na=mid:1\r\na=inactive\r\n";
+        let remote = revive_for_webrtcbin(bare, |_, m| m == Some("1"), true, None);
+        let msg = parse(&remote).unwrap();
+        let m = msg.media(1).unwrap();
+        assert_eq!((m.port(), media_mid(m).as_deref()), (9, Some("1")), "{remote}");
+        assert_eq!(m.attribute_val("ice-ufrag"), Some("abcd"));
+        assert!(m.attribute_val("ssrc").is_none(), "{remote}");
+        assert_eq!(bundle_mids(&msg), Some(vec!["0".to_string(), "1".to_string()]));
+        // Not named: left alone.
+        assert_eq!(
+            parse(&revive_for_webrtcbin(bare, |_, _| false, true, None)).unwrap().media(1).unwrap().port(),
+            0
+        );
     }
 
     #[test]

@@ -800,3 +800,101 @@ async fn webrtc_set_codec_preferences() {
     assert_eq!(codecs_of(&offer.sdp).0.first(), Some(&(111, Codec::Opus)), "{}", offer.sdp);
     p.pc.close();
 }
+
+/// `packetsReceived` of each `inbound-rtp` entry, by SSRC (webrtcbin 1.22 does not always
+/// say which mid a bundled stream belongs to).
+async fn inbound_by_ssrc(p: &Peer) -> std::collections::HashMap<u64, u64> {
+    let report = p.pc.get_stats().await.unwrap();
+    report
+        .iter()
+        .filter(|s| s["type"] == "inbound-rtp")
+        .filter_map(|s| Some((s["ssrc"].as_u64()?, s["packetsReceived"].as_u64().unwrap_or(0))))
+        .collect()
+}
+
+/// Per SSRC, how many RTP packets `to` received from `from` while pumping for `d`, largest first.
+async fn flows_during(to: &mut Peer, from: &mut Peer, d: Duration) -> Vec<u64> {
+    let before = inbound_by_ssrc(to).await;
+    pump(to, from, d, || false).await;
+    let after = inbound_by_ssrc(to).await;
+    let mut out: Vec<u64> =
+        after.iter().map(|(ssrc, n)| n - before.get(ssrc).copied().unwrap_or(0)).collect();
+    out.sort_unstable_by(|a, b| b.cmp(a));
+    out
+}
+
+/// Whether m-line `idx` of an SDP is rejected: port 0 without `a=bundle-only` (RFC 8843 §6).
+fn rejected(sdp: &str, idx: usize) -> bool {
+    let Some(section) = sdp.split("\r\nm=").nth(idx + 1) else { panic!("no m-line {idx}:\n{sdp}") };
+    section.split_whitespace().nth(1) == Some("0") && !section.contains("a=bundle-only")
+}
+
+/// `RTCRtpTransceiver.stop()` (WebRTC 1.0 §5.4, JSEP §5.2.2/§5.3.1): the stopped transceiver's
+/// m-line is rejected (port 0, out of BUNDLE) in the next offer and in the far end's answer
+/// (its transceiver stopped by the remote offer), `currentDirection` is "stopped" on both
+/// sides, no RTP flows on it while the other m-line keeps flowing, and a later re-offer from
+/// the far end keeps it rejected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webrtc_transceiver_stop_rejects_the_mline() {
+    use RtcRtpTransceiverDirection as D;
+    let (mut a, mut b, _ma, _mb) = call(vec![Codec::Opus], "opus/48000/2").await;
+    let t2 = a.pc.add_track("trackA2", tone(660.0), vec!["streamA".into()]).unwrap();
+    let (offer, answer) = negotiate(&a, &b).await;
+    assert!(!rejected(&offer, 1) && !rejected(&answer, 1), "{offer}\n{answer}");
+    let mid1 = a.pc.state().transceivers[1].mid.clone().expect("second m-line has a mid");
+    let mid0 = a.pc.state().transceivers[0].mid.clone().expect("first m-line has a mid");
+    assert_eq!(b.pc.state().transceivers.len(), 2);
+    pump(&mut a, &mut b, Duration::from_millis(500), || false).await;
+    let flows = flows_during(&mut b, &mut a, Duration::from_secs(1)).await;
+    assert!(flows.len() == 2 && flows[1] > 20, "B receives both m-lines before the stop: {flows:?}");
+
+    let nn = nn_count(&a);
+    let info = a.pc.stop_transceiver(&t2.id).unwrap();
+    assert_eq!(info.direction, D::Stopped);
+    assert_eq!(info.current_direction, Some(D::Sendonly), "currentDirection changes only when negotiated");
+    assert_eq!(a.pc.stop_transceiver(&t2.id).unwrap().direction, D::Stopped, "stop() is idempotent");
+    assert_eq!(a.pc.set_direction(&t2.id, D::Sendrecv).unwrap_err().code, ErrorCode::InvalidState);
+    assert_eq!(
+        a.pc.replace_track(&t2.sender.id, Some(("trackA3".into(), tone(550.0)))).unwrap_err().code,
+        ErrorCode::InvalidState
+    );
+    assert_eq!(a.pc.stop_transceiver("nope").unwrap_err().code, ErrorCode::NotFound);
+    pump(&mut a, &mut b, Duration::from_millis(100), || false).await;
+    assert_eq!(nn_count(&a), nn + 1, "stop() fires negotiationneeded: {:?}", a.events);
+
+    let (offer, answer) = negotiate(&a, &b).await;
+    assert!(rejected(&offer, 1), "stopped m-line rejected in the offer:\n{offer}");
+    assert!(rejected(&answer, 1), "stopped m-line rejected in the answer:\n{answer}");
+    assert!(!rejected(&offer, 0) && !rejected(&answer, 0), "{offer}\n{answer}");
+    let group = |sdp: &str| sdp.lines().find(|l| l.starts_with("a=group:BUNDLE")).unwrap_or("").to_string();
+    assert!(!group(&offer).split_whitespace().any(|m| m == mid1), "{offer}");
+    assert!(group(&offer).split_whitespace().any(|m| m == mid0), "{offer}");
+    let sa = a.pc.state();
+    let sb = b.pc.state();
+    assert_eq!(
+        (sa.transceivers[1].direction, sa.transceivers[1].current_direction),
+        (D::Stopped, Some(D::Stopped))
+    );
+    assert_eq!(
+        (sb.transceivers[1].direction, sb.transceivers[1].current_direction),
+        (D::Stopped, Some(D::Stopped))
+    );
+    assert_eq!(sa.transceivers[0].current_direction, Some(D::Sendrecv));
+    assert_eq!(sa.signaling_state, RtcSignalingState::Stable);
+
+    pump(&mut a, &mut b, Duration::from_millis(300), || false).await; // in flight
+    let flows = flows_during(&mut b, &mut a, Duration::from_secs(1)).await;
+    assert!(flows[0] > 30, "the live m-line stopped too: {flows:?}");
+    assert!(flows[1..].iter().all(|n| *n <= 1), "RTP on the stopped m-line: {flows:?}");
+
+    // The far end re-offers: still rejected both ways, the call goes on.
+    let (offer, answer) = negotiate(&b, &a).await;
+    assert!(rejected(&offer, 1) && rejected(&answer, 1), "{offer}\n{answer}");
+    let flows = flows_during(&mut a, &mut b, Duration::from_secs(1)).await;
+    assert!(flows.first().is_some_and(|n| *n > 30), "A hears B after the re-offer: {flows:?}");
+    let flows = flows_during(&mut b, &mut a, Duration::from_secs(1)).await;
+    assert!(flows[0] > 30 && flows[1..].iter().all(|n| *n <= 1), "B after the re-offer: {flows:?}");
+    assert_eq!(a.pc.state().connection_state, RtcPeerConnectionState::Connected);
+    a.pc.close();
+    b.pc.close();
+}

@@ -92,6 +92,17 @@ impl Page {
 
     /// Sends a request and returns its result; panics on an error response.
     pub async fn request(&mut self, sid: SessionId, method: &str, params: Value) -> Value {
+        self.try_request(sid, method, params).await.unwrap_or_else(|e| panic!("{method} failed: {e:?}"))
+    }
+
+    /// Sends a request and returns its outcome, error responses included.
+    #[allow(dead_code)] // not every test binary asserts on error responses
+    pub async fn try_request(
+        &mut self,
+        sid: SessionId,
+        method: &str,
+        params: Value,
+    ) -> Result<Value, vdimedia_protocol::message::ErrorBody> {
         self.next_id += 1;
         let id = self.next_id;
         self.ch.send(sid, &Message::request(id, method, params)).unwrap();
@@ -102,7 +113,7 @@ impl Page {
             })
             .await;
         let ChannelEvent::Message { message: Message::Response(r), .. } = ev else { unreachable!() };
-        r.outcome.unwrap_or_else(|e| panic!("{method} failed: {e:?}"))
+        r.outcome
     }
 }
 

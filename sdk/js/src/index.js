@@ -17,3 +17,4 @@ export {
 export { MediaStream, MediaStreamTrack, MediaStreamTrackEvent, MediaDeviceInfo } from './media.js';
 export { OverconstrainedError } from './errors.js';
 export { RTCDTMFSender, RTCDTMFToneChangeEvent } from './dtmf.js';
+export { playRingtone, Ringtone, MAX_RINGTONE_BYTES } from './ringtone.js';

@@ -4,6 +4,9 @@
 import { invalidState, notSupported } from './errors.js';
 import { debug, defineEventHandlers, randomId } from './util.js';
 
+/** The engine's capture ranges (sampleRate Hz, channelCount), what applyConstraints can reach. */
+const CAPTURE_RANGES = { sampleRate: { min: 8000, max: 96000 }, channelCount: { min: 1, max: 2 } };
+
 /**
  * `MediaStreamTrack` (Media Capture §4.3) for a track that lives in the endpoint engine.
  * `enabled` maps to `track.setEnabled`, `stop()` to `track.stop`, the `ended` event to the
@@ -79,15 +82,17 @@ export class MediaStreamTrack extends EventTarget {
     return JSON.parse(JSON.stringify(this._constraints ?? {}));
   }
 
-  /** @returns {object} MediaTrackCapabilities derived from the engine's settings. */
+  /** @returns {object} MediaTrackCapabilities: the engine's capture ranges, the device's ids. */
   getCapabilities() {
     if (this._remote) return {};
     const s = this._settings;
     const caps = {};
     if (s.deviceId !== undefined) caps.deviceId = s.deviceId;
     if (s.groupId !== undefined) caps.groupId = s.groupId;
-    if (typeof s.sampleRate === 'number') caps.sampleRate = { min: s.sampleRate, max: s.sampleRate };
-    if (typeof s.channelCount === 'number') caps.channelCount = { min: 1, max: s.channelCount };
+    // The engine captures through audioconvert/audioresample: any rate and channel count in
+    // its range is produced exactly (daemon media::MediaDevices::capture_capabilities).
+    if (typeof s.sampleRate === 'number') caps.sampleRate = { ...CAPTURE_RANGES.sampleRate };
+    if (typeof s.channelCount === 'number') caps.channelCount = { ...CAPTURE_RANGES.channelCount };
     for (const k of ['echoCancellation', 'noiseSuppression', 'autoGainControl']) {
       if (typeof s[k] === 'boolean') caps[k] = [true, false];
     }
@@ -95,16 +100,41 @@ export class MediaStreamTrack extends EventTarget {
   }
 
   /**
-   * Not remoted yet: resolves for an empty constraint set, rejects with NotSupportedError
-   * otherwise (changing a capture device needs a new getUserMedia).
+   * applyConstraints(constraints) (Media Capture §4.3.8, the ApplyConstraints algorithm):
+   * `track.applyConstraints`; the engine selects settings again (deviceId, sampleRate,
+   * channelCount, echoCancellation, noiseSuppression, autoGainControl), rebuilds the capture
+   * in every call sending the track, and answers the new MediaTrackSettings, which this track
+   * and its clones then report. No argument (or `{}`) = the defaults. An impossible constraint
+   * rejects with OverconstrainedError naming it and changes nothing; not an object →
+   * TypeError; an ended track → InvalidStateError. Remote tracks accept only `{}`.
+   * @param {object} [constraints] MediaTrackConstraints
+   * @returns {Promise<void>}
    */
-  applyConstraints(constraints = {}) {
+  applyConstraints(constraints) {
     if (this._readyState === 'ended') return Promise.reject(invalidState('the track has ended'));
-    if (!constraints || Object.keys(constraints).length === 0) {
-      this._constraints = {};
-      return Promise.resolve();
+    const c = constraints ?? {};
+    if (typeof c !== 'object' || Array.isArray(c)) {
+      return Promise.reject(new TypeError("Failed to execute 'applyConstraints' on 'MediaStreamTrack': The provided value is not of type 'MediaTrackConstraints'."));
     }
-    return Promise.reject(notSupported('vdimedia: applyConstraints is not remoted; call getUserMedia with the new constraints'));
+    const copy = JSON.parse(JSON.stringify(c));
+    const s = this._session;
+    if (this._remote || !s) {
+      if (Object.keys(copy).length === 0) {
+        this._constraints = {};
+        return Promise.resolve();
+      }
+      return Promise.reject(notSupported('vdimedia: constraints of a remote track cannot be changed'));
+    }
+    if (s.lost) return Promise.reject(invalidState('vdimedia: the channel to the media engine is lost'));
+    return s.request('track.applyConstraints', { track: this._remoteId, constraints: copy }).then((r) => {
+      // The engine track changed: every clone reports its new settings.
+      const siblings = s.tracks.get(this._remoteId) ?? new Set([this]);
+      for (const t of new Set([...siblings, this])) {
+        if (r?.settings && typeof r.settings === 'object') t._settings = { ...r.settings };
+        if (typeof r?.label === 'string') t._label = r.label;
+      }
+      this._constraints = copy;
+    });
   }
 
   /**

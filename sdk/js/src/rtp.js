@@ -80,7 +80,7 @@ export class RTCRtpSender {
     if (pc._closed) {
       return Promise.reject(invalidState("Failed to execute 'replaceTrack' on 'RTCRtpSender': The peer connection is closed."));
     }
-    if (this._transceiver?.stopped) {
+    if (this._transceiver?._stopping || this._transceiver?.stopped) {
       return Promise.reject(invalidState("Failed to execute 'replaceTrack' on 'RTCRtpSender': The transceiver is stopped."));
     }
     const track = withTrack ?? null;
@@ -171,6 +171,8 @@ export class RTCRtpTransceiver {
     this._directionPending = 0;
     this._currentDirection = null;
     this._senderEverHadTrack = !!init.track;
+    /** WebRTC 1.0 §5.4 [[Stopping]]: stop() was called or a description rejected the m-line. */
+    this._stopping = false;
     this.sender = new RTCRtpSender(pc, init.track ?? null);
     this.sender._transceiver = this;
     const session = pc._session;
@@ -196,7 +198,7 @@ export class RTCRtpTransceiver {
     if (!DIRECTIONS.includes(value) || value === 'stopped') {
       throw new TypeError(`The provided value '${value}' is not a valid enum value of type RTCRtpTransceiverDirection.`);
     }
-    if (this._pc._closed || this.stopped) {
+    if (this._pc._closed || this.stopped || this._stopping) {
       throw invalidState("Failed to set the 'direction' property on 'RTCRtpTransceiver': The transceiver is stopped.");
     }
     if (value === this._direction) return;
@@ -260,8 +262,42 @@ export class RTCRtpTransceiver {
   get currentDirection() { return this._currentDirection; }
   get stopped() { return this._currentDirection === 'stopped'; }
 
+  /**
+   * stop() (WebRTC 1.0 §5.4, "stop the RTCRtpTransceiver"): at once `direction` is "stopped",
+   * the receiver's track ends and the sender stops sending (`pc.stopTransceiver`; the engine
+   * fires negotiationneeded). The next offer/answer rejects the m-line (port 0); then
+   * `currentDirection` is "stopped". Idempotent; closed connection → InvalidStateError.
+   */
   stop() {
-    throw notSupported('vdimedia: RTCRtpTransceiver.stop is not remoted yet');
+    const pc = this._pc;
+    if (pc._closed) {
+      throw invalidState("Failed to execute 'stop' on 'RTCRtpTransceiver': The peer connection is closed.");
+    }
+    if (this._stopping) return;
+    this._stopLocally(false);
+    const pendingBefore = [...pc._syncOps];
+    pc._track(
+      Promise.all(pendingBefore)
+        .then(() => {
+          if (this._id === null) throw new Error('the transceiver is not known to the media engine');
+          return pc._request('pc.stopTransceiver', { transceiver: this._id });
+        })
+        .then((r) => { if (r?.transceiver) this._update(r.transceiver); })
+        .catch((e) => globalThis.console?.warn?.('[vdimedia] pc.stopTransceiver failed:', e?.message)),
+    );
+  }
+
+  /**
+   * "Stop sending and receiving" as the page sees it: direction stopped, receiver track ended
+   * (`ended` fires; after stop() from a task, as in Chromium, where the track is still "live"
+   * when stop() returns).
+   */
+  _stopLocally(now) {
+    this._stopping = true;
+    this._direction = 'stopped';
+    const track = this.receiver.track;
+    if (now) track?._end(true);
+    else setTimeout(() => track?._end(true), 0);
   }
 
   /** Updates from an engine `Transceiver` (docs/protocol.md, "Shapes"). */
@@ -269,12 +305,21 @@ export class RTCRtpTransceiver {
     const session = this._pc._session;
     if (info.id != null) this._id = String(info.id);
     if ('mid' in info) this._mid = info.mid ?? null;
-    if (DIRECTIONS.includes(info.direction) && !this._directionPending) this._direction = info.direction;
+    // The engine stopped it (a remote description rejected the m-line): stop here too.
+    if (info.direction === 'stopped' && !this._stopping && !this._pc._closed) this._stopLocally(true);
+    if (DIRECTIONS.includes(info.direction) && !this._directionPending && !this._stopping) this._direction = info.direction;
     // Once an answer set it, currentDirection never goes back to null (WebRTC 1.0 §5.4): a
     // `pc.track` event the engine built before it applied the answer (its transceiver says
     // null) may be delivered after the PcState that has the negotiated value.
     if ('currentDirection' in info && (info.currentDirection != null || this._currentDirection === null)) {
       this._currentDirection = info.currentDirection ?? null;
+    }
+    const pc = this._pc;
+    if (this._currentDirection === 'stopped' && this._stopping && !pc._closed) {
+      // WebRTC 1.0 §4.4.1.6: once an answer stopped it, the transceiver leaves the connection's
+      // set of transceivers (getTransceivers/getSenders/getReceivers). The engine still lists
+      // it; an object made for it again is dropped here too.
+      pc._transceivers = pc._transceivers.filter((t) => t !== this);
     }
     if (info.sender) {
       if (info.sender.id != null) this.sender._id = String(info.sender.id);

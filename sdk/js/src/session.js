@@ -38,6 +38,8 @@ export class Session {
     this.deviceEvents = new EventTarget();
     /** Callbacks run once when the channel is lost (playout elements, …). */
     this.lostListeners = new Set();
+    /** Ringtone id → Ringtone playing on the endpoint (ringtone.js). */
+    this.ringtones = new Map();
   }
 
   /** Called by the handshake with each message event received after `status`. */
@@ -137,6 +139,8 @@ export class Session {
         for (const track of this.tracks.get(params.track) ?? []) track._end(true);
       } else if (name === 'devices.change') {
         this.deviceEvents.dispatchEvent(new Event('devicechange'));
+      } else if (name === 'ringtone.ended') {
+        this.ringtones.get(params.id)?._onEngineEvent(name, params);
       } else {
         debug('ignoring unknown event', name);
       }

@@ -92,6 +92,31 @@ export function defaultHandlers() {
     },
     'track.stop': () => ({}),
     'track.setEnabled': () => ({}),
+    // MediaStreamTrack.applyConstraints: exact/bare values win over the defaults; sampleRate
+    // outside 8–96 kHz and deviceId 'nope' are impossible.
+    'track.applyConstraints': ({ constraints }) => {
+      const c = constraints ?? {};
+      const v = (x) => (x && typeof x === 'object' && !Array.isArray(x) ? x.exact ?? x.ideal : x);
+      const rate = v(c.sampleRate);
+      if (rate !== undefined && (rate < 8000 || rate > 96000)) {
+        throw { name: 'OverconstrainedError', code: 'overconstrained', message: 'Cannot satisfy constraint sampleRate', constraint: 'sampleRate' };
+      }
+      if (v(c.deviceId) === 'nope') {
+        throw { name: 'OverconstrainedError', code: 'overconstrained', message: 'Cannot satisfy constraint deviceId', constraint: 'deviceId' };
+      }
+      const deviceId = v(c.deviceId) ?? 'mic-1';
+      return {
+        label: deviceId === 'mic-2' ? 'Second Mic' : 'USB Headset Mic',
+        settings: {
+          deviceId,
+          sampleRate: rate ?? 48000,
+          channelCount: v(c.channelCount) ?? 1,
+          echoCancellation: v(c.echoCancellation) ?? true,
+          noiseSuppression: v(c.noiseSuppression) ?? true,
+          autoGainControl: v(c.autoGainControl) ?? true,
+        },
+      };
+    },
     'pc.create': ({ pc }) => {
       pcs.set(pc, {
         signalingState: 'stable',
@@ -133,6 +158,14 @@ export function defaultHandlers() {
       t.direction = direction;
       return { transceiver: t };
     },
+    'pc.stopTransceiver': ({ pc, transceiver }, ctx) => {
+      const p = need(pc);
+      const t = p.transceivers.find((x) => x.id === transceiver);
+      if (!t) throw { name: 'NotFoundError', code: 'not_found', message: 'unknown transceiver' };
+      if (t.direction !== 'stopped') ctx.after(() => ctx.event('pc.negotiationneeded', { pc }));
+      t.direction = 'stopped';
+      return { transceiver: t };
+    },
     'pc.setCodecPreferences': ({ pc }) => {
       need(pc);
       return {};
@@ -163,6 +196,7 @@ export function defaultHandlers() {
       p.local = { type, sdp };
       p.signalingState = type === 'offer' ? 'have-local-offer' : 'stable';
       for (const t of p.transceivers) t.mid = '0';
+      if (p.signalingState === 'stable') for (const t of p.transceivers) if (t.direction === 'stopped') t.currentDirection = 'stopped';
       ctx.emit('pc.signalingstatechange', { pc, state: p.signalingState });
       ctx.after(() => {
         p.iceGatheringState = 'gathering';
@@ -186,6 +220,7 @@ export function defaultHandlers() {
       const t = p.transceivers[0];
       t.mid = '0';
       if (p.signalingState === 'stable') t.currentDirection = 'sendrecv';
+      if (p.signalingState === 'stable') for (const x of p.transceivers) if (x.direction === 'stopped') x.currentDirection = 'stopped';
       ctx.emit('pc.signalingstatechange', { pc, state: p.signalingState });
       ctx.emit('pc.track', { pc, transceiver: t, track: t.receiver.track, streams: ['far-stream'] });
       if (p.signalingState === 'stable') {
@@ -219,6 +254,26 @@ export function defaultHandlers() {
     'playout.attach': () => ({}),
     'playout.setSinkId': () => ({}),
     'playout.detach': () => ({}),
+    // Ringtones: RIFF/OggS/ID3 files "decode"; a non-looping one ends 50 ms after it starts.
+    'ringtone.play': ({ id, data, sinkId, loop }, ctx) => {
+      if (typeof id !== 'string' || typeof data !== 'string') throw { name: 'TypeError', code: 'invalid_params', message: 'id and data are required' };
+      if (sinkId !== undefined && !['default', 'spk-1'].includes(sinkId)) {
+        throw { name: 'NotFoundError', code: 'not_found', message: `Requested audio output "${sinkId}" not found` };
+      }
+      const head = Buffer.from(data, 'base64').subarray(0, 4).toString('latin1');
+      if (!['RIFF', 'OggS'].includes(head) && !head.startsWith('ID3')) {
+        throw { name: 'TypeError', code: 'invalid_params', message: 'the ringtone cannot be decoded on this endpoint' };
+      }
+      if (loop === false) {
+        ctx.after(() =>
+          setTimeout(() => {
+            if (ctx.ws.readyState === 1) ctx.event('ringtone.ended', { id });
+          }, 50),
+        );
+      }
+      return {};
+    },
+    'ringtone.stop': () => ({}),
   };
 }
 

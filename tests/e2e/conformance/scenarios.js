@@ -645,6 +645,76 @@ export const scenarios = [
       return r;
     },
   },
+  {
+    group: 'tracks', name: 'transceiver.stop',
+    async run(env) {
+      const { pc, far } = await env.call();
+      const t2 = pc.addTransceiver('audio');
+      const r = { add: await env.step(pc, far) };
+      const ft2 = far.getTransceivers()[1];
+      const nn = env.count(pc, 'negotiationneeded');
+      let ended = 0;
+      t2.receiver.track.addEventListener('ended', () => { ended += 1; });
+      const ret = t2.stop();
+      r.atStop = { ret: ret === undefined, direction: t2.direction, current: t2.currentDirection, track: t2.receiver.track.readyState };
+      await sleep(300);
+      r.nn = nn.n;
+      r.ended = ended;
+      r.setDirection = await outcome(() => { t2.direction = 'sendrecv'; });
+      r.replaceTrack = await outcome(() => t2.sender.replaceTrack(null));
+      r.stopAgain = await outcome(() => t2.stop());
+      const facts = (sdp) => sdpFacts(sdp).map((m) => [m.kind, m.port0 ? 0 : 'port', m.dir]);
+      try {
+        const sdp = await env.negotiate(pc, far);
+        r.offer = facts(sdp.offer.sdp);
+        r.answer = facts(sdp.answer.sdp);
+      } catch (e) {
+        r.failed = e?.name ?? 'Error';
+        r._message = String(e?.message ?? e).slice(0, 300);
+      }
+      r.after = {
+        local: [t2.direction, t2.currentDirection, midShape(t2.mid)],
+        far: [ft2.direction, ft2.currentDirection],
+        transceivers: pc.getTransceivers().length,
+        senders: pc.getSenders().length,
+        receivers: pc.getReceivers().length,
+        farTransceivers: far.getTransceivers().length,
+      };
+      await sleep(300);
+      r.nnAfter = nn.n;
+      r.connected = [pc.connectionState, pc.getTransceivers()[0].currentDirection];
+      r.farReoffer = await env.step(far, pc);
+      return r;
+    },
+  },
+  {
+    group: 'tracks', name: 'transceiver.stop by the far end',
+    async run(env) {
+      const { pc, far } = await env.call();
+      pc.addTransceiver('audio');
+      const r = { add: await env.step(pc, far) };
+      const t2 = pc.getTransceivers()[1];
+      const ft2 = far.getTransceivers()[1];
+      let ended = 0;
+      t2.receiver.track.addEventListener('ended', () => { ended += 1; });
+      ft2.stop();
+      const facts = (sdp) => sdpFacts(sdp).map((m) => [m.kind, m.port0 ? 0 : 'port', m.dir]);
+      try {
+        const sdp = await env.negotiate(far, pc);
+        r.offer = facts(sdp.offer.sdp);
+        r.answer = facts(sdp.answer.sdp);
+      } catch (e) {
+        r.failed = e?.name ?? 'Error';
+        r._message = String(e?.message ?? e).slice(0, 300);
+      }
+      await sleep(300);
+      r.local = [t2.direction, t2.currentDirection, t2.receiver.track.readyState];
+      r.ended = ended;
+      r.transceivers = pc.getTransceivers().length;
+      r.connected = [pc.connectionState, pc.getTransceivers()[0].currentDirection];
+      return r;
+    },
+  },
 
   // ---- negotiation-needed, ICE restart, track event ----
   {

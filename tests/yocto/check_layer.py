@@ -64,6 +64,7 @@ ELEMENT_PACKAGES = {
     "alsasink": "gstreamer1.0-plugins-base-alsa",
     "pipewiresrc": "gstreamer1.0-pipewire",
     "pipewiresink": "gstreamer1.0-pipewire",
+    "playbin": "gstreamer1.0-plugins-base-playback",
     "queue": "gstreamer1.0",
     "capsfilter": "gstreamer1.0",
     "fakesink": "gstreamer1.0",

@@ -91,6 +91,7 @@ RDEPENDS:${PN} += "gstreamer1.0 \
                    gstreamer1.0-plugins-base-audioresample \
                    gstreamer1.0-plugins-base-audiotestsrc \
                    gstreamer1.0-plugins-base-opus \
+                   gstreamer1.0-plugins-base-playback \
                    gstreamer1.0-plugins-base-volume \
                    gstreamer1.0-plugins-good-alaw \
                    gstreamer1.0-plugins-good-mulaw \
@@ -99,3 +100,5 @@ RDEPENDS:${PN} += "gstreamer1.0 \
                    libnice"
 # Software echo cancellation (webrtcdsp/webrtcechoprobe) where the device has no hardware AEC.
 RRECOMMENDS:${PN} += "gstreamer1.0-plugins-bad-webrtcdsp"
+# Ringtones (VdiMedia.playRingtone) in WAV and Ogg; other formats need their own decoders.
+RRECOMMENDS:${PN} += "gstreamer1.0-plugins-good-wavparse gstreamer1.0-plugins-base-ogg gstreamer1.0-plugins-base-vorbis"

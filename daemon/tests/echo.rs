@@ -91,25 +91,7 @@ fn read_wav(path: &Path) -> Vec<f32> {
 }
 
 fn write_wav(path: &Path, x: &[f32]) {
-    let data: Vec<u8> = x
-        .iter()
-        .flat_map(|s| ((s * 32768.0).round().clamp(-32768.0, 32767.0) as i16).to_le_bytes())
-        .collect();
-    let mut b = Vec::with_capacity(44 + data.len());
-    b.extend(b"RIFF");
-    b.extend(((36 + data.len()) as u32).to_le_bytes());
-    b.extend(b"WAVEfmt ");
-    b.extend(16u32.to_le_bytes());
-    b.extend(1u16.to_le_bytes());
-    b.extend(1u16.to_le_bytes());
-    b.extend((RATE as u32).to_le_bytes());
-    b.extend((RATE as u32 * 2).to_le_bytes());
-    b.extend(2u16.to_le_bytes());
-    b.extend(16u16.to_le_bytes());
-    b.extend(b"data");
-    b.extend((data.len() as u32).to_le_bytes());
-    b.extend(data);
-    std::fs::write(path, b).unwrap();
+    std::fs::write(path, common::wav_mono16(RATE as u32, x.iter().map(|&s| s as f64))).unwrap();
 }
 
 fn speech(files: &[&str]) -> Vec<f32> {

@@ -31,27 +31,7 @@ const ON_RMS: f64 = 0.05;
 
 /// A mono 16-bit PCM WAV file of a sine tone: `freq` Hz, amplitude 0.5, `ms` long.
 fn tone_wav(freq: f64, ms: u32) -> Vec<u8> {
-    let n = RATE * ms / 1000;
-    let mut pcm = Vec::with_capacity(n as usize * 2);
-    for i in 0..n {
-        let v = 0.5 * (2.0 * std::f64::consts::PI * freq * i as f64 / RATE as f64).sin();
-        pcm.extend_from_slice(&((v * 32767.0) as i16).to_le_bytes());
-    }
-    let mut w = Vec::with_capacity(44 + pcm.len());
-    w.extend_from_slice(b"RIFF");
-    w.extend_from_slice(&(36 + pcm.len() as u32).to_le_bytes());
-    w.extend_from_slice(b"WAVEfmt ");
-    w.extend_from_slice(&16u32.to_le_bytes());
-    w.extend_from_slice(&1u16.to_le_bytes()); // PCM
-    w.extend_from_slice(&1u16.to_le_bytes()); // mono
-    w.extend_from_slice(&RATE.to_le_bytes());
-    w.extend_from_slice(&(RATE * 2).to_le_bytes());
-    w.extend_from_slice(&2u16.to_le_bytes());
-    w.extend_from_slice(&16u16.to_le_bytes());
-    w.extend_from_slice(b"data");
-    w.extend_from_slice(&(pcm.len() as u32).to_le_bytes());
-    w.extend_from_slice(&pcm);
-    w
+    common::wav_mono16(RATE, common::sine(freq, 0.5, RATE, (RATE * ms / 1000) as usize))
 }
 
 fn b64(data: &[u8]) -> String {

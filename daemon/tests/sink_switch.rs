@@ -51,28 +51,8 @@ type Blocks = Arc<Mutex<Vec<(u64, f64)>>>;
 
 /// A 16-bit mono 48 kHz WAV of a 440 Hz tone at 0.5 peak, `secs` long.
 fn write_tone(path: &std::path::Path, secs: usize) {
-    let n = secs * RATE;
-    let data: Vec<u8> = (0..n)
-        .flat_map(|i| {
-            let v = 0.5 * (2.0 * std::f64::consts::PI * 440.0 * i as f64 / RATE as f64).sin();
-            ((v * 32767.0).round() as i16).to_le_bytes()
-        })
-        .collect();
-    let mut b = Vec::with_capacity(44 + data.len());
-    b.extend(b"RIFF");
-    b.extend(((36 + data.len()) as u32).to_le_bytes());
-    b.extend(b"WAVEfmt ");
-    b.extend(16u32.to_le_bytes());
-    b.extend(1u16.to_le_bytes());
-    b.extend(1u16.to_le_bytes());
-    b.extend((RATE as u32).to_le_bytes());
-    b.extend((RATE as u32 * 2).to_le_bytes());
-    b.extend(2u16.to_le_bytes());
-    b.extend(16u16.to_le_bytes());
-    b.extend(b"data");
-    b.extend((data.len() as u32).to_le_bytes());
-    b.extend(data);
-    std::fs::write(path, b).unwrap();
+    std::fs::write(path, common::wav_mono16(RATE as u32, common::sine(440.0, 0.5, RATE as u32, secs * RATE)))
+        .unwrap();
 }
 
 /// Adds `pipewiresrc` recording the monitor of sink node `node` to `pipeline`; returns its

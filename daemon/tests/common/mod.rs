@@ -267,3 +267,33 @@ impl Rig {
         child
     }
 }
+
+/// A mono 16-bit PCM WAV file (RIFF, 44-byte header) of `samples` in [-1, 1] at `rate` Hz.
+#[allow(dead_code)] // not every test binary writes WAVs
+pub fn wav_mono16(rate: u32, samples: impl IntoIterator<Item = f64>) -> Vec<u8> {
+    let pcm: Vec<u8> = samples
+        .into_iter()
+        .flat_map(|v| ((v * 32767.0).round().clamp(-32768.0, 32767.0) as i16).to_le_bytes())
+        .collect();
+    let mut w = Vec::with_capacity(44 + pcm.len());
+    w.extend(b"RIFF");
+    w.extend((36 + pcm.len() as u32).to_le_bytes());
+    w.extend(b"WAVEfmt ");
+    w.extend(16u32.to_le_bytes());
+    w.extend(1u16.to_le_bytes()); // PCM
+    w.extend(1u16.to_le_bytes()); // mono
+    w.extend(rate.to_le_bytes());
+    w.extend((rate * 2).to_le_bytes());
+    w.extend(2u16.to_le_bytes());
+    w.extend(16u16.to_le_bytes());
+    w.extend(b"data");
+    w.extend((pcm.len() as u32).to_le_bytes());
+    w.extend(pcm);
+    w
+}
+
+/// `n` samples of a sine of `freq` Hz and peak `amp` at `rate` Hz.
+#[allow(dead_code)]
+pub fn sine(freq: f64, amp: f64, rate: u32, n: usize) -> impl Iterator<Item = f64> {
+    (0..n).map(move |i| amp * (2.0 * std::f64::consts::PI * freq * i as f64 / rate as f64).sin())
+}

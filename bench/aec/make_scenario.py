@@ -12,6 +12,8 @@ Far-end: the real recorded speech of /usr/share/sounds/alsa (alsa-utils). Near-e
 seeded, deterministic); loudspeaker 0.7 m from the mic, 30 ms playout delay, a mild memoryless
 loudspeaker nonlinearity (tanh soft clip). Echo-to-near-speech ratio 0 dB in double talk,
 noise at -65 dBFS RMS (pink-ish, seeded).
+AEC_RT60=SECONDS (environment) builds the same scenario in a more reverberant room, to check
+that a tuning does not only fit RT60 0.3 s.
 """
 import json, os, subprocess, sys, tempfile
 import numpy as np
@@ -75,8 +77,11 @@ def near_speech(seconds, start=0):
     return np.concatenate(parts)[: int(seconds * FS)]
 
 
+RT60 = float(os.environ.get("AEC_RT60", "0.3"))
+
+
 def rirs():
-    rt60, dims = 0.3, [5.0, 4.0, 2.8]
+    rt60, dims = RT60, [5.0, 4.0, 2.8]
     e_abs, max_order = pra.inverse_sabine(rt60, dims)
     room = pra.ShoeBox(dims, fs=FS, materials=pra.Material(e_abs), max_order=max_order)
     room.add_source([2.3, 2.0, 1.1])  # loudspeaker (thin-client speaker on the desk)
@@ -115,7 +120,7 @@ def main():
     for name, x in [("far", far), ("near", mic), ("echo", echo), ("nearspeech", talk)]:
         sf.write(os.path.join(out, f"{name}.wav"), x, FS, subtype="PCM_16")
     seg = {"rate": FS, "fst": [0.0, fst], "nst": [fst, fst + nst], "dt": [fst + nst, fst + nst + dt],
-           "echo_delay_ms": 30, "rt60_s": 0.3, "noise_dbfs": -65}
+           "echo_delay_ms": 30, "rt60_s": RT60, "noise_dbfs": -65}
     with open(os.path.join(out, "segments.json"), "w") as f:
         json.dump(seg, f, indent=1)
     print(json.dumps(seg))

@@ -8,6 +8,8 @@ usage: run.py [WORKDIR] [NS]   (default /tmp/aec-bench, moderate)
       levels; HPF on and AGC off for both in every case)
 Needs: pip install -r bench/aec/requirements.txt; cargo build --release -p gst-plugin-vdimedia;
        bench/aec/candidates built with CARGO_TARGET_DIR=target/bench-aec cargo build --release.
+AEC_RATE=48000 (environment) runs both elements at 48 kHz (scenario upsampled, output resampled
+back to 16 kHz for AECMOS), the rate the engine captures at; the crate rows stay at 16 kHz.
 CPU per second of audio for the GStreamer elements = (user+sys CPU of the whole gst-launch run
 minus that of the same pipeline with `identity` in place of probe and canceller) / audio seconds.
 """
@@ -22,7 +24,8 @@ if NS not in ("off", "low", "moderate", "high", "very-high"):
 NS_PROPS = "noise-suppression=false" if NS == "off" else f"noise-suppression=true noise-suppression-level={NS}"
 PLUGIN_DIR = os.environ.get("VDIAEC_PLUGIN_DIR", os.path.join(ROOT, "target", "release"))
 CAND = os.path.join(ROOT, "target", "bench-aec", "release", "aec-candidates")
-CAPS = "audio/x-raw,format=S16LE,rate=16000,channels=1"
+RATE = int(os.environ.get("AEC_RATE", "16000"))
+CAPS = f"audio/x-raw,format=S16LE,rate={RATE},channels=1"
 
 SYSTEMS = {
     # name: (probe element, canceller element); both: AEC + NS (same level) + HPF, AGC off
@@ -31,6 +34,8 @@ SYSTEMS = {
     "webrtcdsp delay-agnostic": ("webrtcechoprobe name=p",
                                  f"webrtcdsp probe=p gain-control=false delay-agnostic=true {NS_PROPS}"),
     "vdiaec": ("vdiaecprobe name=p", f"vdiaec probe=p gain-control=false {NS_PROPS}"),
+    # the same with WebRTC's default AEC3 tuning (what vdiaec ran before echo-decay existed)
+    "vdiaec echo-decay=0.83": ("vdiaecprobe name=p", f"vdiaec probe=p gain-control=false echo-decay=0.83 {NS_PROPS}"),
 }
 
 
@@ -45,7 +50,7 @@ def run_gst(name, probe, dsp, out):
             f"audiobuffersplit output-buffer-duration=1/100 ! {probe} ! fakesink sync=true "
             f"filesrc location={d}/near.wav ! wavparse ! audioconvert ! audioresample ! {CAPS} ! "
             f"audiobuffersplit output-buffer-duration=1/100 ! {dsp} ! identity sync=true ! "
-            f"wavenc ! filesink location={out}")
+            f"audioresample ! audio/x-raw,rate=16000 ! wavenc ! filesink location={out}")
     env = dict(os.environ, GST_PLUGIN_PATH=PLUGIN_DIR)
     c0 = child_cpu()
     subprocess.run(["gst-launch-1.0", "-q"] + pipe.split(), check=True, env=env)

@@ -363,9 +363,116 @@ fn lost_capture_audio_keeps_convergence() {
         }
     }
     assert!(warnings(&bus).is_empty());
-    // the last 3 s, in 1 s pieces each holding one loss (starting over at each loss: 24 dB)
-    let tail_out = &out[out.len() - 3 * RATE..];
-    let tail_in = &inp[inp.len() - 3 * RATE..];
-    let erle = 10.0 * (energy(tail_in) / energy(tail_out)).log10();
-    assert!(erle > 27.0, "still cancelling across capture losses: ERLE {erle:.1} dB");
+    // The last 3 s, in 1 s pieces each starting with a loss, without the 200 ms right after
+    // each loss: there the capture discontinuity leaves a short echo transient that AEC3's
+    // suppressor gates more or less depending on its tuning (over the first 100 ms, 14 dB with
+    // echo-decay 0.3, 22 dB with WebRTC's 0.83). Measured with echo-decay 0.3: 43 dB when the
+    // echo path is kept, 24 dB when starting over at each loss.
+    let (mut e_in, mut e_out) = (0.0, 0.0);
+    for piece in 1..=3 {
+        let r = out.len() - piece * RATE + RATE / 5..out.len() - (piece - 1) * RATE;
+        e_in += energy(&inp[r.clone()]);
+        e_out += energy(&out[r]);
+    }
+    let erle = 10.0 * (e_in / e_out).log10();
+    eprintln!("ERLE across capture losses (200 ms after each excluded): {erle:.1} dB");
+    assert!(erle > 35.0, "still cancelling across capture losses: ERLE {erle:.1} dB");
+}
+
+/// ERLE (dB, after 2 s) for capture at `rate` Hz, mono, against a 48 kHz stereo reference (the
+/// playout format): a 16 kHz speech-like signal upsampled to 48 kHz, echo through a 40 ms delay
+/// and a decaying FIR at -6 dB.
+fn erle_against_48k_stereo_reference(name: &str, rate: usize) -> f64 {
+    const R48: usize = 48000;
+    const N48: usize = R48 / 100;
+    let caps =
+        |r: usize, ch: usize| format!("audio/x-raw,format=S16LE,layout=interleaved,rate={r},channels={ch}");
+    let (mut hf, _, _) = harness("vdiaecprobe", name, &[]);
+    hf.set_src_caps_str(&caps(R48, 2));
+    let (mut hn, aec, _) = harness(
+        "vdiaec",
+        &format!("{name}-aec"),
+        &[("probe", &name), ("noise-suppression", &false), ("stats-interval", &100u32)],
+    );
+    hn.set_src_caps_str(&caps(rate, 1));
+    let far16 = far_signal(RATE * 6);
+    let far: Vec<f32> = (0..far16.len() * 3)
+        .map(|i| {
+            let (k, f) = (i / 3, (i % 3) as f32 / 3.0);
+            far16[k] * (1.0 - f) + far16.get(k + 1).copied().unwrap_or(0.0) * f
+        })
+        .collect();
+    let d = R48 * 40 / 1000;
+    let taps = [0.5f32, 0.25, -0.12, 0.06, 0.03];
+    let echo48: Vec<f32> = (0..far.len())
+        .map(|i| {
+            taps.iter()
+                .enumerate()
+                .map(|(k, h)| if i >= d + k * 21 { h * far[i - d - k * 21] } else { 0.0 })
+                .sum()
+        })
+        .collect();
+    // capture at `rate`: every (48000 / rate)-th sample of the 48 kHz echo (band-limited to 8 kHz)
+    let step = R48 / rate;
+    let near: Vec<f32> = echo48.iter().step_by(step).copied().collect();
+    let n = rate / 100;
+    let mut out = Vec::new();
+    for i in 0..far.len() / N48 {
+        let stereo: Vec<f32> = far[i * N48..(i + 1) * N48].iter().flat_map(|s| [*s, *s]).collect();
+        hf.push_and_pull(buffer(&stereo, i, gst::BufferFlags::empty())).unwrap();
+        let o = hn.push_and_pull(buffer(&near[i * n..(i + 1) * n], i, gst::BufferFlags::empty())).unwrap();
+        out.extend(samples(&o));
+    }
+    let (near, out) = (&near[..near.len() - n], &out[n..]);
+    let s = 2 * rate;
+    let erle = 10.0 * (energy(&near[s..]) / energy(&out[s..])).log10();
+    eprintln!(
+        "{rate} Hz capture, 48 kHz stereo reference: ERLE after 2 s {erle:.1} dB, delay {} ms",
+        aec.property::<i32>("delay")
+    );
+    erle
+}
+
+/// 16 kHz capture runs vdiaec's own tuned AEC3 stage, which downmixes and resamples the
+/// reference itself: a 48 kHz stereo reference is cancelled.
+#[test]
+fn tuned_aec_takes_48khz_stereo_reference() {
+    let erle = erle_against_48k_stereo_reference("probe-16k-ref48", 16000);
+    assert!(erle > 20.0, "ERLE {erle:.1} dB, expected > 20 dB");
+}
+
+/// 48 kHz capture runs the APM's AEC3: echo of a 48 kHz stereo reference is cancelled too.
+#[test]
+fn aec_cancels_at_48khz_with_stereo_reference() {
+    let erle = erle_against_48k_stereo_reference("probe-48k-ref48", 48000);
+    assert!(erle > 20.0, "ERLE {erle:.1} dB, expected > 20 dB");
+}
+
+/// `echo-decay` (the AEC3 echo tail model of the 16 kHz stage): default 0.6, WebRTC's 0.83
+/// accepted, and with either the echo is cancelled.
+#[test]
+fn echo_decay_property() {
+    init();
+    let e = gst::ElementFactory::make("vdiaec").build().unwrap();
+    assert_eq!(e.property::<f32>("echo-decay"), 0.6);
+    e.set_property("echo-decay", 0.83f32);
+    assert_eq!(e.property::<f32>("echo-decay"), 0.83);
+    let (mut hf, _, _) = harness("vdiaecprobe", "probe-decay", &[]);
+    let (mut hn, _, _) = harness(
+        "vdiaec",
+        "probe-decay-aec",
+        &[("probe", &"probe-decay"), ("noise-suppression", &false), ("echo-decay", &0.83f32)],
+    );
+    let far = far_signal(RATE * 4);
+    let near = echo_of(&far);
+    let mut out = Vec::new();
+    for i in 0..far.len() / N {
+        hf.push_and_pull(buffer(&far[i * N..(i + 1) * N], i, gst::BufferFlags::empty())).unwrap();
+        out.extend(samples(
+            &hn.push_and_pull(buffer(&near[i * N..(i + 1) * N], i, gst::BufferFlags::empty())).unwrap(),
+        ));
+    }
+    let s = 2 * RATE;
+    let erle = 10.0 * (energy(&near[s..near.len() - N]) / energy(&out[s + N..])).log10();
+    assert!(erle > 20.0, "echo-decay 0.83: ERLE {erle:.1} dB");
 }

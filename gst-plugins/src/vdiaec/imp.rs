@@ -15,6 +15,7 @@ use sonora::config::{
 use sonora::{AudioProcessing, Config, StreamConfig};
 
 use super::NoiseSuppressionLevel;
+use super::aec3::{self, Aec3};
 use crate::vdiaecprobe::imp_helpers::{audio_caps, bytes_per_sample, extend_f32, write_f32};
 use crate::vdiaecprobe::{self, Reference};
 
@@ -57,6 +58,7 @@ struct Settings {
     gain_control_headroom_db: f32,
     gain_control_fixed_gain_db: f32,
     delay_hint_ms: i32,
+    echo_decay: f32,
     reference_timeout_ms: u32,
     stats_interval_ms: u32,
 }
@@ -74,6 +76,7 @@ impl Default for Settings {
             gain_control_headroom_db: 5.0,
             gain_control_fixed_gain_db: 0.0,
             delay_hint_ms: 0,
+            echo_decay: aec3::ECHO_DECAY,
             reference_timeout_ms: 200,
             stats_interval_ms: 1000,
         }
@@ -81,10 +84,12 @@ impl Default for Settings {
 }
 
 impl Settings {
-    fn apm_config(&self) -> Config {
+    /// The APM's configuration. `own_aec`: AEC3 runs before the APM in `aec3::Aec3` (tuned,
+    /// with its own capture high-pass filter), so the APM's AEC3 and high-pass filter are off.
+    fn apm_config(&self, own_aec: bool) -> Config {
         Config {
-            high_pass_filter: self.high_pass_filter.then(HighPassFilter::default),
-            echo_canceller: self.echo_cancel.then(EchoCanceller::default),
+            high_pass_filter: (self.high_pass_filter && !own_aec).then(HighPassFilter::default),
+            echo_canceller: (self.echo_cancel && !own_aec).then(EchoCanceller::default),
             noise_suppression: self.noise_suppression.then(|| NoiseSuppression {
                 level: match self.noise_suppression_level {
                     NoiseSuppressionLevel::Low => SonoraNsLevel::Low,
@@ -138,6 +143,9 @@ struct State {
     /// Samples per channel in 10 ms.
     frame: usize,
     apm: Option<AudioProcessing>,
+    /// The tuned AEC3 stage before the APM (16 kHz capture); `None` at 8, 32 and 48 kHz,
+    /// where the APM's own AEC3 (default tuning) runs, or with `echo-cancel=false`.
+    aec3: Option<Aec3>,
     /// Render format the APM was built for: (rate, channels, probe generation).
     render_fmt: Option<(u32, u32, u64)>,
     /// Running time (ns) of the next reference frame AEC3 should get; frames arriving after
@@ -188,6 +196,7 @@ impl State {
             channels,
             frame,
             apm: None,
+            aec3: None,
             render_fmt: None,
             next_ref_rt: None,
             late_frames: 0,
@@ -288,6 +297,11 @@ impl ObjectImpl for VdiAec {
                     .blurb("Expected extra delay from reference to capture beyond the running times, in ms; AEC3 estimates the real delay itself, this only seeds it")
                     .minimum(0).maximum(500).default_value(d.delay_hint_ms)
                     .build(),
+                glib::ParamSpecFloat::builder("echo-decay")
+                    .nick("Echo tail decay")
+                    .blurb("Reverb decay per 4 ms block of the echo tail AEC3's suppressor models (EchoCanceller3Config ep_strength default_len and nearend_len; WebRTC's default 0.83). Lower keeps more near-end speech in double talk and suppresses less echo tail. 16 kHz capture only; other rates use 0.83")
+                    .minimum(0.0).maximum(0.99).default_value(d.echo_decay)
+                    .build(),
                 glib::ParamSpecUInt::builder("reference-timeout")
                     .nick("Reference timeout")
                     .blurb("Pass capture through unchanged (with a warning) once the far-end reference lags the capture by more than this, in ms")
@@ -354,6 +368,7 @@ impl ObjectImpl for VdiAec {
             "gain-control-headroom" => s.gain_control_headroom_db = value.get().unwrap_or(5.0),
             "gain-control-fixed-gain" => s.gain_control_fixed_gain_db = value.get().unwrap_or(0.0),
             "delay-hint" => s.delay_hint_ms = value.get().unwrap_or(0),
+            "echo-decay" => s.echo_decay = value.get().unwrap_or(aec3::ECHO_DECAY),
             "reference-timeout" => s.reference_timeout_ms = value.get().unwrap_or(200),
             "stats-interval" => s.stats_interval_ms = value.get().unwrap_or(1000),
             other => gst::warning!(CAT, imp = self, "unknown property {other}"),
@@ -385,6 +400,7 @@ impl ObjectImpl for VdiAec {
             "gain-control-headroom" => s.gain_control_headroom_db.to_value(),
             "gain-control-fixed-gain" => s.gain_control_fixed_gain_db.to_value(),
             "delay-hint" => s.delay_hint_ms.to_value(),
+            "echo-decay" => s.echo_decay.to_value(),
             "reference-timeout" => s.reference_timeout_ms.to_value(),
             "stats-interval" => s.stats_interval_ms.to_value(),
             "erle" => st.erle_db.to_value(),
@@ -429,18 +445,23 @@ impl ElementImpl for VdiAec {
 }
 
 impl VdiAec {
-    fn build_apm(&self, st: &State, render: Option<(u32, u32)>) -> AudioProcessing {
+    /// Builds the tuned AEC3 stage (where the capture format allows it) and the APM after it.
+    fn build_apm(&self, st: &mut State, render: Option<(u32, u32)>) {
         let s = lock(&self.settings).clone();
         let cap = StreamConfig::new(st.info.rate(), st.channels as u16);
         let (rr, rc) = render.unwrap_or((st.info.rate(), 1));
+        st.aec3 = s
+            .echo_cancel
+            .then(|| Aec3::new(s.echo_decay, st.info.rate(), st.channels, rr, rc as usize))
+            .flatten();
         let mut apm = AudioProcessing::builder()
-            .config(s.apm_config())
+            .config(s.apm_config(st.aec3.is_some()))
             .capture_config(cap)
             .render_config(StreamConfig::new(rr, rc as u16))
             .echo_detector(true)
             .build();
         let _ = apm.set_stream_delay_ms(s.delay_hint_ms);
-        apm
+        st.apm = Some(apm);
     }
 
     /// Forget the adaptive state (echo path, delay, noise estimate): after a gap the old state
@@ -448,6 +469,7 @@ impl VdiAec {
     fn reset(&self, st: &mut State, why: &str) {
         gst::debug!(CAT, imp = self, "resetting processing state: {why}");
         st.apm = None;
+        st.aec3 = None;
         st.render_fmt = None;
         st.next_ref_rt = None;
         // What is left of an incomplete frame goes out unprocessed, keeping the stream length.
@@ -635,6 +657,7 @@ impl VdiAec {
                 self.set_reference_active(st, false, "far-end reference stopped or lags capture");
             }
             st.apm = None;
+            st.aec3 = None;
             st.render_fmt = None;
             st.next_ref_rt = None;
             st.spent.append(&mut st.render);
@@ -649,28 +672,41 @@ impl VdiAec {
             && st.render_fmt != Some(fmt)
         {
             st.apm = None;
+            st.aec3 = None;
             st.render_fmt = Some(fmt);
         }
         if st.apm.is_none() {
             let rf = st.render_fmt.map(|(r, c, _)| (r, c));
-            st.apm = Some(self.build_apm(st, rf));
+            self.build_apm(st, rf);
             st.config_dirty = false;
         } else if st.config_dirty {
-            let cfg = lock(&self.settings).apm_config();
-            if let Some(apm) = st.apm.as_mut() {
-                apm.apply_config(cfg);
+            let own_aec = st.aec3.is_some();
+            let s = lock(&self.settings).clone();
+            if s.echo_cancel && aec3::supported(st.info.rate(), st.channels) != own_aec
+                || st.aec3.as_ref().is_some_and(|a| a.echo_decay() != s.echo_decay)
+            {
+                // AEC switched on or off: rebuild (the tuned stage sits outside the APM).
+                let rf = st.render_fmt.map(|(r, c, _)| (r, c));
+                self.build_apm(st, rf);
+            } else if let Some(apm) = st.apm.as_mut() {
+                apm.apply_config(s.apm_config(own_aec));
             }
             st.config_dirty = false;
         }
         let channels = st.channels;
         let frame = st.frame;
         let render_ch = st.render_fmt.map(|(_, c, _)| c as usize).unwrap_or(1);
-        let State { apm, in_fifo, out_fifo, cap_bufs, out_bufs, render, spent, ref_bufs, ref_out, .. } = st;
+        let State {
+            apm, aec3, in_fifo, out_fifo, cap_bufs, out_bufs, render, spent, ref_bufs, ref_out, ..
+        } = st;
         let Some(apm) = apm.as_mut() else {
             spent.append(render);
             return;
         };
         for data in render.drain(..) {
+            if let Some(aec3) = aec3.as_mut() {
+                aec3.analyze_render(&data);
+            }
             let rf = data.len() / render_ch.max(1);
             ref_out.resize_with(render_ch, Vec::new);
             for o in ref_out.iter_mut() {
@@ -696,6 +732,9 @@ impl VdiAec {
             cap_bufs[i % channels][i / channels] = *s;
         }
         let _ = apm.set_stream_delay_ms(delay_hint);
+        if let Some(aec3) = aec3.as_mut() {
+            aec3.process_capture(cap_bufs, delay_hint);
+        }
         let res = if channels == 1 {
             apm.process_capture_f32(&[&cap_bufs[0]], &mut [&mut out_bufs[0]])
         } else {
@@ -725,12 +764,19 @@ impl VdiAec {
     fn update_stats(&self, st: &State, rt: u64) {
         let Some(apm) = st.apm.as_ref() else { return };
         let s = apm.statistics();
+        let (erl, erle, delay) = match st.aec3.as_ref() {
+            Some(a) => {
+                let (erl, erle, delay) = a.metrics();
+                (Some(erl), Some(erle), Some(delay))
+            }
+            None => (s.echo_return_loss, s.echo_return_loss_enhancement, s.delay_ms),
+        };
         let stats = {
             let mut g = lock(&self.stats);
-            g.erle_db = s.echo_return_loss_enhancement.unwrap_or(0.0);
-            g.erl_db = s.echo_return_loss.unwrap_or(0.0);
+            g.erle_db = erle.unwrap_or(0.0);
+            g.erl_db = erl.unwrap_or(0.0);
             // plus the slack taken when matching reference to capture
-            g.delay_ms = s.delay_ms.map_or(-1, |d| d + (st.slack_frames * FRAME_NS / 1_000_000) as i32);
+            g.delay_ms = delay.map_or(-1, |d| d + (st.slack_frames * FRAME_NS / 1_000_000) as i32);
             g.residual_echo_likelihood = s.residual_echo_likelihood.unwrap_or(0.0);
             g.divergent_filter_fraction = s.divergent_filter_fraction.unwrap_or(0.0);
             *g

@@ -1,6 +1,9 @@
 //! `aec-candidates ENGINE FAR.wav NEAR.wav OUT.wav`: echo-cancels NEAR (microphone capture)
 //! against FAR (loudspeaker reference) in 10 ms frames with ENGINE (`sonora` or `aec3`: AEC
-//! only; `apm`: sonora's whole APM as `vdiaec` runs it, knobs from AEC_* variables) and
+//! only; `apm`: sonora's whole APM as `vdiaec` ran it before its own AEC3 stage, knobs from
+//! AEC_* variables; `raw`: AEC3 alone through sonora-aec3's block processor as `vdiaec` drives it
+//! at 16 kHz, its EchoCanceller3Config tuned by AEC_CFG="key=value,...", e.g.
+//! `default_len=0.3,nearend_len=0.3` = vdiaec's tuning) and
 //! writes OUT (16-bit PCM, same rate as NEAR). Prints one JSON line with the CPU time spent in
 //! the engine (ms per second of audio) and the engine's own statistics where it has them.
 //!
@@ -149,12 +152,149 @@ fn main() {
             let s = apm.statistics();
             stats = format!(",\"erle_db\":{:?},\"delay_ms\":{:?}", s.echo_return_loss_enhancement.unwrap_or(f64::NAN), s.delay_ms.unwrap_or(-1)).replace("NaN", "null");
         }
+        "raw" => {
+            // AEC3's block processor driven directly (16 kHz mono, one band), as sonora's APM
+            // drives it (capture HPF, int16 scale, 80-sample sub-frames into 64-sample blocks),
+            // but with an EchoCanceller3Config tuned from AEC_CFG="key=value,...": used to find
+            // which AEC3 tuning keeps near-end speech in double talk. AEC only (no NS).
+            use sonora_aec3::block::Block;
+            use sonora_aec3::block_framer::BlockFramer;
+            use sonora_aec3::block_processor::BlockProcessor;
+            use sonora_aec3::frame_blocker::FrameBlocker;
+            assert_eq!(rate, 16000, "raw: 16 kHz only");
+            let mut cfg = sonora_aec3::config::EchoCanceller3Config::default();
+            let spec = std::env::var("AEC_CFG").unwrap_or_default();
+            for kv in spec.split(',').filter(|s| !s.is_empty()) {
+                let (k, v) = kv.split_once('=').expect("AEC_CFG: key=value");
+                let f: f32 = v.parse().unwrap_or(0.0);
+                let b = v == "1" || v == "true";
+                let s = &mut cfg.suppressor;
+                match k {
+                    "default_len" => cfg.ep_strength.default_len = f,
+                    "nearend_len" => cfg.ep_strength.nearend_len = f,
+                    "default_gain" => cfg.ep_strength.default_gain = f,
+                    "bounded_erl" => cfg.ep_strength.bounded_erl = b,
+                    "erle_max_l" => cfg.erle.max_l = f,
+                    "erle_max_h" => cfg.erle.max_h = f,
+                    "erle_onset" => cfg.erle.onset_detection = b,
+                    "dne_enr" => s.dominant_nearend_detection.enr_threshold = f,
+                    "dne_exit" => s.dominant_nearend_detection.enr_exit_threshold = f,
+                    "dne_snr" => s.dominant_nearend_detection.snr_threshold = f,
+                    "dne_hold" => s.dominant_nearend_detection.hold_duration = f as i32,
+                    "dne_trigger" => s.dominant_nearend_detection.trigger_threshold = f as i32,
+                    "subband" => s.use_subband_nearend_detection = b,
+                    "nt_lf_tr" => s.nearend_tuning.mask_lf.enr_transparent = f,
+                    "nt_lf_sup" => s.nearend_tuning.mask_lf.enr_suppress = f,
+                    "nt_hf_tr" => s.nearend_tuning.mask_hf.enr_transparent = f,
+                    "nt_hf_sup" => s.nearend_tuning.mask_hf.enr_suppress = f,
+                    "nt_dec" => s.nearend_tuning.max_dec_factor_lf = f,
+                    "nt_inc" => s.nearend_tuning.max_inc_factor = f,
+                    "n_lf_tr" => s.normal_tuning.mask_lf.enr_transparent = f,
+                    "n_lf_sup" => s.normal_tuning.mask_lf.enr_suppress = f,
+                    "n_hf_tr" => s.normal_tuning.mask_hf.enr_transparent = f,
+                    "n_hf_sup" => s.normal_tuning.mask_hf.enr_suppress = f,
+                    "n_dec" => s.normal_tuning.max_dec_factor_lf = f,
+                    "cons_hf" => s.conservative_hf_suppression = b,
+                    "stationarity" => cfg.echo_audibility.use_stationarity_properties = b,
+                    "stationarity_init" => cfg.echo_audibility.use_stationarity_properties_at_init = b,
+                    "num_filters" => cfg.delay.num_filters = f as usize,
+                    "dsf" => cfg.delay.down_sampling_factor = f as usize,
+                    "refined_len" => cfg.filter.refined.length_blocks = f as usize,
+                    "tail" => cfg.ep_strength.use_conservative_tail_frequency_response = b,
+                    _ => panic!("AEC_CFG: unknown key {k}"),
+                }
+            }
+            if !cfg.validate() {
+                eprintln!("raw: config clamped by validate()");
+            }
+            let mut bp = BlockProcessor::new(&cfg, 16000, 1, 1);
+            let mut hpf = sonora::high_pass_filter::HighPassFilter::new(16000, 1);
+            let (mut rblk, mut cblk, mut framer) = (FrameBlocker::new(1, 1), FrameBlocker::new(1, 1), BlockFramer::new(1, 1));
+            let (mut rb, mut cb) = (Block::new(1, 1), Block::new(1, 1));
+            let mut sub = vec![vec![vec![0f32; 80]; 1]; 1];
+            let mut r = vec![0f32; n];
+            let mut c = vec![vec![0f32; n]; 1];
+            // AEC_NS=moderate|...: sonora's APM (no AEC3; NS, and the high-pass filter NS
+            // requires) after AEC3, with the residual echo detector: vdiaec's chain at 16 kHz.
+            let ns = std::env::var("AEC_NS").ok().and_then(|v| match v.as_str() {
+                "low" => Some(sonora::config::NoiseSuppressionLevel::Low),
+                "moderate" => Some(sonora::config::NoiseSuppressionLevel::Moderate),
+                "high" => Some(sonora::config::NoiseSuppressionLevel::High),
+                "very-high" => Some(sonora::config::NoiseSuppressionLevel::VeryHigh),
+                _ => None,
+            });
+            let mut post = ns.map(|level| {
+                let sc = sonora::StreamConfig::new(rate, 1);
+                let cfg = sonora::Config {
+                    noise_suppression: Some(sonora::config::NoiseSuppression { level, ..Default::default() }),
+                    ..Default::default()
+                };
+                sonora::AudioProcessing::builder().config(cfg).capture_config(sc).render_config(sc).echo_detector(true).build()
+            });
+            let mut rdst = vec![0f32; n];
+            let mut post_in = vec![0f32; n];
+            for i in 0..frames {
+                let f = far.get(i * n..(i + 1) * n).unwrap_or(&zero);
+                if let Some(p) = post.as_mut() {
+                    p.process_render_f32(&[f], &mut [&mut rdst]).unwrap();
+                }
+                for (d, s) in r.iter_mut().zip(f) {
+                    *d = s * 32768.0;
+                }
+                for k in 0..2 {
+                    rblk.insert_sub_frame_and_extract_block(&[vec![&r[k * 80..k * 80 + 80]]], &mut rb);
+                    bp.buffer_render(&rb);
+                }
+                if rblk.is_block_available() {
+                    rblk.extract_block(&mut rb);
+                    bp.buffer_render(&rb);
+                }
+                for (d, s) in c[0].iter_mut().zip(&near[i * n..(i + 1) * n]) {
+                    *d = s * 32768.0;
+                }
+                hpf.process_channels(&mut c);
+                let sat = c[0].iter().any(|v| v.abs() >= 32700.0);
+                bp.set_audio_buffer_delay(0);
+                for k in 0..2 {
+                    cblk.insert_sub_frame_and_extract_block(&[vec![&c[0][k * 80..k * 80 + 80]]], &mut cb);
+                    bp.process_capture(false, sat, None, &mut cb);
+                    framer.insert_block_and_extract_sub_frame(&cb, &mut sub);
+                    for (j, v) in sub[0][0].iter().enumerate() {
+                        out[i * n + k * 80 + j] = v / 32768.0;
+                    }
+                }
+                if cblk.is_block_available() {
+                    cblk.extract_block(&mut cb);
+                    bp.process_capture(false, sat, None, &mut cb);
+                    framer.insert_block(&cb);
+                }
+                if let Some(p) = post.as_mut() {
+                    post_in.copy_from_slice(&out[i * n..(i + 1) * n]);
+                    p.process_capture_f32(&[&post_in], &mut [&mut out[i * n..(i + 1) * n]]).unwrap();
+                }
+            }
+            let m = bp.get_metrics();
+            stats = format!(",\"erle_db\":{:.1},\"delay_ms\":{}", m.echo_return_loss_enhancement, m.delay_ms);
+        }
         "aec3" => {
             use aec3::nodes::audio::AudioFormat;
             use aec3::pipelines::linear;
             let fmt = AudioFormat::ten_ms(rate, 1);
+            // AEC_CFG keys default_len, nearend_len (ep_strength) tune its EchoCanceller3Config;
+            // AEC_NS=1 adds its noise suppression (default level) like vdiaec's chain.
+            let mut cfg = aec3::api::EchoCanceller3Config::default();
+            for kv in std::env::var("AEC_CFG").unwrap_or_default().split(',').filter(|s| !s.is_empty()) {
+                let (k, v) = kv.split_once('=').expect("AEC_CFG: key=value");
+                let f: f32 = v.parse().unwrap_or(0.0);
+                match k {
+                    "default_len" => cfg.ep_strength.default_len = f,
+                    "nearend_len" => cfg.ep_strength.nearend_len = f,
+                    _ => panic!("AEC_CFG (aec3): unknown key {k}"),
+                }
+            }
             let mut p = linear::builder(fmt, fmt)
-                .enable_noise_suppression(false)
+                .aec3_config(cfg)
+                .enable_noise_suppression(std::env::var("AEC_NS").is_ok_and(|v| v == "1"))
                 .enable_gain_controller2(false)
                 .build()
                 .expect("aec3 pipeline");

@@ -892,6 +892,10 @@ impl Session {
             sinks,
             "PipeWire back after {ms} ms: {sources} sources and {sinks} sinks reopened"
         );
+        // The monitor's devices.change may have been handled before PipeWire's "up" status
+        // (select! order); a track on a device that did not come back moves to the default
+        // only here then. A no-op when nothing is missing.
+        self.on_devices_changed().await;
     }
 
     /// Logs the end-of-call summary of `pc` (inside its span) from a final `getStats()`;

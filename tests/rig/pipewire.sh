@@ -8,16 +8,19 @@
 #   tests/rig/pipewire.sh restart DIR # restart PipeWire, WirePlumber, pipewire-pulse and the
 #                                     # virtual devices as a user's PipeWire restart would;
 #                                     # the session bus and DIR/env stay valid
+#   tests/rig/pipewire.sh check DIR   # exit 0 when the rig is whole (devices, defaults, …)
 #
-# Graph after `start`:
-#   mic_feed  (Audio/Sink, pw-loopback capture side)  ──▶  virt_mic (Audio/Source)
+# Graph after `start` (the devices are PipeWire configuration, DIR/config/pipewire/…):
+#   mic_feed  (Audio/Sink, module-loopback capture side)  ──▶  virt_mic (Audio/Source)
 #   vdimedia_null_sink  (Audio/Sink "spk", support.null-audio-sink, monitor recordable)
 # plus WirePlumber (session manager; exposes the nodes as devices) and pipewire-pulse
 # (PulseAudio API for Chromium). The graph runs a 960-frame quantum (20 ms at 48 kHz) because
-# pipewiresink pushes one buffer per graph cycle (FIELD-NOTES).
+# pipewiresink pushes one buffer per graph cycle (FIELD-NOTES). On any failure the script prints
+# the tail of every log and keeps a copy of DIR/log (RIG_FAILED_LOGS, default
+# $TMPDIR/vdimedia-rig-failed-TIME-PID), since tests remove DIR.
 set -euo pipefail
 
-usage() { echo "usage: $0 start|stop|restart DIR" >&2; exit 2; }
+usage() { echo "usage: $0 start|stop|restart|check DIR" >&2; exit 2; }
 [ $# -eq 2 ] || usage
 cmd=$1
 dir=$(mkdir -p "$2" && cd "$2" && pwd)
@@ -31,13 +34,40 @@ MIC=virt_mic
 SPK=vdimedia_null_sink
 QUANTUM=960
 TIMEOUT_S=${RIG_TIMEOUT_S:-30}
+# Every pw-* probe gets this long (s): a client of a server that accepted and then stalls (being
+# killed, or not yet running its loop) would otherwise wait for good.
+PROBE_S=5
 
-die() { echo "pipewire.sh: $*" >&2; exit 1; }
+# Prints the tail of every log (so a CI failure shows why), keeps a copy of DIR/log outside
+# DIR (tests remove DIR), and exits 1.
+die() {
+  echo "pipewire.sh: $*" >&2
+  if [ -d "$log" ]; then
+    local keep="${RIG_FAILED_LOGS:-${TMPDIR:-/tmp}/vdimedia-rig-failed-$(date +%Y%m%dT%H%M%S)-$$}"
+    mkdir -p "$keep" && cp -a "$log/." "$keep/" 2>/dev/null || true
+    echo "pipewire.sh: logs kept in $keep; their tails:" >&2
+    local f
+    for f in "$log"/*.log; do
+      [ -f "$f" ] || continue
+      echo "----- $(basename "$f") (last 40 lines)" >&2
+      tail -n 40 "$f" >&2 || true
+    done
+    # Only the rig's own graph (never a PipeWire outside the rig).
+    if [ "${XDG_RUNTIME_DIR:-}" = "$run" ]; then
+      echo "----- graph" >&2
+      timeout "$PROBE_S" pw-cli ls Node 2>&1 | grep -E 'id [0-9]+|node.name|media.class' >&2 || true
+      timeout "$PROBE_S" pw-metadata -n default 0 >&2 2>&1 || true
+    fi
+  fi
+  exit 1
+}
 
-# Starts a command in the background with its output in DIR/log/NAME.log and records its pid.
+# Starts a command in the background with its output appended to DIR/log/NAME.log (a restart
+# keeps the previous run's lines, after a marker) and records its pid.
 spawn() {
   local name=$1; shift
-  "$@" >"$log/$name.log" 2>&1 &
+  echo "===== pipewire.sh: $name started $(date -u +%FT%T.%NZ)" >>"$log/$name.log"
+  "$@" >>"$log/$name.log" 2>&1 &
   echo "$! $name" >>"$pids"
 }
 
@@ -51,27 +81,93 @@ wait_for() {
   done
 }
 
-# True when a node with node.name=$1 exists in the graph.
+# How many nodes have node.name=$1.
+node_count() {
+  timeout "$PROBE_S" pw-dump --no-colors 2>/dev/null | grep -c "\"node.name\": \"$1\"" || true
+}
+
+# True when exactly one node has node.name=$1 (two would make `--target NAME` ambiguous).
 node_exists() {
-  pw-dump 2>/dev/null | grep -q "\"node.name\": \"$1\""
+  [ "$(node_count "$1")" = 1 ]
 }
 
-# Creates the null speaker unless it exists, then gives it 3 s to appear. It lingers after pw-cli
-# exits, so it needs no process of its own; but on a loaded machine pw-cli was seen to exit
-# before the server had made the node, which then never appeared: wait_for calls this again.
-ensure_null_sink() {
-  node_exists "$SPK" && return 0
-  pw-cli create-node adapter "{ factory.name=support.null-audio-sink node.name=$SPK \
-    node.description=spk media.class=Audio/Sink object.linger=true \
-    audio.position=[FL FR] monitor.channel-volumes=true }" >/dev/null 2>&1 || return 1
-  local i
-  for i in $(seq 30); do node_exists "$SPK" && return 0; sleep 0.1; done
-  return 1
+# True when the settings metadata forces the rig's quantum.
+quantum_forced() {
+  timeout "$PROBE_S" pw-metadata -n settings 0 clock.force-quantum 2>/dev/null | grep -q "value:'$QUANTUM'"
 }
 
-# True when WirePlumber has published its default-device metadata (it is managing the graph).
-wireplumber_ready() {
-  pw-metadata -n default 0 2>/dev/null | grep -q 'default.audio.sink'
+force_quantum() {
+  quantum_forced && return 0
+  timeout "$PROBE_S" pw-metadata -n settings 0 clock.force-quantum "$QUANTUM" >/dev/null 2>&1 || true
+  quantum_forced
+}
+
+# True when WirePlumber has made the rig's speaker and mic the defaults (it publishes
+# default.audio.* only once it manages the graph).
+defaults_are_the_rigs() {
+  local md
+  md=$(timeout "$PROBE_S" pw-metadata -n default 0 2>/dev/null) || return 1
+  grep -q "key:'default.audio.sink' value:'{\"name\":\"$SPK\"}'" <<<"$md" &&
+    grep -q "key:'default.audio.source' value:'{\"name\":\"$MIC\"}'" <<<"$md"
+}
+
+# Asks WirePlumber (once its default metadata exists) to make the rig's devices the defaults;
+# true once it did.
+configure_defaults() {
+  defaults_are_the_rigs && return 0
+  timeout "$PROBE_S" pw-metadata -n default 0 2>/dev/null | grep -q "default.audio.sink" || return 1
+  timeout "$PROBE_S" pw-metadata -n default 0 default.configured.audio.sink "{ \"name\": \"$SPK\" }" Spa:String:JSON >/dev/null 2>&1 || true
+  timeout "$PROBE_S" pw-metadata -n default 0 default.configured.audio.source "{ \"name\": \"$MIC\" }" Spa:String:JSON >/dev/null 2>&1 || true
+  defaults_are_the_rigs
+}
+
+# True when the rig is whole: PipeWire answers, each device exists once, the quantum is forced,
+# WirePlumber made the rig's devices the defaults and pipewire-pulse listens.
+healthy() {
+  timeout "$PROBE_S" pw-cli info 0 >/dev/null 2>&1 || { echo "PipeWire does not answer"; return 1; }
+  local n
+  for n in "$SPK" "$MIC" "$MIC_FEED"; do
+    node_exists "$n" || { echo "node $n: $(node_count "$n") instances"; return 1; }
+  done
+  quantum_forced || { echo "quantum not forced to $QUANTUM"; return 1; }
+  defaults_are_the_rigs || { echo "defaults are not $SPK / $MIC"; return 1; }
+  [ -S "$run/pulse/native" ] || { echo "no pipewire-pulse socket"; return 1; }
+}
+
+# The rig's devices as PipeWire configuration (a drop-in read by `pipewire` only): PipeWire
+# creates them itself before it serves any client, so they come back with every (re)start.
+# Creating them from clients after the server was up (pw-cli create-node, a pw-loopback
+# process) raced the server on a loaded machine: pw-cli could exit before the node was made,
+# and the node then never appeared (2 of 4 restarts), or a retry made it twice.
+write_config() {
+  local d="$XDG_CONFIG_HOME/pipewire/pipewire.conf.d"
+  mkdir -p "$d"
+  cat >"$d/50-vdimedia-rig.conf" <<CONF
+# Written by tests/rig/pipewire.sh; rewritten at each start.
+context.objects = [
+  # Null speaker "spk": what plays here is discarded; record its monitor.
+  { factory = adapter
+    args = {
+      factory.name = support.null-audio-sink
+      node.name = $SPK
+      node.description = spk
+      media.class = Audio/Sink
+      audio.position = [ FL FR ]
+      monitor.channel-volumes = true
+    }
+  }
+]
+context.modules = [
+  # Virtual mic: whatever plays into $MIC_FEED comes out of $MIC.
+  { name = libpipewire-module-loopback
+    args = {
+      audio.position = [ FL FR ]
+      capture.props = { media.class = Audio/Sink node.name = $MIC_FEED node.description = $MIC_FEED }
+      playback.props = { media.class = Audio/Source node.name = $MIC node.description = $MIC }
+    }
+  }
+]
+CONF
 }
 
 stop() {
@@ -98,7 +194,7 @@ stop() {
 }
 
 start() {
-  for b in pipewire wireplumber pipewire-pulse pw-loopback pw-cli pw-dump pw-metadata dbus-daemon; do
+  for b in pipewire wireplumber pipewire-pulse pw-cli pw-dump pw-metadata dbus-daemon timeout; do
     command -v "$b" >/dev/null || die "$b not installed (scripts/install-deps.sh)"
   done
   if [ -f "$pids" ]; then
@@ -112,6 +208,7 @@ start() {
 
   rig_env
   mkdir -p "$XDG_STATE_HOME" "$XDG_CONFIG_HOME"
+  write_config
 
   # WirePlumber exits without a session bus.
   spawn dbus dbus-daemon --session --address="$DBUS_SESSION_BUS_ADDRESS" --nofork --nopidfile
@@ -134,37 +231,32 @@ rig_env() {
   export DBUS_SESSION_BUS_ADDRESS="unix:path=$run/bus"
   # Never talk to a PipeWire outside the rig.
   unset PIPEWIRE_REMOTE PIPEWIRE_RUNTIME_DIR PULSE_SERVER
-  # Private WirePlumber state, so stored defaults of another rig do not leak in.
+  # Private WirePlumber state and PipeWire configuration (the rig's devices), so another
+  # rig's stored defaults or devices do not leak in.
   export XDG_STATE_HOME="$dir/state" XDG_CONFIG_HOME="$dir/config"
 }
 
-# Starts PipeWire, WirePlumber, pipewire-pulse and the virtual devices (the bus runs).
+# Starts PipeWire (which makes the virtual devices), WirePlumber and pipewire-pulse (the bus
+# runs), and returns once the rig is whole (see `healthy`).
 start_pipewire() {
+  # Sockets of a killed server: waiting for "the socket exists" must wait for the new one.
+  rm -f "$run/pipewire-0" "$run/pulse/native"
   spawn pipewire pipewire
   wait_for "pipewire socket" test -S "$run/pipewire-0"
-  wait_for "pipewire to answer" pw-cli info 0
+  wait_for "pipewire to answer" timeout "$PROBE_S" pw-cli info 0
+  wait_for "node $SPK" node_exists "$SPK"
+  wait_for "node $MIC" node_exists "$MIC"
+  wait_for "node $MIC_FEED" node_exists "$MIC_FEED"
+  # 20 ms cycles (see header); the graph clock's rate stays 48 kHz.
+  wait_for "clock.force-quantum $QUANTUM" force_quantum
 
   spawn wireplumber wireplumber
   spawn pipewire-pulse pipewire-pulse
-
-  # 20 ms cycles (see header); the graph clock's rate stays 48 kHz.
-  pw-metadata -n settings 0 clock.force-quantum "$QUANTUM" >/dev/null
-
-
-  # Virtual mic: whatever plays into mic_feed comes out of virt_mic.
-  spawn pw-loopback pw-loopback -m '[ FL FR ]' \
-    --capture-props="media.class=Audio/Sink node.name=$MIC_FEED node.description=mic_feed" \
-    --playback-props="media.class=Audio/Source node.name=$MIC node.description=virt_mic"
-
-  wait_for "node $SPK" ensure_null_sink
-  wait_for "node $MIC" node_exists "$MIC"
-  wait_for "node $MIC_FEED" node_exists "$MIC_FEED"
-  wait_for "wireplumber" wireplumber_ready
-  wait_for "pipewire-pulse socket" test -S "$run/pulse/native"
-
   # Make the rig's devices the defaults so "default" means the rig's mic and speaker.
-  pw-metadata -n default 0 default.configured.audio.sink "{ \"name\": \"$SPK\" }" Spa:String:JSON >/dev/null || true
-  pw-metadata -n default 0 default.configured.audio.source "{ \"name\": \"$MIC\" }" Spa:String:JSON >/dev/null || true
+  wait_for "wireplumber to make $SPK and $MIC the defaults" configure_defaults
+  wait_for "pipewire-pulse socket" test -S "$run/pulse/native"
+  local why
+  why=$(healthy) || die "rig not whole after start: $why"
 }
 
 # A user's PipeWire restarting mid-call (systemctl --user restart pipewire): every PipeWire
@@ -173,6 +265,7 @@ start_pipewire() {
 restart() {
   [ -f "$pids" ] || die "no rig running in $dir"
   rig_env
+  write_config
   local keep
   keep=$(mktemp)
   while read -r pid name; do
@@ -192,15 +285,29 @@ restart() {
     [ $alive -eq 0 ] && break
     sleep 0.05
   done
+  while read -r pid name; do
+    [ "$name" = dbus ] && continue
+    ! kill -0 "$pid" 2>/dev/null || die "$name (pid $pid) survived SIGKILL for 3 s"
+  done <"$pids"
   mv "$keep" "$pids"
   echo "pipewire.sh: PipeWire stopped in $dir"
   start_pipewire
   echo "pipewire.sh: PipeWire restarted in $dir"
 }
 
+# Exits 0 when the rig is whole (see `healthy`), else prints what is missing and exits 1.
+check() {
+  [ -f "$pids" ] || die "no rig running in $dir"
+  rig_env
+  local why
+  why=$(healthy) || { echo "pipewire.sh: rig in $dir not whole: $why" >&2; exit 1; }
+  echo "pipewire.sh: rig in $dir is whole"
+}
+
 case "$cmd" in
   start) start ;;
   stop) stop ;;
   restart) restart ;;
+  check) check ;;
   *) usage ;;
 esac

@@ -14,7 +14,8 @@
 //!   the process was on the old daemon: [`PipeWireStatus`] goes down, the watcher polls the
 //!   socket every 100 ms until PipeWire answers (warning after [`PIPEWIRE_RETURN_LIMIT`]),
 //!   waits until its devices settle (WirePlumber), then announces it up with a new
-//!   generation; sessions rebuild their calls' capture and playout on it. A pipeline ERROR from
+//!   generation; sessions rebuild their calls' capture and playout on it; then one
+//!   `devicechange` follows (while PipeWire was away the page saw no device). A pipeline ERROR from
 //!   a PipeWire element ([`pipewire_element_failed`]) makes the watcher look at once.
 //! - ALSA: inotify on `/dev/snd` (cards plugged or pulled) and on the ALSA configuration files
 //!   that define PCMs (`~/.asoundrc`, `/etc/asound.conf`).
@@ -166,9 +167,12 @@ impl DeviceWatch {
                 return;
             }
             if on_pipewire {
-                self.follow_pipewire(pw_before).await;
+                let came_back = self.follow_pipewire(pw_before).await;
                 if self.stop_if_unwatched() {
                     return;
+                }
+                if came_back {
+                    self.announce_return(&mut known).await;
                 }
             }
             tokio::select! {
@@ -186,10 +190,11 @@ impl DeviceWatch {
     /// daemon than `before` (the child's start), announces it down, waits until it answers and
     /// its devices settle, and announces it up with a new generation. Returns at once when the
     /// same daemon still answers (the child ended for another reason), or when nobody listens.
-    async fn follow_pipewire(&self, before: Option<(u64, u64)>) {
+    /// True when PipeWire was announced up again after a loss.
+    async fn follow_pipewire(&self, before: Option<(u64, u64)>) -> bool {
         let now = pipewire_identity().await;
         if now.is_some() && (now == before || before.is_none()) {
-            return;
+            return false;
         }
         let lost_at = Instant::now();
         warn!(target: "media", EVENT = "pipewire-lost", answers = now.is_some(),
@@ -207,7 +212,7 @@ impl DeviceWatch {
             }
             let poll = if warned { Duration::from_secs(1) } else { PIPEWIRE_POLL };
             tokio::select! {
-                _ = self.tx.closed() => return,
+                _ = self.tx.closed() => return false,
                 _ = tokio::time::sleep(poll) => {}
             }
         }
@@ -216,7 +221,7 @@ impl DeviceWatch {
         let mut last = None;
         while answered_at.elapsed() < SETTLE_LIMIT {
             tokio::select! {
-                _ = self.tx.closed() => return,
+                _ = self.tx.closed() => return false,
                 _ = tokio::time::sleep(SETTLE_QUIET) => {}
             }
             let list = self.enumerate().await;
@@ -231,6 +236,28 @@ impl DeviceWatch {
             s.up = true;
             s.generation += 1;
         });
+        true
+    }
+
+    /// PipeWire is back after a loss: one `devicechange`, even when the devices that came back
+    /// are the ones that left. While PipeWire was away, `enumerateDevices` listed no device at
+    /// all, so the set the page may have seen did change (§9.2); and a device that did not come
+    /// back must be noticed (the session moves its tracks to the default). Announced after
+    /// [`PipeWireStatus`] went up, so sessions reopen their streams first.
+    async fn announce_return(&self, known: &mut Option<Vec<MediaDeviceInfo>>) {
+        let now = self.enumerate().await;
+        let before = known.as_deref().unwrap_or_default();
+        let label = |d: &MediaDeviceInfo| format!("{:?} {}", d.kind, d.label).to_lowercase();
+        let missing: Vec<String> = match &now {
+            Some(now) => before.iter().filter(|d| !now.contains(d)).map(label).collect(),
+            None => Vec::new(),
+        };
+        info!(target: "media", EVENT = "devicechange", reason = "pipewire-back", missing = ?missing,
+              devices = now.as_ref().map(Vec::len), "audio devices back with PipeWire");
+        if now.is_some() {
+            *known = now;
+        }
+        self.tx.send_modify(|g| *g = g.wrapping_add(1));
     }
 
     /// Ends the task when nobody listens (under the subscribers' lock).

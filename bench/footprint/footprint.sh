@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Footprint of vdimediad: stripped binary sizes (x86-64 and aarch64), daemon RSS / threads /
 # mapped shared objects before any channel, with a channel, with a page session, in a call and
-# after it (x86-64),
+# after it (x86-64), the idle daemon's Rss per mapping (bench/footprint/idle-smaps.mjs),
 # and instructions per call-second counted by callgrind (x86-64; repeatable, unlike wall time).
 #
 #   bench/footprint/footprint.sh [--no-callgrind] [--seconds N]   # prints a Markdown report
@@ -69,6 +69,11 @@ node -e '
   console.log(`\nShared objects the page session adds: ${added(r.idleChannel, r.idleSession).join(", ") || "none"}.`);
   console.log(`\nShared objects the call adds: ${added(r.idleSession, r.inCall).join(", ")}.`);
 ' "$work/call.json"
+echo
+
+echo "### Where an idle daemon's RSS is (one page session, no call)"
+echo
+node bench/footprint/idle-smaps.mjs --top 15 -- "$X86/vdimediad" 2>"$work/smaps.err" || { cat "$work/smaps.err" >&2; exit 1; }
 echo
 
 if [ "$callgrind" = 1 ]; then

@@ -15,7 +15,8 @@
 //     (`pc.setDirection` + a new offer/answer; skipped when the daemon lacks the method).
 // Every `--sample` seconds: /proc RSS (KiB), open fds, threads, and each call's inbound packet
 // counters. A call DROPS when a connection leaves `connected`, or when a direction that should
-// flow received nothing over a whole sample interval.
+// flow received nothing over a whole sample interval. After each resume, the time until pc a
+// decodes audio again is measured (more than 1 s is a problem).
 //
 // Prints a Markdown report (slopes by least squares over the samples after the first minute,
 // per hour) and writes DIR/soak.json. Exit 1 when a call dropped or an action failed.
@@ -85,13 +86,31 @@ async function inbound(client, s, pc) {
   return stats.filter((x) => x.type === 'inbound-rtp').reduce((n, x) => n + (x.packetsReceived ?? 0), 0);
 }
 
+/** Decoded samples pc has played out so far (inbound-rtp totalSamplesReceived, all streams). */
+async function samplesReceived(client, s, pc) {
+  const { stats } = await client.request(s, 'pc.getStats', { pc });
+  return stats.filter((x) => x.type === 'inbound-rtp').reduce((n, x) => n + (x.totalSamplesReceived ?? 0), 0);
+}
+
+/** ms from the end of a resume's offer/answer until pc decodes audio again (polled every 50 ms,
+ * up to 20 s; null when it never did). This is what the agent hears as silence after "resume". */
+async function resumeGapMs(client, s, pc) {
+  const t0 = Date.now();
+  const before = await samplesReceived(client, s, pc);
+  while (Date.now() - t0 < 20000) {
+    await sleep(50);
+    if ((await samplesReceived(client, s, pc)) > before) return Date.now() - t0;
+  }
+  return null;
+}
+
 async function main() {
   const o = parseArgs(process.argv.slice(2));
   const dir = o.dir ?? fs.mkdtempSync('/tmp/vdimedia-soak-');
   fs.mkdirSync(dir, { recursive: true });
   const procs = [];
   const cleanup = [];
-  const result = { options: o, samples: [], actions: [], drops: [], problems: [] };
+  const result = { options: o, samples: [], actions: [], drops: [], problems: [], resumeGapsMs: [] };
   let client;
   try {
     execFileSync('bash', [RIG, 'start', `${dir}/rig`], { stdio: ['ignore', 'ignore', 'inherit'] });
@@ -226,6 +245,13 @@ async function main() {
         await client.request(c.s, 'pc.setDirection', { pc: 'a', transceiver: c.transceiver_a, direction: c.held ? 'sendrecv' : 'sendonly' });
         await negotiate(client, c.s, 'a', 'b');
         c.held = !c.held;
+        if (!c.held) {
+          // pc a held (sendonly), so b sent it nothing: how long until a plays b's audio again.
+          const gap = await resumeGapMs(client, c.s, 'a');
+          result.resumeGapsMs.push(gap);
+          log(`call ${c.i}: audio back ${gap === null ? 'never (20 s)' : `${gap} ms`} after resume`);
+          if (gap === null || gap > 1000) result.problems.push(`call ${c.i}: ${gap === null ? 'no' : `${gap} ms of`} silence after resume`);
+        }
       }],
     ];
     const end = t0 + o.minutes * 60000;
@@ -307,6 +333,10 @@ async function main() {
   console.log(`| threads | ${range('threads')} | ${f(result.slopes.threadsPerHour)} /h |`);
   console.log('');
   console.log(`Actions: ${Object.entries(byWhat).map(([w, n]) => `${w} ${n.ok} ok, ${n.failed} failed${n.skipped ? `, skipped (${result.actions.find((a) => a.what === w && a.skipped)?.skipped})` : ''}`).join('; ') || 'none'}.`);
+  const gaps = result.resumeGapsMs.filter((g) => g !== null).sort((x, y) => x - y);
+  if (result.resumeGapsMs.length) {
+    console.log(`Audio back after resume (ms until pc a decodes again, ${result.resumeGapsMs.length} resumes): median ${gaps[Math.floor(gaps.length / 2)] ?? '-'}, max ${gaps.at(-1) ?? '-'}${gaps.length < result.resumeGapsMs.length ? `, ${result.resumeGapsMs.length - gaps.length} never` : ''}.`);
+  }
   console.log(`Drops: ${result.drops.length}${result.drops.length ? ` (${JSON.stringify(result.drops.slice(0, 5))})` : ''}. Samples: ${result.samples.length}.`);
   if (result.afterHangUp) console.log(`After hang-up of all calls (3 s): RSS ${(result.afterHangUp.rssKiB / 1024).toFixed(1)} MiB, ${result.afterHangUp.fds} fds, ${result.afterHangUp.threads} threads.`);
   if (result.problems.length) console.log(`\nProblems:\n${result.problems.map((p) => `- ${p}`).join('\n')}`);

@@ -66,16 +66,22 @@ impl Engine {
 
     /// Initialises GStreamer and generates the DTLS certificate once per process, off the
     /// async threads. Started by [`Engine::start_warm_up`] when a page session opens, and
-    /// awaited by whatever needs GStreamer (`pc.create`, `test-call`): an idle daemon, even
-    /// with a channel connected, carries neither GStreamer's registry nor OpenSSL (issue 8).
+    /// awaited by whatever needs GStreamer (`pc.create`, `test-call`): an idle daemon with a
+    /// channel but no page session carries neither GStreamer's registry nor OpenSSL. GStreamer
+    /// 1.22's `dtlsdec` always generates its process-wide RSA-2048 certificate when first
+    /// instantiated (a `pem` set later does not avoid it), so this cost cannot be left to the
+    /// first call. Afterwards the heap is trimmed (issue 8; docs/benchmarks.md, Footprint).
     pub async fn warm_up(&self) -> EngineResult<()> {
         self.warm
             .get_or_init(|| async {
                 let started = std::time::Instant::now();
-                let r = tokio::task::spawn_blocking(crate::webrtc::prewarm)
-                    .await
-                    .unwrap_or_else(|e| Err(EngineError::operation(format!("warm-up panicked: {e}"))));
-                trim_heap();
+                let r = tokio::task::spawn_blocking(|| {
+                    let r = crate::webrtc::prewarm();
+                    trim_heap();
+                    r
+                })
+                .await
+                .unwrap_or_else(|e| Err(EngineError::operation(format!("warm-up panicked: {e}"))));
                 match &r {
                     Ok(()) => info!(
                         ms = started.elapsed().as_millis() as u64,
@@ -154,6 +160,27 @@ pub fn trim_heap() {
     }
 }
 
+/// glibc's `M_MMAP_THRESHOLD` the daemon sets (bytes): allocations from this size up get their
+/// own `mmap` and go back to the kernel when freed.
+pub const MMAP_THRESHOLD_BYTES: i32 = 256 * 1024;
+
+/// Fixes glibc's mmap threshold at [`MMAP_THRESHOLD_BYTES`]; call first thing in `main`, before
+/// any thread starts. glibc raises the threshold by itself (up to 32 MiB) each time a mmapped
+/// block is freed, after which the buffers every new PipeWire stream allocates (its client-side
+/// `audioconvert`, about 0.7–0.9 MiB a stream) come from the per-thread arenas instead and
+/// fragment them: in the soak (`bench/soak/soak.mjs`, one call switching devices every 10 s)
+/// anonymous RSS was 48.8 MiB after 2 min with glibc's default and 22.0 MiB with the threshold
+/// fixed. An administrator's `MALLOC_MMAP_THRESHOLD_` in the environment wins (mallopt(3)).
+pub fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_none() {
+        // SAFETY: mallopt only sets glibc's allocator parameters; called before other threads.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES);
+        }
+    }
+}
+
 /// What the control socket reports about live sessions: each logical session (one page) with
 /// the peer connections it created, registered by the session task at `OPEN` / `pc.create` and
 /// removed when the session closes. Keyed by the session task's tokio id and the channel's
@@ -161,7 +188,14 @@ pub fn trim_heap() {
 #[derive(Default)]
 pub struct Registry {
     sessions: std::sync::Mutex<std::collections::BTreeMap<RegistryKey, SessionEntry>>,
+    /// Bumped whenever a peer connection is registered: a pending idle release (see
+    /// [`Registry::release_when_idle`]) that sees it changed gives up.
+    generation: Arc<std::sync::atomic::AtomicU64>,
 }
+
+/// How long after the last peer connection went away the heap is trimmed (ms): long enough
+/// for the closed pipelines' threads to finish their teardown.
+pub const IDLE_RELEASE_DELAY_MS: u64 = 2000;
 
 type RegistryKey = (Option<tokio::task::Id>, vdimedia_protocol::SessionId);
 
@@ -194,6 +228,7 @@ impl Registry {
 
     /// A peer connection was created in session `id`. Called from the session's own task.
     pub fn add_peer_connection(&self, id: vdimedia_protocol::SessionId, pc: crate::webrtc::PeerConnection) {
+        self.generation.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         self.open_session(id);
         if let Some(s) = self.lock().get_mut(&Self::key(id)) {
             s.peer_connections.push(pc);
@@ -206,11 +241,33 @@ impl Registry {
         if let Some(s) = self.lock().get_mut(&Self::key(id)) {
             s.peer_connections.retain(|p| p.id() != pc);
         }
+        self.release_when_idle();
     }
 
     /// The session closed: forget it and its peer connections. Called from its own task.
     pub fn close_session(&self, id: vdimedia_protocol::SessionId) {
         self.lock().remove(&Self::key(id));
+        self.release_when_idle();
+    }
+
+    /// Once no session holds a peer connection, and none was created for
+    /// [`IDLE_RELEASE_DELAY_MS`], returns the heap's free pages to the system ([`trim_heap`])
+    /// on the blocking pool: a call's pipelines free tens of MiB that glibc would otherwise keep
+    /// (issue 8). A no-op outside a tokio runtime or while a peer connection remains.
+    fn release_when_idle(&self) {
+        if self.lock().values().any(|s| !s.peer_connections.is_empty()) {
+            return;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else { return };
+        let generation = self.generation.clone();
+        let seen = generation.load(std::sync::atomic::Ordering::Acquire);
+        rt.spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(IDLE_RELEASE_DELAY_MS)).await;
+            if generation.load(std::sync::atomic::Ordering::Acquire) != seen {
+                return;
+            }
+            let _ = tokio::task::spawn_blocking(trim_heap).await;
+        });
     }
 
     /// The sessions now, oldest first.

@@ -50,6 +50,7 @@ enum Backend {
 }
 
 fn main() -> ExitCode {
+    vdimediad::engine::tune_allocator();
     let cli = Cli::parse();
     let (mut config, path) = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,

@@ -186,8 +186,8 @@ struct Trans {
 /// = blocked. Both open until an answer says otherwise (early media flows).
 #[derive(Debug, Default)]
 struct MediaGate {
-    /// No RTP leaves the payloader (RTCP keeps flowing, RFC 3264 §5.1: a sendonly or inactive
-    /// stream still sends RTCP).
+    /// No encoded frame reaches the payloader, so no RTP is sent (RTCP keeps flowing, RFC 3264
+    /// §5.1: a sendonly or inactive stream still sends RTCP).
     hold_send: AtomicBool,
     /// No RTP reaches the depayloader (nothing is played).
     hold_recv: AtomicBool,
@@ -304,6 +304,45 @@ struct State {
     consent: Consent,
     /// The descriptions the page sees (webrtcbin's copies differ in directions).
     descs: Descriptions,
+    /// Early media (JSEP §4.1.10.1): the remote pranswer webrtcbin was given as its *answer*
+    /// (webrtcbin 1.22 starts ICE, DTLS and its RTP session only in `stable`, so a pranswer it
+    /// holds as a pranswer carries no media). While set, webrtcbin is `stable` but the page
+    /// sees `have-remote-pranswer`; the final answer (or another pranswer) must keep what
+    /// webrtcbin took from this one ([`sdp::same_essentials`]) and only updates the engine's
+    /// model (directions, codecs in use, the page's descriptions).
+    early_pranswer: Option<String>,
+    /// A local re-offer the page set that webrtcbin has not been given yet (see
+    /// [`DeferredOffer`]); while set, webrtcbin is `stable` and the page sees
+    /// `have-local-offer`.
+    deferred_offer: Option<DeferredOffer>,
+    /// A remote re-offer the page set that webrtcbin has not been given yet (see
+    /// [`DeferredRemoteOffer`]); while set, the page sees `have-remote-offer`.
+    deferred_remote_offer: Option<DeferredRemoteOffer>,
+}
+
+/// Rollback of a remote re-offer, as [`DeferredOffer`] for local ones: a far-end re-offer that
+/// neither adds nor rejects an m-line goes to webrtcbin only when the page answers it
+/// (createAnswer or setLocalDescription(answer)); a rollback before that restores the
+/// transceivers' fired-track state kept here.
+struct DeferredRemoteOffer {
+    desc: RtcSessionDescriptionInit,
+    /// Per transceiver id: (`track_fired`, `remote_streams`) before the offer.
+    fired: Vec<(String, bool, Vec<String>)>,
+    remote_mlines: u32,
+}
+
+/// Rollback support (JSEP §4.1.10.2, WebRTC 1.0 §4.4.1.5 "rollback"): webrtcbin 1.22 cannot roll
+/// a description back, so a local *re*-offer (a call that has completed an offer/answer) goes
+/// to webrtcbin only when its answer arrives; until then it lives in the engine's model (the
+/// page's descriptions, signaling state, mids) and a rollback restores what is kept here. A
+/// re-offer needs nothing from webrtcbin before its answer: no ICE restart, so no new
+/// candidates are gathered.
+struct DeferredOffer {
+    desc: RtcSessionDescriptionInit,
+    /// Per transceiver id: (`pending_mline`, `mid`) before the offer associated them.
+    associations: Vec<(String, Option<u32>, Option<String>)>,
+    /// `State::local_mlines` before the offer.
+    local_mlines: Vec<(Option<String>, Option<String>)>,
 }
 
 /// Consent freshness of a connected transport (RFC 7675). webrtcbin 1.22 creates its libnice
@@ -597,6 +636,9 @@ impl PeerConnection {
                 transport_ice: RtcIceConnectionState::New,
                 consent: Consent::Fresh,
                 descs: Descriptions::default(),
+                early_pranswer: None,
+                deferred_offer: None,
+                deferred_remote_offer: None,
             }),
             chain: tokio::sync::Mutex::new(()),
             dtmf_received: dtmf::DtmfReceiver::default(),
@@ -839,6 +881,7 @@ impl PeerConnection {
                 )));
             }
         }
+        self.commit_deferred_remote_offer().await?;
         let reply = i
             .promise("create-answer", |p| {
                 i.webrtc.emit_by_name::<()>("create-answer", &[&None::<gst::Structure>, p]);
@@ -859,7 +902,8 @@ impl PeerConnection {
     /// `setLocalDescription(description)` (WebRTC 1.0 §4.4.1.5). `None` (or an empty `sdp`) is
     /// the implicit form: an offer in `stable`/`have-local-offer`/`have-remote-pranswer`, else an
     /// answer. A type not allowed in the current state → `invalid_state`; SDP webrtcbin rejects →
-    /// `invalid_sdp` with its reason. `rollback` is not supported (`operation_error`).
+    /// `invalid_sdp` with its reason. `rollback` of a local re-offer returns to `stable` (see
+    /// `rollback_locked`); of a first offer → `operation_error`.
     pub async fn set_local_description(
         &self,
         desc: Option<RtcSessionDescriptionInit>,
@@ -905,13 +949,20 @@ impl PeerConnection {
             }
             Some(d) => d,
         };
+        if desc.sdp_type == RtcSdpType::Rollback {
+            return self.rollback_locked(true, false);
+        }
         check_description_state(&i.id, true, desc.sdp_type, signaling)?;
         self.apply_description(true, desc).await
     }
 
     /// `setRemoteDescription(description)` (WebRTC 1.0 §4.4.1.6). Fires `track` for every
     /// transceiver that starts receiving, before it resolves. Wrong state → `invalid_state`;
-    /// malformed SDP or SDP webrtcbin rejects → `invalid_sdp`.
+    /// malformed SDP or SDP webrtcbin rejects → `invalid_sdp`. A `pranswer` after our offer
+    /// starts media at once (early media, `State::early_pranswer`); an offer in
+    /// `have-local-offer` rolls back a local re-offer first (implicit rollback); `rollback` of
+    /// a remote re-offer returns to `stable` (see `rollback_locked`), of a first remote offer →
+    /// `operation_error`.
     pub async fn set_remote_description(&self, desc: RtcSessionDescriptionInit) -> EngineResult<PcState> {
         let _chain = self.inner.chain.lock().await;
         let i = &self.inner;
@@ -922,6 +973,19 @@ impl PeerConnection {
             }
             st.signaling
         };
+        if desc.sdp_type == RtcSdpType::Rollback {
+            return self.rollback_locked(false, false);
+        }
+        if desc.sdp_type == RtcSdpType::Offer
+            && signaling == RtcSignalingState::HaveLocalOffer
+            && lock(&i.st).deferred_offer.is_some()
+        {
+            // WebRTC 1.0 §4.4.1.6: a remote offer in have-local-offer rolls the local offer
+            // back first (the "perfect negotiation" glare case).
+            tracing::info!("remote offer in have-local-offer: implicit rollback");
+            self.rollback_locked(true, true)?;
+            return self.apply_description(false, desc).await;
+        }
         check_description_state(&i.id, false, desc.sdp_type, signaling)?;
         self.apply_description(false, desc).await
     }
@@ -931,10 +995,45 @@ impl PeerConnection {
         let msg = sdp::parse(&desc.sdp).inspect_err(|e| {
             tracing::warn!(local, reason = %e.message, "bad SDP");
         })?;
+        let remote_pranswer = !local && desc.sdp_type == RtcSdpType::Pranswer;
         let gst_type = match desc.sdp_type {
             RtcSdpType::Offer => gst_webrtc::WebRTCSDPType::Offer,
-            RtcSdpType::Pranswer => gst_webrtc::WebRTCSDPType::Pranswer,
+            // Early media: webrtcbin 1.22 starts no transport for a pranswer (see
+            // `State::early_pranswer`); its copy is an answer, the page's stays a pranswer.
+            RtcSdpType::Pranswer if local => gst_webrtc::WebRTCSDPType::Pranswer,
             _ => gst_webrtc::WebRTCSDPType::Answer,
+        };
+        let early = if local { None } else { lock(&i.st).early_pranswer.clone() };
+        if let Some(early) = early {
+            // webrtcbin already has this offer's answer (the earlier pranswer): this answer or
+            // pranswer only updates the engine's model, if webrtcbin would take the same.
+            return self.apply_after_pranswer(desc, msg, &early);
+        }
+        if !local && matches!(desc.sdp_type, RtcSdpType::Answer | RtcSdpType::Pranswer) {
+            self.commit_deferred_offer().await?;
+        }
+        if local && matches!(desc.sdp_type, RtcSdpType::Answer | RtcSdpType::Pranswer) {
+            self.commit_deferred_remote_offer().await?;
+        }
+        let defer_remote_offer = !local && desc.sdp_type == RtcSdpType::Offer && {
+            let st = lock(&i.st);
+            st.descs.current_local.is_some()
+                && st.descs.current_remote.is_some()
+                && st.early_pranswer.is_none()
+                && st.deferred_offer.is_none()
+                && signaling_from_gst(i.webrtc.property("signaling-state")) == RtcSignalingState::Stable
+                && msg.medias_len() == st.remote_mlines
+                && msg.medias().enumerate().all(|(idx, m)| {
+                    !sdp::is_rejected(m)
+                        && st.transceivers.iter().any(|t| t.mline() == Some(idx as u32) && !t.is_stopping())
+                })
+        };
+        let defer_offer = local && desc.sdp_type == RtcSdpType::Offer && {
+            let st = lock(&i.st);
+            st.descs.current_local.is_some()
+                && st.descs.current_remote.is_some()
+                && st.early_pranswer.is_none()
+                && signaling_from_gst(i.webrtc.property("signaling-state")) == RtcSignalingState::Stable
         };
         if !local {
             i.stop_rejected(&msg);
@@ -954,15 +1053,45 @@ impl PeerConnection {
         } else {
             None
         };
+        if remote_pranswer {
+            // Before webrtcbin's signaling-state notify: the page never sees its `stable`.
+            lock(&i.st).early_pranswer = Some(desc.sdp.clone());
+        }
         let signal = if local { "set-local-description" } else { "set-remote-description" };
-        let result = i
-            .promise(signal, |p| {
+        let result = if defer_remote_offer {
+            let mut st = lock(&i.st);
+            let fired = st
+                .transceivers
+                .iter()
+                .map(|t| (t.id.clone(), t.track_fired, t.remote_streams.clone()))
+                .collect();
+            let remote_mlines = st.remote_mlines;
+            st.deferred_remote_offer = Some(DeferredRemoteOffer { desc: desc.clone(), fired, remote_mlines });
+            tracing::debug!("remote re-offer kept until the page answers it (rollback stays possible)");
+            Ok(None)
+        } else if defer_offer {
+            let mut st = lock(&i.st);
+            let associations =
+                st.transceivers.iter().map(|t| (t.id.clone(), t.pending_mline, t.mid.clone())).collect();
+            st.deferred_offer = Some(DeferredOffer {
+                desc: desc.clone(),
+                associations,
+                local_mlines: previous_mlines.clone().unwrap_or_default(),
+            });
+            tracing::debug!("local re-offer kept until its answer (rollback stays possible)");
+            Ok(None)
+        } else {
+            i.promise(signal, |p| {
                 i.webrtc.emit_by_name::<()>(signal, &[&gdesc, p]);
             })
-            .await;
+            .await
+        };
         if let Err(e) = result {
             if let Some(prev) = previous_mlines {
                 lock(&i.st).local_mlines = prev;
+            }
+            if remote_pranswer {
+                lock(&i.st).early_pranswer = None;
             }
             let e = if e.code == ErrorCode::OperationError {
                 EngineError::new(ErrorCode::InvalidSdp, e.message)
@@ -973,7 +1102,10 @@ impl PeerConnection {
             return Err(e);
         }
         tracing::info!(local, sdp_type = ?desc.sdp_type, "description applied");
-        lock(&i.st).descs.record(local, desc.clone());
+        {
+            let mut st = lock(&i.st);
+            st.descs.record(local, desc.clone());
+        }
         i.sync_states();
 
         let transceivers = i.webrtc_transceivers();
@@ -995,16 +1127,209 @@ impl PeerConnection {
         }
         if !local && desc.sdp_type == RtcSdpType::Offer {
             i.associate_remote_offer(&msg);
-            i.prepare_answer(&msg);
+            if !defer_remote_offer {
+                // Deferred: at commit (it changes webrtcbin's codec-preferences).
+                i.prepare_answer(&msg);
+            }
         }
         i.note_mids(&msg);
         if !local {
             i.fire_tracks(&msg);
         }
-        if desc.sdp_type == RtcSdpType::Answer {
+        if desc.sdp_type == RtcSdpType::Answer || remote_pranswer {
+            // A pranswer sets currentDirection too (WebRTC 1.0 §4.4.1.6, "answer" or
+            // "pranswer"), and media flows as it says (early media).
             i.on_negotiated(&msg, local);
             i.update_negotiation_needed();
         }
+        Ok(self.state())
+    }
+
+    /// Gives webrtcbin the local re-offer kept back for rollback (`State::deferred_offer`), just
+    /// before the answer to it. Failure → `invalid_sdp`, the offer stays pending.
+    async fn commit_deferred_offer(&self) -> EngineResult<()> {
+        self.commit_deferred(true).await
+    }
+
+    /// Gives webrtcbin the remote re-offer kept back for rollback
+    /// (`State::deferred_remote_offer`), before the answer to it is created or applied.
+    async fn commit_deferred_remote_offer(&self) -> EngineResult<()> {
+        self.commit_deferred(false).await
+    }
+
+    /// The two above: the kept offer (local or remote) into webrtcbin's copy of the session.
+    async fn commit_deferred(&self, local: bool) -> EngineResult<()> {
+        let i = &self.inner;
+        let kept = {
+            let st = lock(&i.st);
+            if local {
+                st.deferred_offer.as_ref().map(|d| d.desc.clone())
+            } else {
+                st.deferred_remote_offer.as_ref().map(|d| d.desc.clone())
+            }
+        };
+        let Some(desc) = kept else { return Ok(()) };
+        let (side, signal) =
+            if local { ("local", "set-local-description") } else { ("remote", "set-remote-description") };
+        let msg = sdp::parse(&desc.sdp)?;
+        let gdesc = gst_webrtc::WebRTCSessionDescription::new(
+            gst_webrtc::WebRTCSDPType::Offer,
+            for_webrtcbin(&i.webrtcbin_view(local, &desc, &msg)?),
+        );
+        let result = i
+            .promise(signal, |p| {
+                i.webrtc.emit_by_name::<()>(signal, &[&gdesc, p]);
+            })
+            .await;
+        if let Err(e) = result {
+            tracing::warn!(reason = %e.message, "the kept {side} re-offer was rejected by webrtcbin");
+            return Err(EngineError::new(ErrorCode::InvalidSdp, e.message));
+        }
+        {
+            let mut st = lock(&i.st);
+            if local {
+                st.deferred_offer = None;
+            } else {
+                st.deferred_remote_offer = None;
+            }
+        }
+        if !local {
+            i.prepare_answer(&msg);
+        }
+        tracing::debug!("{side} re-offer given to webrtcbin");
+        Ok(())
+    }
+
+    /// `setLocalDescription({type: 'rollback'})` / `setRemoteDescription({type: 'rollback'})`
+    /// (JSEP §4.1.10.2, WebRTC 1.0 §4.4.1.5): back to `stable` with the last stable
+    /// descriptions. Supported for a local re-offer (kept from webrtcbin until its answer,
+    /// [`DeferredOffer`]): the pending local description is dropped, mids the offer set are
+    /// null again, and `negotiationneeded` fires again if something is still to negotiate; and
+    /// for a remote re-offer not answered yet ([`DeferredRemoteOffer`]). In `stable` or a
+    /// pranswer state → `invalid_state`. A first offer (webrtcbin has it and is gathering for
+    /// it), a first remote offer, or a remote re-offer that adds or rejects m-lines →
+    /// `operation_error` (webrtcbin 1.22 cannot roll back).
+    /// `implicit`: the rollback a remote offer in `have-local-offer` does; it leaves the
+    /// negotiation-needed flag alone (the state does not end in `stable`).
+    fn rollback_locked(&self, local: bool, implicit: bool) -> EngineResult<PcState> {
+        use RtcSignalingState as S;
+        let i = &self.inner;
+        let mut st = lock(&i.st);
+        let want = if local { S::HaveLocalOffer } else { S::HaveRemoteOffer };
+        if st.signaling != want {
+            let method = if local { "setLocalDescription" } else { "setRemoteDescription" };
+            tracing::warn!(signaling = ?st.signaling, "{method}(rollback) in wrong state");
+            return Err(EngineError::invalid_state(format!(
+                "{method}(rollback) in signaling state {:?}",
+                st.signaling
+            )));
+        }
+        if !local && let Some(deferred) = st.deferred_remote_offer.take() {
+            for t in st.transceivers.iter_mut() {
+                if let Some((_, fired, streams)) = deferred.fired.iter().find(|(id, _, _)| *id == t.id) {
+                    t.track_fired = *fired;
+                    t.remote_streams = streams.clone();
+                }
+            }
+            st.remote_mlines = deferred.remote_mlines;
+            st.descs.pending_remote = None;
+            tracing::info!(local, "rollback: remote re-offer withdrawn");
+            st.negotiation_needed = false;
+            st.signaling = RtcSignalingState::Stable;
+            drop(st);
+            i.update_negotiation_needed();
+            {
+                let _g = i.span.enter();
+                tracing::info!(
+                    event = "signalingstatechange",
+                    state = "stable",
+                    "signalingstatechange: stable"
+                );
+            }
+            let _ = i.events.send(PcEvent::SignalingStateChange(RtcSignalingState::Stable));
+            i.sync_states();
+            return Ok(self.state());
+        }
+        let Some(deferred) = st.deferred_offer.take().filter(|_| local) else {
+            tracing::warn!(local, "rollback requested: webrtcbin 1.22 cannot roll back this description");
+            return Err(op_err(if local {
+                "rollback of a first offer is not supported by this engine"
+            } else {
+                "rollback of a first remote offer (or one that adds or rejects m-lines) is not supported by this engine"
+            }));
+        };
+        for t in st.transceivers.iter_mut() {
+            if let Some((_, pending, mid)) = deferred.associations.iter().find(|(id, _, _)| *id == t.id) {
+                t.pending_mline = *pending;
+                t.mid = mid.clone();
+            }
+        }
+        st.local_mlines = deferred.local_mlines;
+        st.descs.pending_local = None;
+        tracing::info!(local, implicit, "rollback: local re-offer withdrawn");
+        if implicit {
+            drop(st);
+            i.sync_states();
+            return Ok(self.state());
+        }
+        // §4.4.1.5: back in stable, the flag is updated and `negotiationneeded` fires again if
+        // something is still to negotiate — before `signalingstatechange`, as Chromium fires them.
+        st.negotiation_needed = false;
+        st.signaling = RtcSignalingState::Stable;
+        drop(st);
+        i.update_negotiation_needed();
+        {
+            let _g = i.span.enter();
+            tracing::info!(event = "signalingstatechange", state = "stable", "signalingstatechange: stable");
+        }
+        let _ = i.events.send(PcEvent::SignalingStateChange(RtcSignalingState::Stable));
+        i.sync_states();
+        Ok(self.state())
+    }
+
+    /// A remote answer or pranswer after a remote pranswer that webrtcbin holds as its answer
+    /// (`State::early_pranswer`): webrtcbin is not asked again (it is `stable` and would
+    /// refuse). It must agree with the earlier pranswer in everything webrtcbin took from it
+    /// (ICE credentials, DTLS fingerprint and role, payload types, m-lines:
+    /// [`sdp::same_essentials`]) — as a SIP 200 OK repeats the SDP of a reliable 183 (RFC 3262
+    /// §5) — else `invalid_sdp`, nothing changed (a far end that forks to a different transport
+    /// would need an ICE restart, which webrtcbin 1.22 lacks). Directions may differ (a 183
+    /// that only sends ringback, then a sendrecv 200 OK): the engine applies them itself.
+    fn apply_after_pranswer(
+        &self,
+        desc: RtcSessionDescriptionInit,
+        msg: gst_sdp::SDPMessage,
+        early: &str,
+    ) -> EngineResult<PcState> {
+        let i = &self.inner;
+        let before = sdp::parse(early)?;
+        if let Err(diff) = sdp::same_essentials(&for_webrtcbin(&before), &for_webrtcbin(&msg)) {
+            tracing::warn!(sdp_type = ?desc.sdp_type, %diff, "description after a pranswer changes its transport or codecs");
+            return Err(EngineError::new(
+                ErrorCode::InvalidSdp,
+                format!(
+                    "this {:?} differs from the pranswer where webrtcbin 1.22 cannot follow ({diff})",
+                    desc.sdp_type
+                ),
+            ));
+        }
+        i.stop_rejected(&msg);
+        let final_answer = desc.sdp_type == RtcSdpType::Answer;
+        {
+            let mut st = lock(&i.st);
+            st.descs.record(false, desc.clone());
+            if final_answer {
+                st.early_pranswer = None;
+            } else {
+                st.early_pranswer = Some(desc.sdp.clone());
+            }
+        }
+        tracing::info!(local = false, sdp_type = ?desc.sdp_type, "description applied (webrtcbin keeps the pranswer's)");
+        i.sync_states();
+        i.note_mids(&msg);
+        i.fire_tracks(&msg);
+        i.on_negotiated(&msg, false);
+        i.update_negotiation_needed();
         Ok(self.state())
     }
 
@@ -1798,6 +2123,7 @@ fn set_msid(pad: &gst::Pad, streams: &[String]) {
 
 /// Replaces the sink hanging off `tail` while the pad is idle (between buffers): unlink, old
 /// sink to NULL and out, new sink in and linked, then `then` (used to chain a second swap).
+/// `tail` must carry no non-blocking data probes (see the level meter in the receive branch).
 fn swap_sink(
     pipeline: &gst::Pipeline,
     pc_id: &str,
@@ -2083,6 +2409,20 @@ impl Inner {
                 }
             }
         }
+        // RFC 8842 §5.5: a subsequent offer says `actpass` or the role this end has on the
+        // established transport. webrtcbin 1.22, after answering a far end's re-offer (our
+        // answer's `passive` is the engine's rewrite, see `with_answer_directions`), re-offers
+        // `active`, which Chromium rejects ("Offerer must use current negotiated role").
+        if let Some(role) = st.descs.dtls_role() {
+            for idx in 0..msg.medias_len() {
+                if let Some(m) = msg.media_mut(idx)
+                    && sdp::media_setup(m).is_some_and(|s| s != "actpass" && s != role)
+                {
+                    tracing::debug!(mline = idx, role, "re-offer: a=setup kept as established");
+                    sdp::set_media_setup(m, role);
+                }
+            }
+        }
         for idx in rejected {
             sdp::reject_media(&mut msg, idx);
         }
@@ -2258,6 +2598,10 @@ impl Inner {
     }
 
     /// Fires `track` for transceivers whose remote side sends (W3C "process remote tracks").
+    /// `Trans::track_fired` is the spec's [[FiredDirection]] including recv (WebRTC 1.0
+    /// §4.4.1.6): a remote description that stops the far end's sending clears it ("process
+    /// the removal of a remote track"), so the far end resuming after a hold fires `track`
+    /// again ("process the addition"), for the same track, as browsers do.
     fn fire_tracks(&self, remote: &gst_sdp::SDPMessage) {
         let mut st = lock(&self.st);
         if st.closed {
@@ -2273,6 +2617,10 @@ impl Inner {
             }
             t.remote_streams = sdp::media_msid_streams(media);
             let remote_sends = sends(Some(sdp::media_direction(media)));
+            if !remote_sends && t.track_fired {
+                t.track_fired = false;
+                tracing::info!(track = %t.receiver_track, transceiver = %t.id, "remote track no longer sent");
+            }
             if remote_sends && !t.track_fired {
                 t.track_fired = true;
                 events.push(PcEvent::Track {
@@ -2385,8 +2733,14 @@ impl Inner {
             gst::Element::link_many(&elements).map_err(|e| op_err(format!("send branch: {e}")))?;
             let pay_src = pay.static_pad("src").ok_or_else(|| op_err("payloader has no src pad"))?;
             pay_src.link(&sink_pad).map_err(|e| op_err(format!("payloader → webrtcbin: {e:?}")))?;
-            // First: while held, neither audio nor DTMF packets go out.
-            t.gate.attach(&pay_src, true);
+            // Held media is dropped *before* the payloader, so no packet is made and the RTP
+            // sequence numbers stay continuous across a hold: a gap of thousands of sequence
+            // numbers made the far end's jitter buffer wait out its lost-packet timers, and the
+            // resumed audio came back only after 5-10 s (soak, issue 7). The timestamp jump
+            // that remains is what RFC 3550 §5.1 expects after a pause in sending. DTMF events
+            // replace audio packets at the payloader's output, so none go out while held either.
+            let pay_sink = pay.static_pad("sink").ok_or_else(|| op_err("payloader has no sink pad"))?;
+            t.gate.attach(&pay_sink, true);
             t.dtmf.attach(&pay_src);
             Ok::<_, EngineError>(())
         })();
@@ -2631,8 +2985,14 @@ impl Inner {
             return Err(e);
         }
         let monitor = stats::ReceiveMonitor::new();
+        // The level meter watches the decoded audio on the sink pad of the branch's last
+        // element, not on `tail`: swap_sink relinks `tail` from an IDLE probe, which GStreamer
+        // runs at once on the calling thread when no push is registered, and a push still
+        // inside a plain BUFFER probe of `tail` then found it unlinked ("not-linked" stops
+        // all reception on the connection; seen in sink_switch under load).
+        let level_pad = elements.last().and_then(|e| e.static_pad("sink")).unwrap_or_else(|| tail.clone());
         if let Some(rtp) = depay.static_pad("sink") {
-            monitor.attach(&rtp, &tail);
+            monitor.attach(&rtp, &level_pad);
         }
         tracing::info!(pad = %pad.name(), codec = %codec.encoding_name().to_ascii_lowercase(), sink = %sink.name(), "receiving");
         let Some(t) = t else { return Ok(()) };
@@ -2673,6 +3033,17 @@ impl Inner {
         }
         st.transport_ice = transport_ice;
         let (ice, conn) = with_consent(st.consent, transport_ice, transport_conn);
+        // webrtcbin holds the remote pranswer as its answer (see `State::early_pranswer`).
+        // and the re-offer it does not have yet (`State::deferred_offer`).
+        let sig = if st.early_pranswer.is_some() && sig == RtcSignalingState::Stable {
+            RtcSignalingState::HaveRemotePranswer
+        } else if st.deferred_offer.is_some() && sig == RtcSignalingState::Stable {
+            RtcSignalingState::HaveLocalOffer
+        } else if st.deferred_remote_offer.is_some() && sig == RtcSignalingState::Stable {
+            RtcSignalingState::HaveRemoteOffer
+        } else {
+            sig
+        };
         if st.signaling != sig {
             st.signaling = sig;
             let state = crate::logging::w3c(&sig);
@@ -2901,7 +3272,7 @@ impl Inner {
 
 /// Whether a description of `sdp_type` may be applied (local or remote) in `signaling`, per
 /// the JSEP state machine (RFC 8829 §3.2, WebRTC 1.0 §4.4.1.5). Wrong state → `invalid_state`;
-/// rollback → `operation_error` (webrtcbin 1.22 cannot roll back).
+/// rollback (handled before, by `rollback_locked`) → `operation_error`.
 fn check_description_state(
     _pc: &str,
     local: bool,

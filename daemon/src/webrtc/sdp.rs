@@ -140,13 +140,34 @@ pub fn ufrag(msg: &SDPMessageRef, idx: u32) -> Option<String> {
 }
 
 /// Stream ids of `a=msid:<stream-id> <track-id>` lines (RFC 8830) of an m-line; `-` means none.
+/// Without any `a=msid`, the stream ids of `a=ssrc:<ssrc> msid:<stream-id> <track-id>` (RFC
+/// 5576 source attributes, the older form Chromium writes in an answer to an offer that has no
+/// `a=msid`, as webrtcbin 1.22's offers).
 pub fn media_msid_streams(media: &SDPMediaRef) -> Vec<String> {
-    media
-        .attributes()
-        .filter(|a| a.key() == "msid")
-        .filter_map(|a| a.value()?.split_whitespace().next().map(str::to_string))
-        .filter(|s| s != "-")
-        .collect()
+    let streams = |values: Vec<&str>| {
+        let mut out: Vec<String> = Vec::new();
+        for v in values {
+            if let Some(id) = v.split_whitespace().next()
+                && id != "-"
+                && !out.iter().any(|o| o == id)
+            {
+                out.push(id.to_string());
+            }
+        }
+        out
+    };
+    let msid: Vec<&str> =
+        media.attributes().filter(|a| a.key() == "msid").filter_map(|a| a.value()).collect();
+    if !msid.is_empty() {
+        return streams(msid);
+    }
+    streams(
+        media
+            .attributes()
+            .filter(|a| a.key() == "ssrc")
+            .filter_map(|a| a.value()?.split_once(' ')?.1.strip_prefix("msid:"))
+            .collect(),
+    )
 }
 
 /// The W3C name of a direction as an SDP attribute key (RFC 8866 §6.7; `stopped` has none and
@@ -343,6 +364,52 @@ pub fn revive_for_webrtcbin(
     out
 }
 
+/// What webrtcbin's transport and RTP session take from each m-line of a description: kind,
+/// rejected or not, payload types with their `a=rtpmap`/`a=fmtp`, ICE credentials, DTLS
+/// fingerprint and role (media level, else session level), bundle group. Directions, `o=`,
+/// candidates and msid are left out: the engine applies directions itself. One string per
+/// m-line, plus one for the session.
+pub fn negotiated_essentials(msg: &SDPMessageRef) -> Vec<String> {
+    let session = |key: &str| msg.attribute_val(key).unwrap_or("").to_string();
+    let mut out = vec![format!("bundle {:?}", bundle_mids(msg))];
+    for m in msg.medias() {
+        let attr = |key: &str| m.attribute_val(key).map(str::to_string).unwrap_or_else(|| session(key));
+        let formats: Vec<String> =
+            (0..m.formats_len()).filter_map(|i| m.format(i).map(str::to_string)).collect();
+        let mut maps: Vec<String> = m
+            .attributes()
+            .filter(|a| matches!(a.key(), "rtpmap" | "fmtp"))
+            .map(|a| format!("{}:{}", a.key(), a.value().unwrap_or("")))
+            .collect();
+        maps.sort();
+        out.push(format!(
+            "{} rejected={} mid={:?} pts={formats:?} {maps:?} ufrag={} pwd={} fingerprint={} setup={}",
+            m.media().unwrap_or(""),
+            is_rejected(m),
+            media_mid(m),
+            attr("ice-ufrag"),
+            attr("ice-pwd"),
+            attr("fingerprint").to_ascii_lowercase(),
+            attr("setup"),
+        ));
+    }
+    out
+}
+
+/// The first m-line (or the session, `None`) where two descriptions differ in
+/// [`negotiated_essentials`], with both values; `Ok` when they agree.
+pub fn same_essentials(a: &SDPMessageRef, b: &SDPMessageRef) -> Result<(), String> {
+    let (ea, eb) = (negotiated_essentials(a), negotiated_essentials(b));
+    if ea.len() != eb.len() {
+        return Err(format!("{} m-lines instead of {}", eb.len() - 1, ea.len() - 1));
+    }
+    match ea.iter().zip(&eb).position(|(x, y)| x != y) {
+        None => Ok(()),
+        Some(0) => Err(format!("session: {} → {}", ea[0], eb[0])),
+        Some(n) => Err(format!("m-line {}: {} → {}", n - 1, ea[n], eb[n])),
+    }
+}
+
 /// The direction seen from the other side (what the remote's `sendonly` means for us).
 pub fn reverse(d: RtcRtpTransceiverDirection) -> RtcRtpTransceiverDirection {
     use RtcRtpTransceiverDirection::*;
@@ -387,6 +454,9 @@ mod tests {
         assert_eq!(media_mid(m).as_deref(), Some("0"));
         assert_eq!(ufrag(&msg, 0).as_deref(), Some("abcd"));
         assert_eq!(media_msid_streams(m), vec!["s1".to_string()]);
+        let legacy =
+            parse(&OFFER.replace("a=msid:s1 t1\r\n", "a=ssrc:7 cname:c\r\na=ssrc:7 msid:s2 t2\r\n")).unwrap();
+        assert_eq!(media_msid_streams(legacy.media(0).unwrap()), vec!["s2".to_string()]);
         assert!(fmtp(m, 111).contains(&("useinbandfec".into(), "1".into())));
     }
 
@@ -437,6 +507,17 @@ mod tests {
             parse(&revive_for_webrtcbin(bare, |_, _| false, true, None)).unwrap().media(1).unwrap().port(),
             0
         );
+    }
+
+    #[test]
+    fn essentials_ignore_direction_and_origin_but_not_codecs_or_transport() {
+        let a = parse(OFFER).unwrap();
+        let b = parse(&OFFER.replace("a=sendonly", "a=sendrecv").replace("o=- 1 0", "o=- 1 1")).unwrap();
+        assert_eq!(same_essentials(&a, &b), Ok(()));
+        let c = parse(&OFFER.replace("111 9 0 8 126", "9 0 8 126")).unwrap();
+        assert!(same_essentials(&a, &c).unwrap_err().starts_with("m-line 0"));
+        let d = parse(&OFFER.replace("ice-ufrag:abcd", "ice-ufrag:efgh")).unwrap();
+        assert!(same_essentials(&a, &d).is_err());
     }
 
     #[test]

@@ -631,7 +631,23 @@ async fn webrtc_reoffer_hold_resume_and_replace_track() {
     assert!(held <= 1, "B sent {held} RTP packets while A holds");
     assert!(received_during(&mut b, &mut a, Duration::from_secs(1)).await > 30, "B still hears A");
 
-    // 3. Inactive, then resume by the far end's offer.
+    // 3. Inactive, then resume by the far end's offer. A's RTP sequence numbers must stay
+    // continuous across the pause (the gate is before the payloader): a gap of one number per
+    // 20 ms held made the far end's jitter buffer wait out lost-packet timers for seconds.
+    let seqs = Arc::new(Mutex::new(Vec::<u16>::new()));
+    let seqs2 = seqs.clone();
+    let sender0 = a.pc.state().transceivers[0].sender.id.clone();
+    // On webrtcbin's sink pad: what really goes out, after any gating.
+    let into_webrtcbin = a.pc.payloader_src(&sender0).and_then(|p| p.peer()).expect("send branch linked");
+    into_webrtcbin.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+        if let Some(buf) = info.buffer()
+            && let Ok(map) = buf.map_readable()
+            && map.len() >= 4
+        {
+            seqs2.lock().unwrap_or_else(|e| e.into_inner()).push(u16::from_be_bytes([map[2], map[3]]));
+        }
+        gst::PadProbeReturn::Ok
+    });
     a.pc.set_direction(&tid, RtcRtpTransceiverDirection::Inactive).unwrap();
     let (offer, answer) = negotiate(&a, &b).await;
     assert_eq!((direction_of(&offer), direction_of(&answer)), ("inactive".into(), "inactive".into()));
@@ -645,6 +661,13 @@ async fn webrtc_reoffer_hold_resume_and_replace_track() {
     assert!(received_during(&mut a, &mut b, Duration::from_secs(1)).await > 30, "A hears B after resume");
     assert!(received_during(&mut b, &mut a, Duration::from_secs(1)).await > 30, "B hears A after resume");
     assert_eq!(a.pc.state().connection_state, RtcPeerConnectionState::Connected);
+    {
+        let seqs = seqs.lock().unwrap_or_else(|e| e.into_inner());
+        assert!(seqs.len() > 30, "A's payloader sent {} packets around the hold", seqs.len());
+        let jumps: Vec<(u16, u16)> =
+            seqs.windows(2).filter(|w| w[1] != w[0].wrapping_add(1)).map(|w| (w[0], w[1])).collect();
+        assert!(jumps.is_empty(), "RTP sequence numbers jumped across the hold: {jumps:?}");
+    }
 
     // 4. replaceTrack: B hears the new tone, the RTP clock has no gap longer than a packet.
     let pay = a.pc.payloader_src(&sender).expect("send branch");
@@ -895,6 +918,202 @@ async fn webrtc_transceiver_stop_rejects_the_mline() {
     let flows = flows_during(&mut b, &mut a, Duration::from_secs(1)).await;
     assert!(flows[0] > 30 && flows[1..].iter().all(|n| *n <= 1), "B after the re-offer: {flows:?}");
     assert_eq!(a.pc.state().connection_state, RtcPeerConnectionState::Connected);
+    a.pc.close();
+    b.pc.close();
+}
+
+// ---- early media, rollback (issue 6, WebRTC API fidelity) ----
+
+/// Early media (JSEP §4.1.10.1 "pranswer", the SIP 183 Session Progress case): A offers, the
+/// far end B answers and sends at once, A applies B's answer as a `pranswer` first:
+/// `have-remote-pranswer`, B's audio is received and played before the final answer; the final
+/// answer then moves A to `stable` and the call goes on both ways.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webrtc_remote_pranswer_plays_early_media() {
+    use RtcRtpTransceiverDirection as D;
+    let mut a = peer("pranswer-a", vec![Codec::Opus]);
+    let mut b = peer("pranswer-b", vec![Codec::Opus]);
+    a.pc.add_track("trackA", tone(440.0), vec!["streamA".into()]).unwrap();
+    let offer = a.pc.create_offer(&RtcOfferOptions::default()).await.unwrap();
+    a.pc.set_local_description(Some(offer.clone())).await.unwrap();
+    b.pc.set_remote_description(offer).await.unwrap();
+    b.pc.add_track("trackB", tone(880.0), vec!["streamB".into()]).unwrap();
+    let answer = b.pc.create_answer().await.unwrap();
+    b.pc.set_local_description(Some(answer.clone())).await.unwrap();
+
+    let pranswer = RtcSessionDescriptionInit { sdp_type: RtcSdpType::Pranswer, sdp: answer.sdp.clone() };
+    let st = a.pc.set_remote_description(pranswer).await.unwrap();
+    assert_eq!(st.signaling_state, RtcSignalingState::HaveRemotePranswer);
+    assert_eq!(st.remote_description.as_ref().map(|d| d.sdp_type), Some(RtcSdpType::Pranswer));
+    let (sink, meter) = metering_sink();
+    a.pc.set_playout(&a.pc.state().transceivers[0].receiver.track.id, Some(sink)).unwrap();
+    let m = meter.clone();
+    let heard = pump(&mut a, &mut b, Duration::from_secs(10), || m.lock().unwrap().seconds() > 0.5).await;
+    let early = stat(&a, "inbound-rtp", "packetsReceived").await;
+    assert!(
+        heard,
+        "no early media before the final answer: {:?}, {early} packets, events {:?}",
+        meter.lock().unwrap(),
+        a.events
+    );
+    assert_tone(&meter.lock().unwrap().clone(), 880.0, "A (early media)");
+    assert!(early > 20, "inbound-rtp packetsReceived {early} before the final answer");
+    assert_eq!(a.pc.state().signaling_state, RtcSignalingState::HaveRemotePranswer);
+    assert!(
+        a.events
+            .iter()
+            .any(|e| matches!(e, PcEvent::SignalingStateChange(RtcSignalingState::HaveRemotePranswer))),
+        "{:?}",
+        a.events
+    );
+
+    // A second pranswer (an updated 183) that only changes the direction: the model follows;
+    // one that changes the transport cannot be followed by webrtcbin: invalid_sdp, unchanged.
+    let sendonly = answer.sdp.replace("a=sendrecv", "a=sendonly");
+    let st = a
+        .pc
+        .set_remote_description(RtcSessionDescriptionInit { sdp_type: RtcSdpType::Pranswer, sdp: sendonly })
+        .await
+        .unwrap();
+    assert_eq!(st.signaling_state, RtcSignalingState::HaveRemotePranswer);
+    assert_eq!(st.transceivers[0].current_direction, Some(D::Recvonly), "the far end only sends");
+    let ufrag = sdp::ufrag(&sdp::parse(&answer.sdp).unwrap(), 0).unwrap();
+    let forked = answer.sdp.replace(&ufrag, "forkedUfragXYZ");
+    let e =
+        a.pc.set_remote_description(RtcSessionDescriptionInit { sdp_type: RtcSdpType::Answer, sdp: forked })
+            .await
+            .unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalidSdp, "{e:?}");
+    assert_eq!(a.pc.state().signaling_state, RtcSignalingState::HaveRemotePranswer);
+
+    let st = a.pc.set_remote_description(answer).await.unwrap();
+    assert_eq!(st.signaling_state, RtcSignalingState::Stable);
+    assert_eq!(st.transceivers[0].current_direction, Some(D::Sendrecv));
+    assert!(received_during(&mut a, &mut b, Duration::from_secs(1)).await > 30, "A hears B after the answer");
+    assert!(received_during(&mut b, &mut a, Duration::from_secs(1)).await > 30, "B hears A after the answer");
+    assert_eq!(a.pc.state().connection_state, RtcPeerConnectionState::Connected);
+    a.pc.close();
+    b.pc.close();
+}
+
+/// Rollback of a local re-offer (JSEP §4.1.10.2; the glare case of "perfect negotiation"): the
+/// page re-offers hold, rolls back (explicitly, then implicitly by applying the far end's
+/// offer in have-local-offer), answers the far end's offer, and the call goes on; the hold
+/// re-offered afterwards works. A first offer still cannot be rolled back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webrtc_rollback_of_a_local_reoffer() {
+    use RtcRtpTransceiverDirection as D;
+    let first = peer("rollback-first", vec![Codec::Opus]);
+    first.pc.add_track("t", tone(440.0), vec![]).unwrap();
+    first.pc.set_local_description(None).await.unwrap();
+    let rb = RtcSessionDescriptionInit { sdp_type: RtcSdpType::Rollback, sdp: String::new() };
+    assert_eq!(
+        first.pc.set_local_description(Some(rb.clone())).await.unwrap_err().code,
+        ErrorCode::OperationError
+    );
+    assert_eq!(first.pc.state().signaling_state, RtcSignalingState::HaveLocalOffer);
+    first.pc.close();
+
+    let (mut a, mut b, _ma, _mb) = call(vec![Codec::Opus], "opus/48000/2").await;
+    assert_eq!(a.pc.set_local_description(Some(rb.clone())).await.unwrap_err().code, ErrorCode::InvalidState);
+    let tid = a.pc.state().transceivers[0].id.clone();
+    let stable_local = a.pc.state().local_description.unwrap();
+    a.pc.set_direction(&tid, D::Sendonly).unwrap();
+    pump(&mut a, &mut b, Duration::from_millis(100), || false).await;
+    let nn = nn_count(&a);
+    let st = a.pc.set_local_description(None).await.unwrap();
+    assert_eq!(st.signaling_state, RtcSignalingState::HaveLocalOffer);
+    assert_eq!(direction_of(&st.pending_local_description.unwrap().sdp), "sendonly");
+    let st = a.pc.set_local_description(Some(rb.clone())).await.unwrap();
+    assert_eq!(st.signaling_state, RtcSignalingState::Stable);
+    assert_eq!(st.pending_local_description, None);
+    assert_eq!(st.local_description.as_ref().map(|d| &d.sdp), Some(&stable_local.sdp));
+    assert_eq!(st.transceivers[0].current_direction, Some(D::Sendrecv));
+    pump(&mut a, &mut b, Duration::from_millis(100), || false).await;
+    assert_eq!(nn_count(&a), nn + 1, "negotiationneeded again after the rollback: {:?}", a.events);
+    let sig: Vec<_> = a
+        .events
+        .iter()
+        .rev()
+        .filter_map(|e| match e {
+            PcEvent::SignalingStateChange(s) => Some(*s),
+            _ => None,
+        })
+        .take(2)
+        .collect();
+    assert_eq!(sig, vec![RtcSignalingState::Stable, RtcSignalingState::HaveLocalOffer], "{:?}", a.events);
+    assert!(
+        received_during(&mut a, &mut b, Duration::from_secs(1)).await > 30,
+        "A hears B after the rollback"
+    );
+
+    // Glare: A offers again, B's offer arrives: implicit rollback, A answers B.
+    a.pc.set_local_description(None).await.unwrap();
+    let (offer, answer) = negotiate(&b, &a).await;
+    assert_eq!(direction_of(&offer), "sendrecv");
+    assert_eq!(direction_of(&answer), "sendonly", "A's answer keeps its hold direction:\n{answer}");
+    assert_eq!(a.pc.state().signaling_state, RtcSignalingState::Stable);
+    assert_eq!(a.pc.state().transceivers[0].current_direction, Some(D::Sendonly));
+    pump(&mut a, &mut b, Duration::from_millis(300), || false).await;
+    assert!(received_during(&mut b, &mut a, Duration::from_secs(1)).await > 30, "B hears A after the glare");
+
+    // The resume re-offered after that works as any re-offer, with A's role kept (RFC 8842
+    // §5.5: a subsequent offer says actpass or the current role; A is the DTLS server).
+    a.pc.set_direction(&tid, D::Sendrecv).unwrap();
+    let (offer, answer) = negotiate(&a, &b).await;
+    assert!(
+        matches!(setup_of(&offer).as_str(), "actpass" | "passive"),
+        "A's re-offer changes its DTLS role:\n{offer}"
+    );
+    assert_eq!((direction_of(&offer), direction_of(&answer)), ("sendrecv".into(), "sendrecv".into()));
+    assert_eq!(a.pc.state().transceivers[0].current_direction, Some(D::Sendrecv));
+    assert!(received_during(&mut a, &mut b, Duration::from_secs(1)).await > 30, "A hears B after resume");
+    assert!(received_during(&mut b, &mut a, Duration::from_secs(1)).await > 30, "B hears A after resume");
+    assert_eq!(a.pc.state().connection_state, RtcPeerConnectionState::Connected);
+
+    // WebRTC 1.0 §4.4.1.6: the far end stops sending (inactive) and resumes: `track` again,
+    // for the same track.
+    let tracks = |p: &Peer| {
+        p.events
+            .iter()
+            .filter_map(|e| match e {
+                PcEvent::Track { track, .. } => Some(track.id.clone()),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    let before = tracks(&a);
+    let tb = b.pc.state().transceivers[0].id.clone();
+    b.pc.set_direction(&tb, D::Inactive).unwrap();
+    negotiate(&b, &a).await;
+    pump(&mut a, &mut b, Duration::from_millis(100), || false).await;
+    assert_eq!(tracks(&a), before, "no track event for a hold");
+    b.pc.set_direction(&tb, D::Sendrecv).unwrap();
+    negotiate(&b, &a).await;
+    pump(&mut a, &mut b, Duration::from_millis(100), || false).await;
+    let after = tracks(&a);
+    assert_eq!(after.len(), before.len() + 1, "track fires again on resume: {:?}", a.events);
+    assert_eq!(after.last(), before.last(), "the same remote track");
+
+    // Rollback of a remote re-offer before it is answered: B offers hold, A rolls it back (and B
+    // its own offer); both are stable with the last descriptions, and the call goes on.
+    let stable_remote = a.pc.state().remote_description.unwrap();
+    b.pc.set_direction(&tb, D::Sendonly).unwrap();
+    let offer = b.pc.create_offer(&RtcOfferOptions::default()).await.unwrap();
+    b.pc.set_local_description(Some(offer.clone())).await.unwrap();
+    let st = a.pc.set_remote_description(offer).await.unwrap();
+    assert_eq!(st.signaling_state, RtcSignalingState::HaveRemoteOffer);
+    let st = a.pc.set_remote_description(rb.clone()).await.unwrap();
+    assert_eq!(st.signaling_state, RtcSignalingState::Stable);
+    assert_eq!(st.remote_description.map(|d| d.sdp), Some(stable_remote.sdp));
+    assert_eq!(st.transceivers[0].current_direction, Some(D::Sendrecv));
+    assert_eq!(
+        b.pc.set_local_description(Some(rb.clone())).await.unwrap().signaling_state,
+        RtcSignalingState::Stable
+    );
+    let (offer, answer) = negotiate(&b, &a).await;
+    assert_eq!((direction_of(&offer), direction_of(&answer)), ("sendonly".into(), "recvonly".into()));
+    assert!(received_during(&mut a, &mut b, Duration::from_secs(1)).await > 30, "A hears B's hold");
     a.pc.close();
     b.pc.close();
 }

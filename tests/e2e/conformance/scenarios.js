@@ -822,6 +822,171 @@ export const scenarios = [
     },
   },
 
+  {
+    group: 'negotiation', name: 'early media (remote pranswer, then the answer)',
+    // The softphone's SIP 183 Session Progress: the far end answers and sends (ringback) at
+    // once; the page applies its SDP as a pranswer, hears it, then applies the final answer.
+    async run(env) {
+      const pc = env.pc();
+      const far = env.far();
+      env.link(pc, far);
+      const s = await env.mic();
+      pc.addTrack(s.getTracks()[0], s);
+      const fs = await env.farMic();
+      far.addTrack(fs.getTracks()[0], fs);
+      const log = env.record(pc, ['signalingstatechange'], [], { detail: () => `:${pc.signalingState}` });
+      env.record(pc, ['track'], log);
+      const packets = async () => {
+        let n = 0;
+        (await pc.getStats()).forEach((x) => { if (x.type === 'inbound-rtp' && x.kind === 'audio') n += x.packetsReceived ?? 0; });
+        return n;
+      };
+      const t = pc.getTransceivers()[0];
+      await pc.setLocalDescription();
+      await far.setRemoteDescription(plain(pc.localDescription));
+      const answer = await far.createAnswer();
+      await far.setLocalDescription(answer);
+      await pc.setRemoteDescription({ type: 'pranswer', sdp: answer.sdp });
+      log.push('sRD(pranswer) resolved');
+      env.pump();
+      const r = {
+        atPranswer: {
+          state: pc.signalingState, remote: pc.remoteDescription?.type, pendingRemote: pc.pendingRemoteDescription?.type ?? null,
+          currentRemote: pc.currentRemoteDescription?.type ?? null, pendingLocal: pc.pendingLocalDescription?.type ?? null,
+          currentDirection: t.currentDirection, createOffer: await outcome(() => pc.createOffer()),
+        },
+      };
+      let n = 0;
+      const end = performance.now() + 8000;
+      while (performance.now() < end && (n = await packets()) <= 20) await sleep(100);
+      r.early = { heard: n > 20, _packets: n, state: pc.signalingState, connection: pc.connectionState };
+      await pc.setRemoteDescription(plain(answer));
+      log.push('sRD(answer) resolved');
+      const before = await packets();
+      await sleep(1000);
+      r.final = {
+        state: pc.signalingState, currentRemote: pc.currentRemoteDescription?.type ?? null, pendingRemote: pc.pendingRemoteDescription?.type ?? null,
+        currentLocal: pc.currentLocalDescription?.type ?? null, currentDirection: t.currentDirection,
+        stillReceiving: (await packets()) > before + 20, connection: pc.connectionState,
+      };
+      r.log = log;
+      return r;
+    },
+  },
+
+  {
+    group: 'negotiation', name: 'rollback of a local re-offer and glare',
+    // "Perfect negotiation": a re-offer withdrawn by rollback, then a glare resolved by the
+    // far end's offer arriving in have-local-offer (implicit rollback); the call goes on.
+    async run(env) {
+      const { pc, far } = await env.call();
+      const t = pc.getTransceivers()[0];
+      await sleep(200);
+      const log = env.record(pc, ['signalingstatechange'], [], { detail: () => `:${pc.signalingState}` });
+      env.record(pc, ['negotiationneeded'], log);
+      const r = {};
+      t.direction = 'sendonly';
+      await sleep(300);
+      await pc.setLocalDescription();
+      r.offered = [pc.signalingState, outline(pc.pendingLocalDescription?.sdp)[0]?.dir ?? null, midShape(t.mid)];
+      log.push('rollback');
+      r.rollback = await outcome(() => pc.setLocalDescription({ type: 'rollback' }));
+      await sleep(300);
+      r.afterRollback = {
+        state: pc.signalingState, pendingLocal: pc.pendingLocalDescription?.type ?? null, local: pc.localDescription?.type ?? null,
+        localDir: outline(pc.localDescription?.sdp)[0]?.dir ?? null, direction: t.direction, currentDirection: t.currentDirection,
+        mid: midShape(t.mid), again: await outcome(() => pc.setLocalDescription({ type: 'rollback' })),
+      };
+      await pc.setLocalDescription();
+      const farOffer = await far.createOffer();
+      await far.setLocalDescription(farOffer);
+      log.push('far offer');
+      r.implicit = await outcome(() => pc.setRemoteDescription(plain(farOffer)));
+      r.afterImplicit = [pc.signalingState, pc.pendingLocalDescription?.type ?? null];
+      await pc.setLocalDescription();
+      await far.setRemoteDescription(plain(pc.localDescription));
+      r.answered = { answer: outline(pc.currentLocalDescription?.sdp), currentDirection: t.currentDirection, state: pc.signalingState };
+      t.direction = 'sendrecv';
+      r.resume = await env.step(pc, far);
+      r._resumeOffer = pc.localDescription?.sdp;
+      await sleep(300);
+      r.after = [pc.signalingState, pc.connectionState, t.currentDirection];
+      r.log = log;
+      return r;
+    },
+  },
+  {
+    group: 'negotiation', name: 'rollback of a remote re-offer',
+    // The page refuses a far end's re-offer (hold) by rolling it back before answering.
+    async run(env) {
+      const { pc, far } = await env.call();
+      const t = pc.getTransceivers()[0];
+      const ft = far.getTransceivers()[0];
+      await sleep(200);
+      const log = env.record(pc, ['signalingstatechange'], [], { detail: () => `:${pc.signalingState}` });
+      env.record(pc, ['negotiationneeded', 'track'], log);
+      const r = {};
+      ft.direction = 'sendonly';
+      const offer = await far.createOffer();
+      await far.setLocalDescription(offer);
+      await pc.setRemoteDescription(plain(offer));
+      r.offered = [pc.signalingState, pc.pendingRemoteDescription?.type ?? null];
+      log.push('rollback');
+      r.rollback = await outcome(() => pc.setRemoteDescription({ type: 'rollback' }));
+      await sleep(300);
+      r.afterRollback = {
+        state: pc.signalingState, pendingRemote: pc.pendingRemoteDescription?.type ?? null, remote: pc.remoteDescription?.type ?? null,
+        remoteDir: outline(pc.remoteDescription?.sdp)[0]?.dir ?? null, currentDirection: t.currentDirection, transceivers: pc.getTransceivers().length,
+        again: await outcome(() => pc.setRemoteDescription({ type: 'rollback' })),
+      };
+      await far.setLocalDescription({ type: 'rollback' });
+      r.retry = await env.step(far, pc);
+      await sleep(300);
+      r.final = [pc.signalingState, pc.connectionState, t.currentDirection];
+      r.log = log;
+      return r;
+    },
+  },
+  {
+    group: 'negotiation', name: 'track event again when the far end resumes sending',
+    // WebRTC 1.0 §4.4.1.6: a description that stops the far end's sending "processes the
+    // removal" of the remote track, one that restarts it "the addition": track fires again.
+    async run(env) {
+      const { pc, far } = await env.call();
+      const t = pc.getTransceivers()[0];
+      const ft = far.getTransceivers()[0];
+      const rt = t.receiver.track;
+      const log = [];
+      const evs = [];
+      pc.addEventListener('track', (e) => { log.push('track'); evs.push(e); });
+      const mutes = env.record(rt, ['mute', 'unmute'], []);
+      const r = {};
+      ft.direction = 'recvonly';
+      r.hold = await env.step(far, pc);
+      log.push('far holds');
+      await sleep(300);
+      ft.direction = 'sendrecv';
+      r.resume = await env.step(far, pc);
+      log.push('far resumes');
+      ft.direction = 'inactive';
+      r.inactive = await env.step(pc, far);
+      log.push('inactive, offered by us');
+      ft.direction = 'sendrecv';
+      r.resumeAnswered = await env.step(pc, far);
+      log.push('far resumes in its answer');
+      await sleep(300);
+      r.log = log;
+      r.events = evs.map((e) => ({
+        sameTrack: e.track === rt, sameTransceiver: e.transceiver === t, receiver: e.receiver === t.receiver,
+        streams: e.streams.length, readyState: e.track.readyState,
+      }));
+      r._mutes = mutes;
+      r._remote = pc.remoteDescription?.sdp;
+      r.connected = pc.connectionState;
+      return r;
+    },
+  },
+
   // ---- ICE and connection states ----
   {
     group: 'ice', name: 'ICE gathering and icecandidate null end',

@@ -21,6 +21,11 @@ pub fn parse(text: &str) -> EngineResult<SDPMessage> {
             format!("SDP of {} bytes is larger than {MAX_SDP_BYTES}", text.len()),
         ));
     }
+    // libgstsdp reads C strings: text after a NUL would never reach it, so what it parsed
+    // and what this check saw would differ (RFC 8866 §9 allows NUL in no field).
+    if let Some(at) = text.find('\0') {
+        return Err(invalid(format!("SDP contains a NUL byte at offset {at}")));
+    }
     let mut lines = text.lines().map(|l| l.trim_end_matches('\r')).filter(|l| !l.is_empty());
     if lines.next() != Some("v=0") {
         return Err(invalid("SDP must start with the line v=0"));
@@ -36,7 +41,12 @@ pub fn parse(text: &str) -> EngineResult<SDPMessage> {
         has_s |= b[0] == b's';
         if b[0] == b'm' {
             let f: Vec<&str> = line[2..].split_whitespace().collect();
-            if f.len() < 4 || f[1].split('/').next().and_then(|p| p.parse::<u16>().ok()).is_none() {
+            // RFC 8866 §5.14 / §9: <media> <port>[/<n>] <proto> <fmt> ...; proto is tokens
+            // joined by "/" (token-char: visible ASCII but a few separators).
+            let proto_ok = f.get(2).is_some_and(|p| {
+                p.bytes().all(|c| c == b'/' || (c.is_ascii_graphic() && !b"\"(),:;<=>?@[]{}".contains(&c)))
+            });
+            if f.len() < 4 || !proto_ok || f[1].split('/').next().and_then(|p| p.parse::<u16>().ok()).is_none() {
                 return Err(invalid(format!("SDP line {} is a malformed m= line: {:.60}", n + 2, line)));
             }
         }
@@ -507,6 +517,20 @@ mod tests {
             parse(&revive_for_webrtcbin(bare, |_, _| false, true, None)).unwrap().media(1).unwrap().port(),
             0
         );
+    }
+
+    /// Fuzz find (daemon_sdp): a NUL inside an m= line let this check see one more field than
+    /// libgstsdp, which stopped at the NUL and kept a control-character protocol; the
+    /// telephone-event munging then printed an m= line our own parser refused.
+    #[test]
+    fn nul_bytes_and_control_characters_in_proto_are_invalid_sdp() {
+        let nul = OFFER.replace("UDP/TLS/RTP/SAVPF", "UDP/TLS/RTP/\u{1}\u{11}\0\0F");
+        let e = parse(&nul).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidSdp);
+        assert!(e.message.contains("NUL"), "{}", e.message);
+        let ctl = OFFER.replace("UDP/TLS/RTP/SAVPF", "UDP/TLS/RTP/\u{1}\u{11}F");
+        assert!(parse(&ctl).unwrap_err().message.contains("malformed m= line"));
+        assert!(parse(OFFER).is_ok());
     }
 
     #[test]

@@ -46,7 +46,10 @@ pub fn parse(text: &str) -> EngineResult<SDPMessage> {
             let proto_ok = f.get(2).is_some_and(|p| {
                 p.bytes().all(|c| c == b'/' || (c.is_ascii_graphic() && !b"\"(),:;<=>?@[]{}".contains(&c)))
             });
-            if f.len() < 4 || !proto_ok || f[1].split('/').next().and_then(|p| p.parse::<u16>().ok()).is_none() {
+            if f.len() < 4
+                || !proto_ok
+                || f[1].split('/').next().and_then(|p| p.parse::<u16>().ok()).is_none()
+            {
                 return Err(invalid(format!("SDP line {} is a malformed m= line: {:.60}", n + 2, line)));
             }
         }

@@ -138,23 +138,6 @@ async fn call_state(page: &mut Page, sid: SessionId) -> (u64, f64) {
     )
 }
 
-/// The id of the remote track "b" announced with `pc.track` (webrtcbin 1.22 writes no
-/// `a=msid`, so the page names the track in `playout.attach`).
-fn remote_track(page: &Page) -> String {
-    page.events
-        .iter()
-        .find_map(|e| match e {
-            vdimedia_protocol::ChannelEvent::Message {
-                message: vdimedia_protocol::Message::Event(ev),
-                ..
-            } if ev.event == "pc.track" && ev.params["pc"] == "b" => {
-                ev.params["track"]["id"].as_str().map(str::to_string)
-            }
-            _ => None,
-        })
-        .expect("pc.track for b")
-}
-
 #[tokio::test(flavor = "current_thread")]
 async fn call_survives_a_pipewire_restart() {
     let dir = tempdir("pipewire-restart");
@@ -195,7 +178,7 @@ async fn call_survives_a_pipewire_restart() {
     page.request(
         sid,
         "playout.attach",
-        json!({"element": "el", "stream": "s", "tracks": [remote_track(&page)]}),
+        json!({"element": "el", "stream": "s", "tracks": [page.remote_track("b")]}),
     )
     .await;
     let deadline = Instant::now() + Duration::from_secs(10);

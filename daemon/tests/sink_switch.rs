@@ -158,23 +158,6 @@ fn gap_ms(old: &[(u64, f64)], new: &[(u64, f64)], at: u64) -> Option<f64> {
     Some((first_new as f64 - last_old as f64) / 1e6)
 }
 
-/// The id of the remote track "b" announced with `pc.track` (webrtcbin 1.22 writes no
-/// `a=msid`, so the page names the track in `playout.attach`).
-fn remote_track(page: &Page) -> String {
-    page.events
-        .iter()
-        .find_map(|e| match e {
-            vdimedia_protocol::ChannelEvent::Message {
-                message: vdimedia_protocol::Message::Event(ev),
-                ..
-            } if ev.event == "pc.track" && ev.params["pc"] == "b" => {
-                ev.params["track"]["id"].as_str().map(str::to_string)
-            }
-            _ => None,
-        })
-        .expect("pc.track for b")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn set_sink_id_mid_call_gap_under_100_ms() {
     let dir = tempdir("sink-switch");
@@ -253,7 +236,7 @@ async fn set_sink_id_mid_call_gap_under_100_ms() {
     page.request(
         sid,
         "playout.attach",
-        json!({"element": "el", "stream": "s", "tracks": [remote_track(&page)], "sinkId": id1}),
+        json!({"element": "el", "stream": "s", "tracks": [page.remote_track("b")], "sinkId": id1}),
     )
     .await;
     let now = || rec.current_running_time().map_or(0, |t| t.nseconds());

@@ -52,6 +52,23 @@ impl Page {
         }
     }
 
+    /// The id of the remote track that `pc.track` announced for peer connection `pc`
+    /// (webrtcbin 1.22 writes no `a=msid`, so the page names the track in `playout.attach`).
+    /// Panics when no such event arrived.
+    pub fn remote_track(&self, pc: &str) -> String {
+        self.events
+            .iter()
+            .find_map(|e| match e {
+                ChannelEvent::Message { message: vdimedia_protocol::Message::Event(ev), .. }
+                    if ev.event == "pc.track" && ev.params["pc"] == pc =>
+                {
+                    ev.params["track"]["id"].as_str().map(str::to_string)
+                }
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("no pc.track for {pc}"))
+    }
+
     /// Sends what is queued, reads for up to `wait` and keeps the events that arrive.
     pub async fn pump(&mut self, wait: Duration) {
         self.flush().await;

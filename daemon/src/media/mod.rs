@@ -40,6 +40,24 @@ pub(crate) fn ensure_gst() -> EngineResult<()> {
     })
 }
 
+/// A `capsfilter` fixing raw audio to the engine's internal format: `audio/x-raw`, F32LE
+/// interleaved, `rate` Hz, `channels` channels (what capture bins, the AEC input and the
+/// silence source produce, so PipeWire or `audioconvert`/`audioresample` convert to it).
+pub(crate) fn f32_capsfilter(rate: i32, channels: i32) -> EngineResult<gst::Element> {
+    use gst::prelude::ObjectExt;
+    let caps = make_element("capsfilter", "gstreamer1.0-plugins-base")?;
+    caps.set_property(
+        "caps",
+        gst::Caps::builder("audio/x-raw")
+            .field("format", "F32LE")
+            .field("layout", "interleaved")
+            .field("rate", rate)
+            .field("channels", channels)
+            .build(),
+    );
+    Ok(caps)
+}
+
 /// Creates a GStreamer element, with an error naming the package that provides it.
 pub(crate) fn make_element(factory: &str, package: &str) -> EngineResult<gst::Element> {
     gst::ElementFactory::make(factory).build().map_err(|_| {

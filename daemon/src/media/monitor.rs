@@ -324,16 +324,7 @@ pub fn silence_source(rate: u32, channels: u32) -> crate::error::EngineResult<gs
     src.set_property_from_str("wave", "silence");
     src.set_property("is-live", true);
     src.set_property("samplesperbuffer", rate / 50);
-    let caps = super::make_element("capsfilter", "gstreamer1.0-plugins-base")?;
-    caps.set_property(
-        "caps",
-        gst::Caps::builder("audio/x-raw")
-            .field("format", "F32LE")
-            .field("layout", "interleaved")
-            .field("rate", rate)
-            .field("channels", channels)
-            .build(),
-    );
+    let caps = super::f32_capsfilter(rate, channels)?;
     bin.add_many([&src, &caps]).map_err(gst_err)?;
     src.link(&caps).map_err(gst_err)?;
     let target = caps.static_pad("src").expect("capsfilter has a src pad");

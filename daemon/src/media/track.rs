@@ -153,16 +153,7 @@ impl LocalTrack {
                         .build(),
                 );
                 // Explicit caps: PipeWire converts (channel mix, resample) to exactly this.
-                let caps = make_element("capsfilter", "gstreamer1.0-plugins-base")?;
-                caps.set_property(
-                    "caps",
-                    gst::Caps::builder("audio/x-raw")
-                        .field("format", "F32LE")
-                        .field("layout", "interleaved")
-                        .field("rate", rate)
-                        .field("channels", channels)
-                        .build(),
-                );
+                let caps = super::f32_capsfilter(rate, channels)?;
                 bin.add_many([&src, &caps]).map_err(gst_err)?;
                 src.link(&caps).map_err(gst_err)?;
                 let pad = caps.static_pad("src").expect("capsfilter has a src pad");
@@ -210,16 +201,7 @@ impl LocalTrack {
         let aec_rate = if [8_000, 16_000, 32_000, 48_000].contains(&rate) { rate } else { 48_000 };
         let convert = make_element("audioconvert", "gstreamer1.0-plugins-base")?;
         let resample = make_element("audioresample", "gstreamer1.0-plugins-base")?;
-        let caps = make_element("capsfilter", "gstreamer1.0-plugins-base")?;
-        caps.set_property(
-            "caps",
-            gst::Caps::builder("audio/x-raw")
-                .field("format", "F32LE")
-                .field("layout", "interleaved")
-                .field("rate", aec_rate)
-                .field("channels", channels.clamp(1, 2))
-                .build(),
-        );
+        let caps = super::f32_capsfilter(aec_rate, channels.clamp(1, 2))?;
         let aec = gst::ElementFactory::make("vdiaec").name(element_name(AEC_ELEMENT_PREFIX)).build().map_err(|_| {
             let e = crate::error::EngineError::operation(
                 "GStreamer element vdiaec is missing (the daemon's built-in vdimedia plugin did not register)",

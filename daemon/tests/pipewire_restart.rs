@@ -150,16 +150,7 @@ async fn call_survives_a_pipewire_restart() {
 
     let mut page = Page::connect(&dir.join("vc.sock"), "pipewire-restart-test/1").await;
     let sid = page.open().await;
-    let gum = page
-        .request(
-            sid,
-            "media.getUserMedia",
-            json!({"constraints": {"audio": {
-            // A steady tone is what noise suppression removes: measure the raw path.
-            "echoCancellation": false, "noiseSuppression": false, "autoGainControl": false}}}),
-        )
-        .await;
-    let track = gum["tracks"][0]["id"].as_str().unwrap().to_string();
+    let track = page.raw_microphone(sid).await;
     page.negotiate_loopback(sid, &track).await;
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {

@@ -216,16 +216,7 @@ async fn set_sink_id_mid_call_gap_under_100_ms() {
     let sid = page.open().await;
     let devices = page.request(sid, "devices.enumerate", json!({})).await;
     let (id1, id2) = (output_id(&devices, "spk"), output_id(&devices, "spk2"));
-    let gum = page
-        .request(
-            sid,
-            "media.getUserMedia",
-            json!({"constraints": {"audio": {
-            // A steady tone is what noise suppression removes: measure the raw path.
-            "echoCancellation": false, "noiseSuppression": false, "autoGainControl": false}}}),
-        )
-        .await;
-    let track = gum["tracks"][0]["id"].as_str().unwrap().to_string();
+    let track = page.raw_microphone(sid).await;
     page.negotiate_loopback(sid, &track).await;
     let deadline = Instant::now() + Duration::from_secs(20);
     while packets_received(&mut page, sid).await < 25 {

@@ -52,6 +52,21 @@ impl Page {
         }
     }
 
+    /// `getUserMedia` on the default microphone with echo cancellation, noise suppression and
+    /// AGC off (a steady test tone is what noise suppression removes: tests measure the raw
+    /// path); returns the track id. Panics on an error response.
+    pub async fn raw_microphone(&mut self, sid: SessionId) -> String {
+        let gum = self
+            .request(
+                sid,
+                "media.getUserMedia",
+                json!({"constraints": {"audio": {
+                    "echoCancellation": false, "noiseSuppression": false, "autoGainControl": false}}}),
+            )
+            .await;
+        gum["tracks"][0]["id"].as_str().expect("getUserMedia gave a track").to_string()
+    }
+
     /// The id of the remote track that `pc.track` announced for peer connection `pc`
     /// (webrtcbin 1.22 writes no `a=msid`, so the page names the track in `playout.attach`).
     /// Panics when no such event arrived.

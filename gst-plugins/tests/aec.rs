@@ -441,7 +441,8 @@ fn tuned_aec_takes_48khz_stereo_reference() {
     assert!(erle > 20.0, "ERLE {erle:.1} dB, expected > 20 dB");
 }
 
-/// 48 kHz capture runs the APM's AEC3: echo of a 48 kHz stereo reference is cancelled too.
+/// 48 kHz capture (the tuned AEC3 stage in two bands at 32 kHz): echo of a 48 kHz stereo
+/// reference is cancelled too.
 #[test]
 fn aec_cancels_at_48khz_with_stereo_reference() {
     let erle = erle_against_48k_stereo_reference("probe-48k-ref48", 48000);

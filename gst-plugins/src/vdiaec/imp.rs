@@ -143,7 +143,7 @@ struct State {
     /// Samples per channel in 10 ms.
     frame: usize,
     apm: Option<AudioProcessing>,
-    /// The tuned AEC3 stage before the APM (16 kHz capture); `None` at 8, 32 and 48 kHz,
+    /// The tuned AEC3 stage before the APM (16, 32 and 48 kHz capture); `None` at 8 kHz,
     /// where the APM's own AEC3 (default tuning) runs, or with `echo-cancel=false`.
     aec3: Option<Aec3>,
     /// Render format the APM was built for: (rate, channels, probe generation).
@@ -299,7 +299,7 @@ impl ObjectImpl for VdiAec {
                     .build(),
                 glib::ParamSpecFloat::builder("echo-decay")
                     .nick("Echo tail decay")
-                    .blurb("Reverb decay per 4 ms block of the echo tail AEC3's suppressor models (EchoCanceller3Config ep_strength default_len and nearend_len; WebRTC's default 0.83). Lower keeps more near-end speech in double talk and suppresses less echo tail. 16 kHz capture only; other rates use 0.83")
+                    .blurb("Reverb decay per 4 ms block of the echo tail AEC3's suppressor models (EchoCanceller3Config ep_strength default_len and nearend_len; WebRTC's default 0.83). Lower keeps more near-end speech in double talk and suppresses less echo tail. 16, 32 and 48 kHz capture; 8 kHz uses 0.83")
                     .minimum(0.0).maximum(0.99).default_value(d.echo_decay)
                     .build(),
                 glib::ParamSpecUInt::builder("reference-timeout")
@@ -454,6 +454,20 @@ impl VdiAec {
             .echo_cancel
             .then(|| Aec3::new(s.echo_decay, st.info.rate(), st.channels, rr, rc as usize))
             .flatten();
+        match st.aec3.as_ref() {
+            Some(a) => gst::debug!(
+                CAT,
+                imp = self,
+                "AEC3: tuned stage, echo-decay {}, {} band(s) at {} Hz capture",
+                s.echo_decay,
+                a.bands(),
+                st.info.rate()
+            ),
+            None if s.echo_cancel => {
+                gst::debug!(CAT, imp = self, "AEC3: the APM's, default tuning, {} Hz capture", st.info.rate())
+            }
+            None => {}
+        }
         let mut apm = AudioProcessing::builder()
             .config(s.apm_config(st.aec3.is_some()))
             .capture_config(cap)

@@ -6,9 +6,10 @@
 //! placed on the playout branch of the same pipeline. Reference frames are matched to capture
 //! frames by running time, one per capture frame at a constant 20 ms offset (a frame the
 //! playout branch delivers too late is replaced by silence, keeping the alignment); AEC3's own
-//! delay estimator then finds the acoustic delay. At 16 kHz AEC3 runs in the element's own
-//! stage (`aec3.rs`) with a shorter modelled echo tail than WebRTC's default, which keeps
-//! near-end speech in double talk; other rates use the APM's AEC3 with the default tuning.
+//! delay estimator then finds the acoustic delay. At 16, 32 and 48 kHz AEC3 runs in the
+//! element's own stage (`aec3.rs`; 32 and 48 kHz in two bands from its own QMF bank, `qmf.rs`)
+//! with a shorter modelled echo tail than WebRTC's default, which keeps near-end speech in
+//! double talk; 8 kHz uses the APM's AEC3 with the default tuning.
 //! Without a reference (no probe, probe stopped, or silent for more than `reference-timeout`
 //! ms) capture passes through unchanged and a warning is posted; processing resumes, freshly
 //! reset, when it returns.
@@ -18,6 +19,7 @@ use gst::prelude::*;
 
 mod aec3;
 mod imp;
+mod qmf;
 
 glib::wrapper! {
     /// The `vdiaec` element (GstBaseTransform, in place, 10 ms latency).

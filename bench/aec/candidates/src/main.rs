@@ -7,9 +7,34 @@
 //! writes OUT (16-bit PCM, same rate as NEAR). Prints one JSON line with the CPU time spent in
 //! the engine (ms per second of audio) and the engine's own statistics where it has them.
 //!
-//! Both inputs must be mono, same sample rate (16000 or 48000 Hz).
+//! `vdiaec`: vdiaec's own chain, its AEC3 stage compiled from gst-plugins/src/vdiaec/aec3.rs
+//! (tuned, 16/32/48 kHz, bands as vdiaec splits them) then sonora's APM with NS moderate and
+//! the residual echo detector (AEC_NS=off|low|... as for `raw`, AEC_DECAY=echo-decay, 0.6).
+//! `apm` with AEC_MAXRATE=48000 runs the APM's AEC3 on three bands at 48 kHz (WebRTC's
+//! 48 kHz mode; sonora's default maximum internal rate is 32 kHz).
+//!
+//! Both inputs must be mono, same sample rate (16000, 32000 or 48000 Hz).
 
 use std::time::Instant;
+
+// vdiaec's AEC3 stage, the very source the element runs.
+#[allow(dead_code)]
+#[path = "../../../../gst-plugins/src/vdiaec/aec3.rs"]
+mod vdiaec_aec3;
+#[allow(dead_code)]
+#[path = "../../../../gst-plugins/src/vdiaec/qmf.rs"]
+mod qmf;
+
+fn ns_level() -> Option<sonora::config::NoiseSuppressionLevel> {
+    use sonora::config::NoiseSuppressionLevel as L;
+    match std::env::var("AEC_NS").as_deref() {
+        Ok("off") => None,
+        Ok("low") => Some(L::Low),
+        Ok("high") => Some(L::High),
+        Ok("very-high") => Some(L::VeryHigh),
+        _ => Some(L::Moderate),
+    }
+}
 
 fn read(path: &str) -> (u32, Vec<f32>) {
     let mut r = hound::WavReader::open(path).unwrap_or_else(|e| panic!("{path}: {e}"));
@@ -106,6 +131,14 @@ fn main() {
                     level,
                     analyze_linear_aec_output_when_available: env("AEC_NS_LINEAR", "0") == "1",
                 }),
+                pipeline: sonora::config::Pipeline {
+                    maximum_internal_processing_rate: if env("AEC_MAXRATE", "32000") == "48000" {
+                        sonora::config::MaxProcessingRate::Rate48kHz
+                    } else {
+                        sonora::config::MaxProcessingRate::Rate32kHz
+                    },
+                    ..Default::default()
+                },
                 ..Default::default()
             };
             let slack: usize = env("AEC_SLACK", "0").parse().unwrap_or(0);
@@ -151,6 +184,29 @@ fn main() {
             }
             let s = apm.statistics();
             stats = format!(",\"erle_db\":{:?},\"delay_ms\":{:?}", s.echo_return_loss_enhancement.unwrap_or(f64::NAN), s.delay_ms.unwrap_or(-1)).replace("NaN", "null");
+        }
+        "vdiaec" => {
+            let decay: f32 = std::env::var("AEC_DECAY").ok().and_then(|v| v.parse().ok()).unwrap_or(vdiaec_aec3::ECHO_DECAY);
+            let mut a = vdiaec_aec3::Aec3::new(decay, rate, 1, rate, 1).expect("vdiaec: 16000, 32000 or 48000 Hz");
+            let sc = sonora::StreamConfig::new(rate, 1);
+            let cfg = sonora::Config {
+                noise_suppression: ns_level().map(|level| sonora::config::NoiseSuppression { level, ..Default::default() }),
+                ..Default::default()
+            };
+            let mut post = sonora::AudioProcessing::builder().config(cfg).capture_config(sc).render_config(sc).echo_detector(true).build();
+            let mut rdst = vec![0f32; n];
+            let mut cap = vec![vec![0f32; n]];
+            for i in 0..frames {
+                let f = far.get(i * n..(i + 1) * n).unwrap_or(&zero);
+                a.analyze_render(f);
+                post.process_render_f32(&[f], &mut [&mut rdst]).unwrap();
+                cap[0].copy_from_slice(&near[i * n..(i + 1) * n]);
+                a.process_capture(&mut cap, 0);
+                let _ = post.set_stream_delay_ms(0);
+                post.process_capture_f32(&[&cap[0]], &mut [&mut out[i * n..(i + 1) * n]]).unwrap();
+            }
+            let (_, erle, delay) = a.metrics();
+            stats = format!(",\"erle_db\":{erle:.1},\"delay_ms\":{delay},\"bands\":{}", a.bands());
         }
         "raw" => {
             // AEC3's block processor driven directly (16 kHz mono, one band), as sonora's APM

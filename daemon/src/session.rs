@@ -478,7 +478,16 @@ impl Session {
                     }
                     (None, None) => return Err(EngineError::invalid_params("kind or track is required")),
                 };
+                if let Some(max) = p.init.send_encodings.first().and_then(|e| e.max_bitrate) {
+                    self.pc(&p.pc)?.set_max_bitrate(&t.sender.id, Some(max))?;
+                }
                 Ok(json!({"transceiver": t}))
+            }
+            "pc.setParameters" => {
+                let p: SetParametersParams = parse(params)?;
+                let max = p.parameters.encodings.first().and_then(|e| e.max_bitrate);
+                self.pc(&p.pc)?.set_max_bitrate(&p.sender, max)?;
+                Ok(json!({}))
             }
             "pc.removeTrack" => {
                 let p: RemoveTrackParams = parse(params)?;
@@ -1032,11 +1041,30 @@ struct AddTrackParams {
 }
 
 #[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
 struct TransceiverInit {
     #[serde(default)]
     direction: Option<RtcRtpTransceiverDirection>,
     #[serde(default)]
     streams: Vec<String>,
+    /// `sendEncodings` (WebRTC 1.0 §5.1): `[0].maxBitrate` caps the sender (bit/s).
+    #[serde(default)]
+    send_encodings: Vec<vdimedia_protocol::api::RtcRtpEncodingParameters>,
+}
+
+/// `pc.setParameters`: `RTCRtpSender.setParameters` (WebRTC 1.0 §5.2).
+#[derive(Deserialize)]
+struct SetParametersParams {
+    pc: String,
+    sender: String,
+    parameters: SendParameters,
+}
+
+/// `RTCRtpSendParameters` as remoted: only the encodings.
+#[derive(Deserialize)]
+struct SendParameters {
+    #[serde(default)]
+    encodings: Vec<vdimedia_protocol::api::RtcRtpEncodingParameters>,
 }
 
 /// `pc.insertDtmf`: `RTCDTMFSender.insertDTMF` (WebRTC 1.0 §7.2); ms, clamped by the engine.

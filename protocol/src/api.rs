@@ -172,6 +172,19 @@ pub enum RtcRtpTransceiverDirection {
     Stopped,
 }
 
+/// `RTCRtpEncodingParameters` (WebRTC 1.0 §5.2.1) as remoted: `sendEncodings` of
+/// `addTransceiver` and `encodings` of `RTCRtpSender.setParameters`. Audio has one encoding.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RtcRtpEncodingParameters {
+    /// Whether the encoding is sent (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active: Option<bool>,
+    /// Upper bound of the encoding's bitrate, bit/s (the Opus encoder's `bitrate` is capped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_bitrate: Option<u32>,
+}
+
 /// A media track as the page sees it (`MediaStreamTrack` id, kind, label).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrackRef {

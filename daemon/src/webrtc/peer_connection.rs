@@ -32,8 +32,8 @@ const PROMISE_TIMEOUT: Duration = Duration::from_secs(15);
 /// Remote ICE candidates one connection accepts through `addIceCandidate` (issue 7,
 /// "Limits"). Browsers trickle fewer than 30 per m-line; every candidate becomes libnice
 /// candidate pairs and connectivity checks, so a page must not add them without bound. Over it:
-/// `limit_exceeded`, and the connection goes on with the candidates it has. webrtcbin 1.22 has
-/// no ICE restart, so the count is never reset.
+/// `limit_exceeded`, and the connection goes on with the candidates it has. An ICE restart
+/// (libnice drops the far end's candidates) starts the count again.
 pub const MAX_REMOTE_CANDIDATES: usize = 100;
 
 /// Consent freshness (RFC 7675, WebRTC 1.0 §4.3.3 / §5.6): after this long with nothing received
@@ -179,6 +179,9 @@ struct Trans {
     /// `setCodecPreferences` (WebRTC 1.0 §5.4): the codecs to offer and accept, in order, and
     /// whether `telephone-event` is among them; None = the engine's order.
     codec_prefs: Option<(Vec<Codec>, bool)>,
+    /// `sendEncodings[0].maxBitrate` (WebRTC 1.0 §5.2 RTCRtpEncodingParameters), bit/s: caps
+    /// the Opus encoder's `bitrate`; None = the encoder's default.
+    max_bitrate: Option<u32>,
 }
 
 /// Enforces a transceiver's negotiated (current) direction on the media webrtcbin sends and
@@ -300,6 +303,8 @@ struct State {
     remote_candidates: usize,
     /// webrtcbin's own ICE connection state, before the consent overlay.
     transport_ice: RtcIceConnectionState,
+    /// An ICE restart is running ([`ice::states_during_restart`]).
+    ice_restarting: ice::Restarting,
     /// Consent freshness as the watch sees it; overlays `ice` and `conn`.
     consent: Consent,
     /// The descriptions the page sees (webrtcbin's copies differ in directions).
@@ -335,8 +340,8 @@ struct DeferredRemoteOffer {
 /// a description back, so a local *re*-offer (a call that has completed an offer/answer) goes
 /// to webrtcbin only when its answer arrives; until then it lives in the engine's model (the
 /// page's descriptions, signaling state, mids) and a rollback restores what is kept here. A
-/// re-offer needs nothing from webrtcbin before its answer: no ICE restart, so no new
-/// candidates are gathered.
+/// re-offer needs nothing from webrtcbin before its answer (no candidates are gathered for
+/// it), except one that restarts ICE: that one goes to webrtcbin at once (ice.rs).
 struct DeferredOffer {
     desc: RtcSessionDescriptionInit,
     /// Per transceiver id: (`pending_mline`, `mid`) before the offer associated them.
@@ -356,7 +361,7 @@ enum Consent {
     Fresh,
     /// Nothing for [`CONSENT_DISCONNECTED_AFTER`].
     Disconnected,
-    /// Nothing for [`CONSENT_FAILED_AFTER`]: terminal (there is no ICE restart).
+    /// Nothing for [`CONSENT_FAILED_AFTER`]: terminal until an ICE restart.
     Failed,
 }
 
@@ -525,6 +530,7 @@ impl Trans {
             mid: None,
             gate: Arc::new(MediaGate::default()),
             codec_prefs: None,
+            max_bitrate: None,
         }
     }
 
@@ -634,6 +640,7 @@ impl PeerConnection {
                 negotiation_needed: false,
                 remote_candidates: 0,
                 transport_ice: RtcIceConnectionState::New,
+                ice_restarting: ice::Restarting::No,
                 consent: Consent::Fresh,
                 descs: Descriptions::default(),
                 early_pranswer: None,
@@ -802,8 +809,8 @@ impl PeerConnection {
 
     /// `createOffer(options)` (WebRTC 1.0 §4.4.3.2 createOffer). Only in `stable` or
     /// `have-local-offer`, else `invalid_state`. `offerToReceiveAudio` adds a recvonly audio
-    /// transceiver when there is none, as Chromium does. `iceRestart` is not supported by
-    /// webrtcbin 1.22 and is ignored with a warning.
+    /// transceiver when there is none, as Chromium does. `iceRestart` gives the offer new ICE
+    /// credentials (JSEP §5.2.1); libnice restarts when webrtcbin takes it ([`ice::before_description`]).
     pub async fn create_offer(&self, options: &RtcOfferOptions) -> EngineResult<RtcSessionDescriptionInit> {
         let _chain = self.inner.chain.lock().await;
         self.create_offer_locked(options).await
@@ -825,9 +832,6 @@ impl PeerConnection {
                     st.signaling
                 )));
             }
-        }
-        if options.ice_restart {
-            tracing::warn!("iceRestart is not supported by webrtcbin 1.22; ignored");
         }
         let wants_audio = match &options.offer_to_receive_audio {
             Some(serde_json::Value::Bool(b)) => *b,
@@ -852,6 +856,12 @@ impl PeerConnection {
             .ok_or_else(|| op_err("webrtcbin returned no offer"))?;
         let sdp = with_telephone_event(&desc, None)?;
         let sdp = i.with_offer_directions(&sdp)?;
+        // webrtcbin 1.22 copies its last credentials into every re-offer (ice.rs, "ICE restart").
+        let sdp = if options.ice_restart {
+            ice::with_new_credentials(&sdp, "iceRestart")?
+        } else {
+            ice::with_current_credentials(&i.webrtc, &sdp)
+        };
         lock(&i.st).last_offer = Some(sdp.clone());
         tracing::debug!("offer created");
         Ok(RtcSessionDescriptionInit { sdp_type: RtcSdpType::Offer, sdp })
@@ -894,6 +904,11 @@ impl PeerConnection {
         let remote = i.webrtc.property::<Option<gst_webrtc::WebRTCSessionDescription>>("remote-description");
         let sdp = with_telephone_event(&desc, remote.as_ref().map(|r| r.sdp()))?;
         let sdp = i.with_answer_directions(&sdp)?;
+        let sdp = if ice::remote_offer_restarts(&i.webrtc) {
+            ice::with_new_credentials(&sdp, "the remote offer restarts ICE")?
+        } else {
+            ice::with_current_credentials(&i.webrtc, &sdp)
+        };
         lock(&i.st).last_answer = Some(sdp.clone());
         tracing::debug!("answer created");
         Ok(RtcSessionDescriptionInit { sdp_type: RtcSdpType::Answer, sdp })
@@ -1027,6 +1042,8 @@ impl PeerConnection {
                     !sdp::is_rejected(m)
                         && st.transceivers.iter().any(|t| t.mline() == Some(idx as u32) && !t.is_stopping())
                 })
+                // An ICE restart goes to webrtcbin at once (ice.rs).
+                && !ice::changes_credentials(&i.webrtc, false, &msg)
         };
         let defer_offer = local && desc.sdp_type == RtcSdpType::Offer && {
             let st = lock(&i.st);
@@ -1034,6 +1051,7 @@ impl PeerConnection {
                 && st.descs.current_remote.is_some()
                 && st.early_pranswer.is_none()
                 && signaling_from_gst(i.webrtc.property("signaling-state")) == RtcSignalingState::Stable
+                && !ice::changes_credentials(&i.webrtc, true, &msg)
         };
         if !local {
             i.stop_rejected(&msg);
@@ -1081,10 +1099,43 @@ impl PeerConnection {
             tracing::debug!("local re-offer kept until its answer (rollback stays possible)");
             Ok(None)
         } else {
-            i.promise(signal, |p| {
-                i.webrtc.emit_by_name::<()>(signal, &[&gdesc, p]);
-            })
-            .await
+            let offer = desc.sdp_type == RtcSdpType::Offer;
+            let restart = offer && ice::changes_credentials(&i.webrtc, local, gdesc.sdp());
+            if restart {
+                // Before the restart: libnice reports its component's new state at once.
+                let mut st = lock(&i.st);
+                st.ice_restarting = match st.ice {
+                    RtcIceConnectionState::Connected | RtcIceConnectionState::Completed => {
+                        ice::Restarting::FromConnected
+                    }
+                    _ => ice::Restarting::FromElsewhere,
+                };
+            }
+            let step = ice::before_description(&i.webrtc, local, offer, gdesc.sdp());
+            if restart && !step.restarted {
+                lock(&i.st).ice_restarting = ice::Restarting::No;
+            }
+            if step.restarted {
+                let mut st = lock(&i.st);
+                // libnice dropped the far end's candidates: it signals them again.
+                st.remote_candidates = 0;
+                if st.consent == Consent::Failed {
+                    // The restart's checks are new consent (RFC 7675 §5.1, RFC 8445 §9): watch
+                    // again; sending resumes once the far end is heard (`check_consent`).
+                    st.consent = Consent::Fresh;
+                    drop(st);
+                    Self::start_consent_watch(&self.inner);
+                }
+            }
+            let result = i
+                .promise(signal, |p| {
+                    i.webrtc.emit_by_name::<()>(signal, &[&gdesc, p]);
+                })
+                .await;
+            if result.is_ok() && !step.candidates.is_empty() {
+                i.signal_candidates_again(step.candidates);
+            }
+            result
         };
         if let Err(e) = result {
             if let Some(prev) = previous_mlines {
@@ -1293,7 +1344,7 @@ impl PeerConnection {
     /// (ICE credentials, DTLS fingerprint and role, payload types, m-lines:
     /// [`sdp::same_essentials`]) — as a SIP 200 OK repeats the SDP of a reliable 183 (RFC 3262
     /// §5) — else `invalid_sdp`, nothing changed (a far end that forks to a different transport
-    /// would need an ICE restart, which webrtcbin 1.22 lacks). Directions may differ (a 183
+    /// would need new ICE credentials without a new offer). Directions may differ (a 183
     /// that only sends ringback, then a sendrecv 200 OK): the engine applies them itself.
     fn apply_after_pranswer(
         &self,
@@ -1870,6 +1921,30 @@ impl PeerConnection {
         Ok(())
     }
 
+    /// `RTCRtpSender.setParameters` / `addTransceiver(…, {sendEncodings})` (WebRTC 1.0 §5.2):
+    /// `encodings[0].maxBitrate` (bit/s, None = no limit) of the sender `sender_id` caps the
+    /// Opus encoder's bitrate, now and in any later send branch. G.722 and G.711 are fixed
+    /// 64 kbit/s codecs: the value is kept but cannot lower them. 0 → `invalid_params`
+    /// (no encoder sends below 6 kbit/s); unknown sender → `not_found`.
+    pub fn set_max_bitrate(&self, sender_id: &str, max_bitrate: Option<u32>) -> EngineResult<()> {
+        self.check_open()?;
+        if max_bitrate == Some(0) {
+            return Err(EngineError::invalid_params("maxBitrate must be positive (bit/s)"));
+        }
+        let mut st = lock(&self.inner.st);
+        let t = st.transceivers.iter_mut().find(|t| t.sender_id == sender_id).ok_or_else(|| {
+            EngineError::not_found(format!("sender {sender_id} is not in {}", self.inner.id))
+        })?;
+        t.max_bitrate = max_bitrate;
+        if let Some(b) = &t.send {
+            for enc in &b.elements {
+                apply_max_bitrate(enc, max_bitrate);
+            }
+        }
+        tracing::info!(sender = sender_id, max_bitrate, "sender maxBitrate set");
+        Ok(())
+    }
+
     /// Where a remote track (the receiver's track id) is played: `Some(sink)` = that sink element
     /// (must have a static `sink` pad accepting raw audio), `None` = decoded and discarded. Can
     /// be called before the track has media and at any time mid-call (the sink is swapped while
@@ -1969,6 +2044,8 @@ impl PeerConnection {
                         transport.dtls_role = Some(if dtls.is_client() { "client" } else { "server" });
                     }
                     transport.ice_state = dtls.transport().map(|ice| stats::ice_state_name(ice.state()));
+                    (transport.local_certificate, transport.remote_certificate) =
+                        stats::dtls_certificates(&dtls);
                     // The transport's iceState follows consent like iceConnectionState does.
                     match st.consent {
                         Consent::Failed => transport.ice_state = Some("failed"),
@@ -2110,6 +2187,21 @@ impl PeerConnection {
         }
         tracing::info!("peer connection closed");
     }
+}
+
+/// Caps an `opusenc`'s `bitrate` (bit/s) at `max` (within its range), or restores its default
+/// for None; other elements are left alone.
+fn apply_max_bitrate(enc: &gst::Element, max: Option<u32>) {
+    if !enc.factory().is_some_and(|f| f.name() == "opusenc") {
+        return;
+    }
+    let Some(spec) = enc.find_property("bitrate").and_then(|p| p.downcast::<glib::ParamSpecInt>().ok())
+    else {
+        return;
+    };
+    let default = spec.default_value();
+    let rate = max.map_or(default, |m| (m.min(i32::MAX as u32) as i32).clamp(spec.minimum(), default));
+    enc.set_property("bitrate", rate);
 }
 
 fn set_msid(pad: &gst::Pad, streams: &[String]) {
@@ -2400,6 +2492,10 @@ impl Inner {
                 && !sdp::is_rejected(m)
             {
                 sdp::set_media_direction(m, t.direction);
+                // webrtcbin 1.22 writes no a=msid (JSEP §5.2.1): without it a far end's track
+                // event has no stream.
+                let track = t.sender_track.as_deref().unwrap_or(&t.sender_id);
+                sdp::set_media_msid(m, sends(Some(t.direction)), &t.local_streams, track);
                 if let Some((_, false)) = t.codec_prefs {
                     // setCodecPreferences without telephone-event: not offered (the engine
                     // re-adds it to every offer otherwise, see `with_telephone_event`).
@@ -2455,7 +2551,10 @@ impl Inner {
                 && m.media() == Some("audio")
                 && !sdp::is_rejected(m)
             {
-                sdp::set_media_direction(m, sdp::intersect(t.direction, offered));
+                let direction = sdp::intersect(t.direction, offered);
+                sdp::set_media_direction(m, direction);
+                let track = t.sender_track.as_deref().unwrap_or(&t.sender_id);
+                sdp::set_media_msid(m, sends(Some(direction)), &t.local_streams, track);
             }
         }
         if let Some(role) = st.descs.dtls_role() {
@@ -2720,6 +2819,7 @@ impl Inner {
         }
         let sink_pad = t.sink_pad.clone().expect("set above");
         let (raw_caps, enc, pay) = codec.make_encoder(pt)?;
+        apply_max_bitrate(&enc, t.max_bitrate);
         let queue = codecs::make("queue")?;
         let volume = codecs::make("volume")?;
         volume.set_property("mute", !t.enabled);
@@ -3031,6 +3131,8 @@ impl Inner {
         if st.closed {
             return;
         }
+        let (transport_ice, transport_conn) =
+            ice::states_during_restart(&mut st.ice_restarting, transport_ice, transport_conn);
         st.transport_ice = transport_ice;
         let (ice, conn) = with_consent(st.consent, transport_ice, transport_conn);
         // webrtcbin holds the remote pranswer as its answer (see `State::early_pranswer`).
@@ -3109,6 +3211,10 @@ impl Inner {
         } else {
             Consent::Fresh
         };
+        if next == Consent::Fresh {
+            // Halted only by an expired consent; heard again after an ICE restart: resume.
+            self.counters.set_sending_halted(false);
+        }
         if next == st.consent {
             return true;
         }
@@ -3210,6 +3316,17 @@ impl Inner {
         if g == RtcIceGatheringState::Complete {
             let _ = self.events.send(PcEvent::IceCandidate(None));
         }
+    }
+
+    /// After an ICE restart took new local credentials: libnice gathers nothing new, so its
+    /// candidates are signalled again under the new ufrag, gathering `gathering` → `complete`
+    /// with the null candidate (WebRTC 1.0 §4.4.1.6: a restart starts a new generation).
+    fn signal_candidates_again(&self, candidates: Vec<(u32, String)>) {
+        for (mline, candidate) in candidates {
+            self.on_local_candidate(mline, candidate);
+        }
+        let mut st = lock(&self.st);
+        self.set_gathering(&mut st, RtcIceGatheringState::Complete);
     }
 
     fn on_local_candidate(&self, mline: u32, candidate: String) {

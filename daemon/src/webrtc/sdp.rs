@@ -183,6 +183,60 @@ pub fn media_msid_streams(media: &SDPMediaRef) -> Vec<String> {
     )
 }
 
+/// RFC 8830 §2 `msid-id` / `msid-appdata`: 1 to 64 `token-char`s (RFC 8866 §9).
+pub fn is_msid_token(id: &str) -> bool {
+    let token_char = |c: char| matches!(c, '\x21' | '\x23'..='\x27' | '\x2A'..='\x2B' | '\x2D'..='\x2E' | '0'..='9' | 'A'..='Z' | '\x5E'..='\x7E');
+    (1..=64).contains(&id.len()) && id.chars().all(token_char)
+}
+
+/// Writes the `a=msid:<stream-id> <track-id>` lines (RFC 8830 §2, JSEP §5.2.1/§5.3.1) of a local
+/// m-line, replacing any: one per stream of the sender, or `a=msid:- <track-id>` when it has
+/// none, as Chromium writes; none at all when the m-line does not send (`sends` false:
+/// recvonly/inactive). `track_id` is the sender's track id (or the sender's own id when it has
+/// no track). Ids that are not RFC 8830 tokens would corrupt the SDP: they are left out, logged.
+pub fn set_media_msid(media: &mut SDPMediaRef, sends: bool, streams: &[String], track_id: &str) {
+    remove_media_attributes(media, |k| k == "msid");
+    if !sends {
+        return;
+    }
+    let track = if is_msid_token(track_id) {
+        Some(track_id)
+    } else {
+        tracing::warn!(track_id, "track id is not an msid token: a=msid without it");
+        None
+    };
+    let mut ids: Vec<&str> = streams
+        .iter()
+        .map(String::as_str)
+        .filter(|id| {
+            let ok = is_msid_token(id) && *id != "-";
+            if !ok {
+                tracing::warn!(stream_id = id, "stream id is not an msid token: left out of a=msid");
+            }
+            ok
+        })
+        .collect();
+    let mut seen = Vec::new();
+    ids.retain(|id| {
+        if seen.contains(id) {
+            false
+        } else {
+            seen.push(*id);
+            true
+        }
+    });
+    if ids.is_empty() {
+        ids.push("-");
+    }
+    for id in ids {
+        let value = match track {
+            Some(t) => format!("{id} {t}"),
+            None => id.to_string(),
+        };
+        media.add_attribute("msid", Some(value.as_str()));
+    }
+}
+
 /// The W3C name of a direction as an SDP attribute key (RFC 8866 §6.7; `stopped` has none and
 /// is written `inactive`, as on a rejected m-line).
 pub fn direction_attribute(d: RtcRtpTransceiverDirection) -> &'static str {
@@ -471,6 +525,44 @@ mod tests {
             parse(&OFFER.replace("a=msid:s1 t1\r\n", "a=ssrc:7 cname:c\r\na=ssrc:7 msid:s2 t2\r\n")).unwrap();
         assert_eq!(media_msid_streams(legacy.media(0).unwrap()), vec!["s2".to_string()]);
         assert!(fmtp(m, 111).contains(&("useinbandfec".into(), "1".into())));
+    }
+
+    #[test]
+    fn writes_msid_as_chromium_does() {
+        let msg_of = || parse(OFFER).unwrap();
+        let msids = |msg: &SDPMessage| -> Vec<String> {
+            msg.media(0)
+                .unwrap()
+                .attributes()
+                .filter(|a| a.key() == "msid")
+                .filter_map(|a| a.value().map(str::to_string))
+                .collect()
+        };
+        let mut msg = msg_of();
+        set_media_msid(msg.media_mut(0).unwrap(), true, &["sA".into(), "sB".into()], "tA");
+        assert_eq!(
+            msids(&msg),
+            vec!["sA tA".to_string(), "sB tA".to_string()],
+            "the offer's own a=msid:s1 t1 is replaced"
+        );
+        assert_eq!(media_msid_streams(msg.media(0).unwrap()), vec!["sA".to_string(), "sB".to_string()]);
+        let mut msg = msg_of();
+        set_media_msid(msg.media_mut(0).unwrap(), true, &[], "tA");
+        assert_eq!(msids(&msg), vec!["- tA".to_string()]);
+        assert!(media_msid_streams(msg.media(0).unwrap()).is_empty());
+        let mut msg = msg_of();
+        set_media_msid(msg.media_mut(0).unwrap(), false, &["sA".into()], "tA");
+        assert!(msids(&msg).is_empty(), "recvonly/inactive: no a=msid");
+        let mut msg = msg_of();
+        set_media_msid(
+            msg.media_mut(0).unwrap(),
+            true,
+            &["bad id".into(), "ok".into(), "-".into()],
+            "t\r\nA",
+        );
+        assert_eq!(msids(&msg), vec!["ok".to_string()]);
+        assert!(msg.as_text().unwrap().contains("a=msid:ok\r\n"));
+        assert!(is_msid_token(&"x".repeat(64)) && !is_msid_token(&"x".repeat(65)) && !is_msid_token(""));
     }
 
     #[test]

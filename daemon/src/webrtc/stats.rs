@@ -4,7 +4,7 @@
 //!
 //! - [`build_report`]: one `RTCStatsReport` (as JSON objects): `codec`, `inbound-rtp`,
 //!   `outbound-rtp`, `remote-inbound-rtp`, `remote-outbound-rtp`, `media-source`, `transport`,
-//!   `candidate-pair`, `local-candidate`, `remote-candidate`, `peer-connection`; the spec's
+//!   `candidate-pair`, `local-candidate`, `remote-candidate`, `peer-connection`, `certificate`; the spec's
 //!   camelCase names, seconds for `jitter` / `roundTripTime`, bytes for `bytes*`, every
 //!   `timestamp` a DOMHighResTimeStamp in ms since the Unix epoch (the daemon's clock: the SDK
 //!   shifts it onto the page's clock with the reply's `now`), and every `*Id` naming a stat of
@@ -890,6 +890,10 @@ pub struct TransportFacts {
     pub ice_remote_ufrag: Option<String>,
     /// Datagram counters.
     pub counters: TransportSnapshot,
+    /// The local DTLS certificate (webrtcbin's `GstWebRTCDTLSTransport::certificate`).
+    pub local_certificate: Option<CertificateFacts>,
+    /// The far end's DTLS certificate, once the handshake gave it (`remote-certificate`).
+    pub remote_certificate: Option<CertificateFacts>,
 }
 
 /// Everything [`build_report`] needs besides webrtcbin's reply.
@@ -899,6 +903,22 @@ pub struct ReportContext {
     pub now_ms: f64,
     pub transceivers: Vec<TransceiverFacts>,
     pub transport: TransportFacts,
+}
+
+/// The local and remote certificates of a webrtcbin DTLS transport (its `certificate` and
+/// `remote-certificate` PEM properties). A missing or unreadable one is `None`, logged.
+pub fn dtls_certificates(
+    dtls: &gst_webrtc::WebRTCDTLSTransport,
+) -> (Option<CertificateFacts>, Option<CertificateFacts>) {
+    let read = |prop: &str| {
+        let pem = dtls.property::<Option<String>>(prop).filter(|p| !p.trim().is_empty())?;
+        CertificateFacts::from_pem(&pem)
+            .inspect_err(
+                |e| tracing::warn!(property = prop, error = %e, "DTLS certificate left out of stats"),
+            )
+            .ok()
+    };
+    (read("certificate"), read("remote-certificate"))
 }
 
 /// `RTCDtlsTransportState` string of a webrtcbin DTLS transport state.
@@ -932,6 +952,77 @@ pub fn ice_state_name(s: gst_webrtc::WebRTCICEConnectionState) -> &'static str {
 /// The media-source stat id of a sender.
 pub fn media_source_id(sender_id: &str) -> String {
     format!("media-source_{sender_id}")
+}
+
+/// Why a PEM text does not give an X.509 certificate for `RTCCertificateStats`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CertificateError {
+    /// No `-----BEGIN CERTIFICATE-----` … `-----END CERTIFICATE-----` block (RFC 7468 §5).
+    #[error("no PEM CERTIFICATE block")]
+    NoCertificateBlock,
+    /// The block's body is not base64 (RFC 4648 §4, padded) or decodes to nothing.
+    #[error("the PEM CERTIFICATE body is not base64 DER")]
+    BadBase64,
+}
+
+/// An X.509 certificate as `RTCCertificateStats` (webrtc-stats §6.x) describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateFacts {
+    /// SHA-256 of the DER bytes: upper-case hex pairs joined by `:`, as in SDP
+    /// `a=fingerprint` (RFC 8122 §5).
+    pub fingerprint: String,
+    /// The hash function's name from the IANA "Hash Function Textual Names" registry.
+    pub fingerprint_algorithm: &'static str,
+    /// The DER bytes, base64 (RFC 4648 §4, padded, no line breaks).
+    pub base64_certificate: String,
+}
+
+impl CertificateFacts {
+    /// The first certificate of a PEM text (RFC 7468: the leaf when a chain is given), as
+    /// webrtcbin's `GstWebRTCDTLSTransport` `certificate` / `remote-certificate` hold it.
+    pub fn from_pem(pem: &str) -> Result<Self, CertificateError> {
+        const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+        const END: &str = "-----END CERTIFICATE-----";
+        let start = pem.find(BEGIN).ok_or(CertificateError::NoCertificateBlock)? + BEGIN.len();
+        let len = pem[start..].find(END).ok_or(CertificateError::NoCertificateBlock)?;
+        let body: String = pem[start..start + len].chars().filter(|c| !c.is_ascii_whitespace()).collect();
+        let alphabet = |c: char| c.is_ascii_alphanumeric() || c == '+' || c == '/';
+        let data = body.trim_end_matches('=');
+        // GLib's decoder skips bad characters silently: check the RFC 4648 shape first.
+        if body.is_empty()
+            || body.len() % 4 != 0
+            || body.len() - data.len() > 2
+            || !data.chars().all(alphabet)
+        {
+            return Err(CertificateError::BadBase64);
+        }
+        let der = glib::base64_decode(&body);
+        if der.is_empty() {
+            return Err(CertificateError::BadBase64);
+        }
+        let mut sha = glib::Checksum::new(glib::ChecksumType::Sha256).ok_or(CertificateError::BadBase64)?;
+        sha.update(&der);
+        let fingerprint = sha.digest().iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":");
+        Ok(Self { fingerprint, fingerprint_algorithm: "sha-256", base64_certificate: body })
+    }
+
+    /// The stat id (`certificate_<fingerprint>`; Chromium uses `CF<fingerprint>`).
+    pub fn stat_id(&self) -> String {
+        format!("certificate_{}", self.fingerprint)
+    }
+
+    /// The `certificate` stat, `timestamp` in ms since the Unix epoch. `issuerCertificateId`
+    /// is absent: DTLS-SRTP certificates are self-signed (RFC 8827 §6.5).
+    pub fn to_stat(&self, now_ms: f64) -> Value {
+        let mut obj = Map::new();
+        obj.insert("id".into(), Value::String(self.stat_id()));
+        obj.insert("type".into(), Value::String("certificate".into()));
+        obj.insert("timestamp".into(), Value::from(now_ms));
+        obj.insert("fingerprint".into(), Value::String(self.fingerprint.clone()));
+        obj.insert("fingerprintAlgorithm".into(), Value::String(self.fingerprint_algorithm.into()));
+        obj.insert("base64Certificate".into(), Value::String(self.base64_certificate.clone()));
+        Value::Object(obj)
+    }
 }
 
 fn str_of(v: &Value, k: &str) -> Option<String> {
@@ -1159,6 +1250,12 @@ pub fn build_report(reply: &gst::StructureRef, ctx: &ReportContext) -> Vec<Value
                 if let Some(u) = &f.ice_local_ufrag {
                     obj.insert("iceLocalUsernameFragment".into(), Value::String(u.clone()));
                 }
+                if let Some(c) = &f.local_certificate {
+                    obj.insert("localCertificateId".into(), Value::String(c.stat_id()));
+                }
+                if let Some(c) = &f.remote_certificate {
+                    obj.insert("remoteCertificateId".into(), Value::String(c.stat_id()));
+                }
             }
             "candidate-pair" => {
                 let selected = selected_pair.as_deref() == Some(id.as_str());
@@ -1238,6 +1335,19 @@ pub fn build_report(reply: &gst::StructureRef, ctx: &ReportContext) -> Vec<Value
     // A media-source without a sending stream (track on a sender whose answer is pending) is
     // still reported, as browsers do.
     stats.extend(media_sources);
+    // Certificates only with the transport that references them (webrtc-stats §6.x); one stat
+    // when both ends use the same certificate (same id).
+    if transport_id.is_some() {
+        let certs = [&ctx.transport.local_certificate, &ctx.transport.remote_certificate];
+        for (i, c) in certs.iter().enumerate() {
+            let Some(c) = c else { continue };
+            if i == 1 && ctx.transport.local_certificate.as_ref().is_some_and(|l| l.stat_id() == c.stat_id())
+            {
+                continue;
+            }
+            stats.push(c.to_stat(ctx.now_ms));
+        }
+    }
     stats
 }
 
@@ -1252,7 +1362,8 @@ fn insert_level(obj: &mut Map<String, Value>, l: &LevelSnapshot) {
 /// The entries of `report` that the WebRTC 1.0 stats selection algorithm (§8.5) returns for a
 /// sender (`outbound`: its `outbound-rtp` stats, by `mid`) or a receiver (its `inbound-rtp`),
 /// plus every stat they reference, transitively (`codecId`, `transportId`, `mediaSourceId`,
-/// `remoteId`, `selectedCandidatePairId`, `localCandidateId`, `remoteCandidateId`).
+/// `remoteId`, `selectedCandidatePairId`, `localCandidateId`, `remoteCandidateId`,
+/// `localCertificateId`, `remoteCertificateId`).
 pub fn select(report: &[Value], mid: &str, outbound: bool) -> Vec<Value> {
     let ty = if outbound { "outbound-rtp" } else { "inbound-rtp" };
     let mut wanted: Vec<String> = report
@@ -1271,6 +1382,8 @@ pub fn select(report: &[Value], mid: &str, outbound: bool) -> Vec<Value> {
                 "selectedCandidatePairId",
                 "localCandidateId",
                 "remoteCandidateId",
+                "localCertificateId",
+                "remoteCertificateId",
             ] {
                 if let Some(r) = str_of(s, k)
                     && !wanted.contains(&r)
@@ -1381,6 +1494,8 @@ mod tests {
                     )]),
                     ..Default::default()
                 },
+                local_certificate: None,
+                remote_certificate: None,
             },
         }
     }
@@ -1622,5 +1737,190 @@ mod tests {
         assert_eq!(camel_case("packets-received"), "packetsReceived");
         assert_eq!(camel_case("round-trip-time"), "roundTripTime");
         assert_eq!(camel_case("ssrc"), "ssrc");
+    }
+
+    /// A self-signed P-256 certificate made with `openssl req -x509`; its fingerprint is
+    /// `openssl x509 -noout -fingerprint -sha256`'s.
+    const PEM: &str = "-----BEGIN CERTIFICATE-----
+MIIBhjCCASugAwIBAgIUULWM4fOagqiKQ196ndntQYEvTXAwCgYIKoZIzj0EAwIw
+GDEWMBQGA1UEAwwNdmRpbWVkaWEtdGVzdDAeFw0yNjExMjExNDA1MjhaFw0zNjEx
+MTgxNDA1MjhaMBgxFjAUBgNVBAMMDXZkaW1lZGlhLXRlc3QwWTATBgcqhkjOPQIB
+BggqhkjOPQMBBwNCAARq2xC+AOCZx+dn2aKv7y2aaKvgUXHoCPJCfQ/gmOcE0Qsn
+EeCgM0hWAGFiohhNWVd9jJKJC7iFcWZzLN7ZPWYjo1MwUTAdBgNVHQ4EFgQUmufX
+zqWDqEA/9MhW7QW46PY+PaMwHwYDVR0jBBgwFoAUmufXzqWDqEA/9MhW7QW46PY+
+PaMwDwYDVR0TAQH/BAUwAwEB/zAKBggqhkjOPQQDAgNJADBGAiEA2H3sMvGPYwn9
+OZFlLQ5mWE/P/ezm8kvU2QgYJ7fu3ekCIQCUpklUJWTa5zxILueJFJoAfl0FQmll
+yTN02WwUWHelow==
+-----END CERTIFICATE-----
+";
+    const PEM_SHA256: &str =
+        "C9:47:54:D8:AD:11:92:19:E0:AD:D9:59:C6:24:1B:2C:8E:BD:D8:65:46:15:8D:30:66:5F:37:F6:DD:B1:D0:EA";
+
+    #[test]
+    fn certificate_from_pem_gives_fingerprint_and_base64_der() {
+        let c = CertificateFacts::from_pem(PEM).unwrap();
+        assert_eq!(c.fingerprint, PEM_SHA256);
+        assert_eq!(c.fingerprint_algorithm, "sha-256");
+        let body: String = PEM.lines().filter(|l| !l.starts_with("-----")).collect();
+        assert_eq!(c.base64_certificate, body);
+        // DER: a SEQUENCE (0x30) with a two-byte long-form length (0x82), 0x186 bytes of content.
+        let der = glib::base64_decode(&c.base64_certificate);
+        assert_eq!(&der[..4], &[0x30, 0x82, 0x01, 0x86]);
+        assert_eq!(der.len(), 4 + 0x186);
+        // A private key before the certificate and a second certificate after it: the first wins.
+        let chain = format!("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n{PEM}{PEM}");
+        assert_eq!(CertificateFacts::from_pem(&chain).unwrap(), c);
+        let stat = c.to_stat(12.5);
+        assert_eq!(stat["id"], format!("certificate_{PEM_SHA256}"));
+        assert_eq!(stat["type"], "certificate");
+        assert_eq!(stat["timestamp"], 12.5);
+        assert_eq!(stat["fingerprint"], PEM_SHA256);
+        assert_eq!(stat["fingerprintAlgorithm"], "sha-256");
+        assert_eq!(stat["base64Certificate"], body);
+        assert!(stat.get("issuerCertificateId").is_none(), "self-signed: no issuer");
+    }
+
+    #[test]
+    fn certificate_from_bad_pem_is_a_typed_error() {
+        use CertificateError::*;
+        assert_eq!(CertificateFacts::from_pem(""), Err(NoCertificateBlock));
+        assert_eq!(CertificateFacts::from_pem("-----BEGIN CERTIFICATE-----\nMIIB"), Err(NoCertificateBlock));
+        let with = |body: &str| format!("-----BEGIN CERTIFICATE-----\n{body}\n-----END CERTIFICATE-----\n");
+        assert_eq!(CertificateFacts::from_pem(&with("")), Err(BadBase64));
+        assert_eq!(CertificateFacts::from_pem(&with("MII*")), Err(BadBase64));
+        assert_eq!(CertificateFacts::from_pem(&with("MIIBh")), Err(BadBase64));
+        assert_eq!(CertificateFacts::from_pem(&with("M===")), Err(BadBase64));
+        assert!(CertificateFacts::from_pem(&with("MIIB")).is_ok());
+    }
+
+    #[test]
+    fn transport_references_its_certificates() {
+        let local = CertificateFacts::from_pem(PEM).unwrap();
+        let remote = CertificateFacts { fingerprint: "AB:CD".into(), ..local.clone() };
+        let mut c = ctx(0);
+        c.transport.local_certificate = Some(local.clone());
+        c.transport.remote_certificate = Some(remote.clone());
+        let r = build_report(&real_reply(), &c);
+        let tr = r.iter().find(|s| s["type"] == "transport").unwrap();
+        assert_eq!(tr["localCertificateId"], local.stat_id());
+        assert_eq!(tr["remoteCertificateId"], remote.stat_id());
+        let certs: Vec<_> = r.iter().filter(|s| s["type"] == "certificate").collect();
+        assert_eq!(certs.len(), 2, "{certs:?}");
+        assert_eq!(certs[1]["fingerprint"], "AB:CD");
+        // Sender selection follows transport → certificates.
+        let out_mid = r.iter().find(|s| s["type"] == "outbound-rtp").and_then(|s| str_of(s, "mid"));
+        if let Some(mid) = out_mid {
+            let sel = select(&r, &mid, true);
+            assert!(sel.iter().any(|s| s["id"] == local.stat_id().as_str()), "{sel:#?}");
+        }
+        // The same certificate on both ends is one stat.
+        c.transport.remote_certificate = Some(local);
+        let r = build_report(&real_reply(), &c);
+        assert_eq!(r.iter().filter(|s| s["type"] == "certificate").count(), 1);
+    }
+
+    /// The `a=fingerprint` of an SDP (RFC 8122), upper-cased hex pairs.
+    fn sdp_fingerprint(sdp: &str) -> String {
+        let line = sdp.lines().find_map(|l| l.strip_prefix("a=fingerprint:")).expect("a=fingerprint");
+        let (algo, fp) = line.trim().split_once(' ').unwrap();
+        assert_eq!(algo.to_ascii_lowercase(), "sha-256");
+        fp.to_ascii_uppercase()
+    }
+
+    /// Two of our peer connections (Opus) over loopback ICE until DTLS is connected on both;
+    /// A offers with `trackA`, B answers with `trackB`. `before_answer` runs on B first.
+    async fn connected_pair(
+        before_answer: impl FnOnce(&crate::webrtc::PeerConnection),
+    ) -> (crate::webrtc::PeerConnection, crate::webrtc::PeerConnection) {
+        use crate::webrtc::{Codec, PcEvent, PcOptions, PeerConnection};
+        use std::time::Instant;
+        use vdimedia_protocol::api::*;
+        crate::webrtc::prewarm().unwrap();
+        let mk = |name: &str| {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            let opts = PcOptions { loopback_ice: true, codecs: vec![Codec::Opus], ..PcOptions::default() };
+            (PeerConnection::with_options(name, &RtcConfiguration::default(), opts, tx).unwrap(), rx)
+        };
+        let tone = || gst::ElementFactory::make("audiotestsrc").property("is-live", true).build().unwrap();
+        let (a, mut arx) = mk("pair-a");
+        let (b, mut brx) = mk("pair-b");
+        a.add_track("trackA", tone(), vec!["streamA".into()]).unwrap();
+        let offer = a.create_offer(&RtcOfferOptions::default()).await.unwrap();
+        a.set_local_description(Some(offer.clone())).await.unwrap();
+        b.set_remote_description(offer).await.unwrap();
+        b.add_track("trackB", tone(), vec!["streamB".into()]).unwrap();
+        before_answer(&b);
+        b.set_local_description(None).await.unwrap();
+        a.set_remote_description(b.state().local_description.unwrap()).await.unwrap();
+        let deadline = Instant::now() + std::time::Duration::from_secs(15);
+        let connected = |p: &PeerConnection| p.stats_context().transport.dtls_state == Some("connected");
+        while !(connected(&a) && connected(&b)) {
+            assert!(Instant::now() < deadline, "DTLS did not connect");
+            while let Ok(ev) = arx.try_recv() {
+                if let PcEvent::IceCandidate(c) = ev {
+                    b.add_ice_candidate(c).await.unwrap();
+                }
+            }
+            while let Ok(ev) = brx.try_recv() {
+                if let PcEvent::IceCandidate(c) = ev {
+                    a.add_ice_candidate(c).await.unwrap();
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        (a, b)
+    }
+
+    /// Two real peer connections over loopback ICE: each side's `certificate` stats match the
+    /// `a=fingerprint` of its local description (local) and of its remote description (remote).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn webrtc_certificate_stats_match_the_sdp_fingerprints() {
+        let (a, b) = connected_pair(|_| {}).await;
+        for (p, name) in [(&a, "A"), (&b, "B")] {
+            let st = p.state();
+            let local_fp = sdp_fingerprint(&st.local_description.unwrap().sdp);
+            let remote_fp = sdp_fingerprint(&st.remote_description.unwrap().sdp);
+            // GStreamer's dtls elements share one certificate per process, so here both ends
+            // have the same one (one stat, both ids naming it); against a browser they differ.
+            let report = p.get_stats().await.unwrap();
+            let tr = report.iter().find(|s| s["type"] == "transport").expect("transport stats");
+            let cert =
+                |id: &Value| report.iter().find(|s| s["type"] == "certificate" && s["id"] == *id).cloned();
+            let local = cert(&tr["localCertificateId"]).unwrap_or_else(|| panic!("{name}: {report:#?}"));
+            let remote = cert(&tr["remoteCertificateId"]).unwrap_or_else(|| panic!("{name}: {report:#?}"));
+            assert_eq!(local["fingerprint"], local_fp.as_str(), "{name} local");
+            assert_eq!(remote["fingerprint"], remote_fp.as_str(), "{name} remote");
+            assert_eq!(local["fingerprintAlgorithm"], "sha-256");
+            assert!(local["base64Certificate"].as_str().is_some_and(|b| b.starts_with("MII")), "{local}");
+        }
+        a.close();
+        b.close();
+    }
+
+    /// `maxBitrate` (sendEncodings / setParameters) caps opusenc's bitrate, seen as
+    /// `outbound-rtp.targetBitrate`: set before the send branch exists (B, before its answer)
+    /// and mid-call (A); None restores the encoder's default; bad input is a typed error.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn webrtc_max_bitrate_caps_the_opus_encoder() {
+        let sender_of = |p: &crate::webrtc::PeerConnection| p.state().transceivers[0].sender.id.clone();
+        let (a, b) = connected_pair(|b| b.set_max_bitrate(&sender_of(b), Some(24_000)).unwrap()).await;
+        let target = |p: &crate::webrtc::PeerConnection| {
+            let r = p.stats_context();
+            r.transceivers.iter().find_map(|t| t.target_bitrate)
+        };
+        assert_eq!(target(&b), Some(24_000), "set before the send branch");
+        assert_eq!(target(&a), Some(64_000), "opusenc's default");
+        a.set_max_bitrate(&sender_of(&a), Some(32_000)).unwrap();
+        assert_eq!(target(&a), Some(32_000), "mid-call");
+        a.set_max_bitrate(&sender_of(&a), Some(1_000_000)).unwrap();
+        assert_eq!(target(&a), Some(64_000), "a cap above the default leaves the default");
+        a.set_max_bitrate(&sender_of(&a), Some(1)).unwrap();
+        assert_eq!(target(&a), Some(4_000), "opusenc's minimum");
+        a.set_max_bitrate(&sender_of(&a), None).unwrap();
+        assert_eq!(target(&a), Some(64_000));
+        assert!(a.set_max_bitrate(&sender_of(&a), Some(0)).is_err());
+        assert!(a.set_max_bitrate("nope", Some(10_000)).is_err());
+        a.close();
+        b.close();
     }
 }

@@ -1117,3 +1117,132 @@ async fn webrtc_rollback_of_a_local_reoffer() {
     a.pc.close();
     b.pc.close();
 }
+
+// ---- ICE restart (issue 6: RFC 8445 §9, JSEP §5.2.1/§5.3.1, WebRTC 1.0 §4.4.1.6) ----
+
+fn ufrag_of(d: Option<RtcSessionDescriptionInit>) -> String {
+    ice::IceCredentials::of_sdp(&d.expect("a description").sdp).expect("ice credentials").ufrag
+}
+
+/// ICE restart offered by either side: `createOffer({iceRestart: true})` gives new credentials,
+/// the answer to it new ones too; libnice's streams restart; the candidates are signalled again
+/// under the new ufrag; the call stays connected and audio keeps flowing both ways throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webrtc_ice_restart_from_either_side_keeps_audio() {
+    let (mut a, mut b, _ma, _mb) = call(vec![Codec::Opus], "opus/48000/2").await;
+    for round in 0..2 {
+        let (from, to) = if round == 0 { (&a, &b) } else { (&b, &a) };
+        let before = (ufrag_of(a.pc.state().local_description), ufrag_of(b.pc.state().local_description));
+        let plain = from.pc.create_offer(&RtcOfferOptions::default()).await.unwrap();
+        let from_before = if round == 0 { &before.0 } else { &before.1 };
+        assert_eq!(&ufrag_of(Some(plain)), from_before, "an offer without iceRestart keeps the credentials");
+        let offer = from
+            .pc
+            .create_offer(&RtcOfferOptions { ice_restart: true, ..RtcOfferOptions::default() })
+            .await
+            .unwrap();
+        let creds = ice::IceCredentials::of_sdp(&offer.sdp).unwrap();
+        assert_ne!(&creds.ufrag, from_before, "round {round}: restart offer keeps the ufrag:\n{}", offer.sdp);
+        assert!(creds.ufrag.len() >= 4 && creds.pwd.len() >= 22, "RFC 8839 lengths: {creds:?}");
+        from.pc.set_local_description(Some(offer.clone())).await.unwrap();
+        to.pc.set_remote_description(offer).await.unwrap();
+        let answer = to.pc.create_answer().await.unwrap();
+        to.pc.set_local_description(Some(answer.clone())).await.unwrap();
+        from.pc.set_remote_description(answer).await.unwrap();
+        let after = (ufrag_of(a.pc.state().local_description), ufrag_of(b.pc.state().local_description));
+        assert_ne!(after.0, before.0, "round {round}: A's ufrag unchanged");
+        assert_ne!(after.1, before.1, "round {round}: B's ufrag unchanged (answer to a restart)");
+        assert_eq!(ufrag_of(a.pc.state().remote_description), after.1);
+        assert_eq!(ufrag_of(b.pc.state().remote_description), after.0);
+        let (na, nb) = (a.events.len(), b.events.len());
+        assert!(
+            received_during(&mut a, &mut b, Duration::from_millis(1500)).await > 40,
+            "round {round}: A stopped hearing B across the restart"
+        );
+        assert!(
+            received_during(&mut b, &mut a, Duration::from_millis(1500)).await > 40,
+            "round {round}: B stopped hearing A across the restart"
+        );
+        for (p, ufrag) in [(&a, &after.0), (&b, &after.1)] {
+            let again = p.events[if std::ptr::eq(p, &a) { na } else { nb }..]
+                .iter()
+                .filter(|e| matches!(e, PcEvent::IceCandidate(Some(c)) if c.username_fragment.as_deref() == Some(ufrag.as_str())))
+                .count();
+            assert!(again > 0, "round {round}: no candidate signalled again under ufrag {ufrag}");
+            // WebRTC 1.0 §5.6: a restart from connected/completed stays (or goes) `connected`.
+            let flaps: Vec<&PcEvent> = p.events[if std::ptr::eq(p, &a) { na } else { nb }..]
+                .iter()
+                .filter(|e| match e {
+                    PcEvent::IceConnectionStateChange(s) => {
+                        !matches!(s, RtcIceConnectionState::Connected | RtcIceConnectionState::Completed)
+                    }
+                    PcEvent::ConnectionStateChange(s) => *s != RtcPeerConnectionState::Connected,
+                    _ => false,
+                })
+                .collect();
+            assert!(flaps.is_empty(), "round {round}: state left connected during the restart: {flaps:?}");
+        }
+        assert_eq!(a.pc.state().connection_state, RtcPeerConnectionState::Connected);
+        assert_eq!(b.pc.state().connection_state, RtcPeerConnectionState::Connected);
+    }
+    a.pc.close();
+    b.pc.close();
+}
+
+/// A call whose consent expired (RFC 7675 §5.1: the far end sent nothing for 30 s, `failed`,
+/// sending stopped) comes back with an ICE restart once the far end is back: the page's usual
+/// `restartIce()` on `failed`. Takes about 40 s (the consent timing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webrtc_ice_restart_revives_a_call_whose_consent_expired() {
+    let (mut a, mut b, _ma, _mb) = call(vec![Codec::Opus], "opus/48000/2").await;
+    let pay = b.pc.payloader_src(&b.pc.state().transceivers[0].sender.id).expect("B sends");
+    let mut far = pay.parent_element().expect("payloader");
+    while let Some(p) = far.parent().and_then(|p| p.downcast::<gst::Element>().ok()) {
+        far = p;
+    }
+    // The far end goes quiet (its pipeline pauses: no RTP, no RTCP; libnice still answers).
+    far.set_state(gst::State::Paused).unwrap();
+    let deadline = Instant::now() + peer_connection::CONSENT_FAILED_AFTER + Duration::from_secs(10);
+    while a.pc.state().connection_state != RtcPeerConnectionState::Failed && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(a.pc.state().connection_state, RtcPeerConnectionState::Failed, "consent never expired");
+    far.set_state(gst::State::Playing).unwrap();
+    pump(&mut a, &mut b, Duration::from_secs(2), || false).await;
+    assert_eq!(
+        a.pc.state().connection_state,
+        RtcPeerConnectionState::Failed,
+        "failed is terminal without a restart"
+    );
+
+    let offer =
+        a.pc.create_offer(&RtcOfferOptions { ice_restart: true, ..RtcOfferOptions::default() })
+            .await
+            .unwrap();
+    a.pc.set_local_description(Some(offer.clone())).await.unwrap();
+    b.pc.set_remote_description(offer).await.unwrap();
+    let answer = b.pc.create_answer().await.unwrap();
+    b.pc.set_local_description(Some(answer.clone())).await.unwrap();
+    a.pc.set_remote_description(answer).await.unwrap();
+    let n = a.events.len();
+    let up = |p: &PeerConnection| p.state().connection_state == RtcPeerConnectionState::Connected;
+    let (pa, pb) = (a.pc.clone(), b.pc.clone());
+    assert!(pump(&mut a, &mut b, Duration::from_secs(10), || up(&pa) && up(&pb)).await, "no reconnection");
+    assert!(
+        received_during(&mut b, &mut a, Duration::from_millis(1500)).await > 40,
+        "A does not send again after the restart"
+    );
+    assert!(received_during(&mut a, &mut b, Duration::from_millis(1500)).await > 40, "A does not hear B");
+    // §5.6: from failed, the page sees checking, then connected.
+    let seen: Vec<&PcEvent> = a.events[n..]
+        .iter()
+        .filter(|e| matches!(e, PcEvent::IceConnectionStateChange(_) | PcEvent::ConnectionStateChange(_)))
+        .collect();
+    assert!(
+        matches!(seen.first(), Some(PcEvent::IceConnectionStateChange(RtcIceConnectionState::Checking))),
+        "{seen:?}"
+    );
+    assert_eq!(a.pc.state().connection_state, RtcPeerConnectionState::Connected);
+    a.pc.close();
+    b.pc.close();
+}

@@ -30,7 +30,9 @@ export class MediaStreamTrack extends EventTarget {
     this._constraints = opts.constraints ? { ...opts.constraints } : {};
     this._remote = !!opts.remote;
     this._enabled = true;
-    this._muted = false;
+    // A receiver's track starts muted until media arrives (WebRTC 1.0 §5.3 "create an
+    // RTCRtpReceiver": muted initialized to true; RTCRtpReceiver._watchRtp unmutes it).
+    this._muted = this._remote;
     this._readyState = 'live';
     this._contentHint = '';
     session?.addTrack(this);
@@ -155,6 +157,18 @@ export class MediaStreamTrack extends EventTarget {
 
   toJSON() {
     return { id: this.id, kind: this.kind, label: this.label, enabled: this.enabled, readyState: this.readyState };
+  }
+
+  /**
+   * "Set a track's muted state" (Media Capture §4.3.1.1): updates `muted` and fires `mute` /
+   * `unmute` when it changes; an ended track stays as it is.
+   * @param {boolean} muted
+   */
+  _setMuted(muted) {
+    const v = !!muted;
+    if (this._readyState === 'ended' || this._muted === v) return;
+    this._muted = v;
+    this.dispatchEvent(new Event(v ? 'mute' : 'unmute'));
   }
 }
 defineEventHandlers(MediaStreamTrack.prototype, ['ended', 'mute', 'unmute']);

@@ -17,6 +17,7 @@ import {
   RTCRtpTransceiver,
   RTCStatsReport,
   RTCTrackEvent,
+  encodingsFrom,
 } from './rtp.js';
 import { activeSession } from './state.js';
 import { pageStats, statsFor } from './stats.js';
@@ -118,6 +119,9 @@ export class RTCPeerConnection extends EventTarget {
     this._closed = false;
     /** WebRTC 1.0 [[LastCreatedOffer]] / [[LastCreatedAnswer]]: the SDP of the last createOffer/createAnswer. */
     this._lastCreated = { offer: null, answer: null };
+    /** restartIce(): the ufrag to replace (WebRTC 1.0 [[LocalIceCredentialsToReplace]]), or null. */
+    this._iceRestartUfrag = null;
+    this._restartNnFired = false;
     this._dead = false;
     this._signalingState = 'stable';
     this._iceGatheringState = 'new';
@@ -197,14 +201,38 @@ export class RTCPeerConnection extends EventTarget {
   }
 
   /**
-   * restartIce() (WebRTC 1.0 §4.4.1.6). webrtcbin 1.22 cannot restart ICE (the engine ignores
-   * `iceRestart`), so this only logs a warning: no negotiationneeded, the next offer keeps the
-   * ICE credentials. It exists so pages that call it on ICE failure do not throw a TypeError;
-   * on a closed connection it does nothing, as in Chromium.
+   * restartIce() (WebRTC 1.0 §4.4.1.6): remembers the ufrag to replace
+   * ([[LocalIceCredentialsToReplace]]) and fires `negotiationneeded` (now if `stable`, else when
+   * the connection is `stable` again); every offer, including the implicit one of
+   * setLocalDescription(), restarts ICE (`iceRestart`) until a current local description has a
+   * new ufrag. Before the first negotiation there is nothing to restart; on a closed
+   * connection it does nothing, as in Chromium.
    */
   restartIce() {
     if (this._closed) return;
-    warn(`restartIce on ${this._id}: ICE restart is not supported by the media engine (webrtcbin 1.22); ignored`);
+    const ufrag = sdpIceUfrag(this._desc.currentLocalDescription?.sdp);
+    if (!ufrag) return;
+    if (!this._iceRestartUfrag) this._restartNnFired = false;
+    this._iceRestartUfrag = ufrag;
+    this._queueRestartNegotiationNeeded();
+  }
+
+  /**
+   * WebRTC 1.0 §4.7.3: `negotiationneeded` for a pending ICE restart, once per return to
+   * `stable` (the flag going from false to true), as a queued task.
+   */
+  _queueRestartNegotiationNeeded() {
+    if (this._signalingState !== 'stable') {
+      this._restartNnFired = false;
+      return;
+    }
+    if (this._restartNnFired) return;
+    this._restartNnFired = true;
+    setTimeout(() => {
+      if (!this._closed && this._iceRestartUfrag && this._signalingState === 'stable') {
+        this.dispatchEvent(new Event('negotiationneeded'));
+      }
+    }, 0);
   }
 
   // ---- offer/answer ----
@@ -220,6 +248,7 @@ export class RTCPeerConnection extends EventTarget {
     for (const k of ['iceRestart', 'offerToReceiveAudio', 'offerToReceiveVideo', 'voiceActivityDetection']) {
       if (options && options[k] !== undefined) wireOptions[k] = options[k];
     }
+    if (this._iceRestartUfrag) wireOptions.iceRestart = true; // restartIce() pending
     return this._op('createOffer', () =>
       this._request('pc.createOffer', { options: wireOptions }).then((r) => {
         this._lastCreated.offer = r.sdp;
@@ -262,6 +291,22 @@ export class RTCPeerConnection extends EventTarget {
       }
     } catch (e) {
       return Promise.reject(e);
+    }
+    if (!params.description && this._iceRestartUfrag) {
+      // Implicit offer while restartIce() is pending: the engine's implicit offer would not
+      // restart ICE, so create the restart offer here and set it.
+      return this._op('setLocalDescription', () => {
+        if (this._signalingState !== 'stable' && this._signalingState !== 'have-local-offer') {
+          return this._request('pc.setLocalDescription', params, (s) => this._applyState(s)).then(() => undefined);
+        }
+        return this._request('pc.createOffer', { options: { iceRestart: true } })
+          .then((r) => {
+            this._lastCreated.offer = r.sdp;
+            const description = { type: 'offer', sdp: r.sdp };
+            return this._request('pc.setLocalDescription', { description }, (s) => this._applyState(s));
+          })
+          .then(() => undefined);
+      });
     }
     return this._op('setLocalDescription', () =>
       this._request('pc.setLocalDescription', params, (s) => this._applyState(s)).then(() => undefined),
@@ -424,10 +469,16 @@ export class RTCPeerConnection extends EventTarget {
     } else {
       throw new TypeError("Failed to execute 'addTransceiver' on 'RTCPeerConnection': the track is not a vdimedia (remoted) MediaStreamTrack.");
     }
+    // sendEncodings (WebRTC 1.0 §5.1 step 8): a bad one throws before anything is made.
+    const sendEncodings = init?.sendEncodings === undefined ? [] : encodingsFrom(init.sendEncodings);
     const transceiver = new RTCRtpTransceiver(this, kind, { direction, track });
     this._transceivers.push(transceiver);
     const params = track ? { track: track._remoteId } : { kind };
     params.init = { direction, streams: (init?.streams ?? []).filter(Boolean).map((s) => s.id) };
+    if (sendEncodings.length) {
+      transceiver.sender._encodings = sendEncodings;
+      params.init.sendEncodings = sendEncodings;
+    }
     transceiver.sender._pending += 1;
     this._track(
       this._request('pc.addTransceiver', params)
@@ -572,12 +623,22 @@ export class RTCPeerConnection extends EventTarget {
       else if (!old || old.type !== v.type || old.sdp !== v.sdp) this._desc[k] = { type: v.type, sdp: v.sdp ?? '' };
     }
     const ufrag = sdpIceUfrag(this._desc.localDescription?.sdp);
+    if (this._iceRestartUfrag) {
+      // restartIce() is done once a current local description has other credentials (an
+      // answered restart offer, or our answer to the far end's restart); until then a
+      // stable state asks for negotiation again (§4.4.1.6, §4.7.3).
+      const current = sdpIceUfrag(this._desc.currentLocalDescription?.sdp);
+      if (current && current !== this._iceRestartUfrag) this._iceRestartUfrag = null;
+      else this._queueRestartNegotiationNeeded();
+    }
     if (ufrag !== this._candidateUfrag) {
       // A new ICE generation (or a first local description): earlier candidates do not apply.
       this._candidateUfrag = ufrag;
       this._candidates = this._candidates.filter((c) => c.usernameFragment && c.usernameFragment === ufrag);
     }
     if (Array.isArray(s.transceivers)) for (const info of s.transceivers) this._transceiverFor(info);
+    // Remote tracks' muted state follows the descriptions (mute) and RTP (unmute): rtp.js.
+    for (const t of this._transceivers) t._syncReceiving();
   }
 
   /** Binds a page-created transceiver to the engine's answer, merging if the engine reused one. */

@@ -2,7 +2,7 @@
 // engine objects, plus RTCStatsReport and the peer connection's event classes.
 
 import { RTCDTMFSender } from './dtmf.js';
-import { invalidState, notSupported } from './errors.js';
+import { invalidState } from './errors.js';
 import { MediaStreamTrack } from './media.js';
 import { RTCStatsReport, rtpSources, statsFor } from './stats.js';
 import { randomId } from './util.js';
@@ -30,6 +30,8 @@ export class RTCRtpSender {
     /** The RTCRtpTransceiver this sender belongs to (set by it). */
     this._transceiver = null;
     this._dtmf = null;
+    /** RTCRtpEncodingParameters (WebRTC 1.0 §5.2.1): one encoding for audio. */
+    this._encodings = [{ active: true }];
   }
 
   get track() { return this._track; }
@@ -45,19 +47,43 @@ export class RTCRtpSender {
   get transport() { return null; }
   get rtcpTransport() { return null; }
 
-  /** Minimal RTCRtpSendParameters: one active encoding, no codec detail. */
+  /**
+   * RTCRtpSendParameters (WebRTC 1.0 §5.2): the encodings (`active`, `maxBitrate` bit/s from
+   * `sendEncodings` or setParameters), no codec detail.
+   */
   getParameters() {
     return {
       transactionId: this._transactionId,
-      encodings: [{ active: true }],
+      encodings: this._encodings.map((e) => ({ ...e })),
       headerExtensions: [],
       rtcp: { cname: '', reducedSize: false },
       codecs: [],
     };
   }
 
-  setParameters() {
-    return Promise.reject(notSupported('vdimedia: RTCRtpSender.setParameters is not remoted yet'));
+  /**
+   * setParameters(parameters) (WebRTC 1.0 §5.2): `pc.setParameters`; the engine caps the
+   * Opus encoder at `encodings[0].maxBitrate` (bit/s). A `transactionId` other than the last
+   * getParameters' or another number of encodings → InvalidModificationError; a bad
+   * `maxBitrate` → TypeError; closed connection → InvalidStateError.
+   */
+  setParameters(parameters) {
+    const pc = this._pc;
+    const modified = () => new DOMException("Failed to execute 'setParameters' on 'RTCRtpSender': Read-only field modified in setParameters().", 'InvalidModificationError');
+    if (pc._closed) return Promise.reject(invalidState("Failed to execute 'setParameters' on 'RTCRtpSender': The peer connection is closed."));
+    if (parameters?.transactionId !== this._transactionId) return Promise.reject(modified());
+    let encodings;
+    try {
+      encodings = encodingsFrom(parameters?.encodings);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    if (encodings.length !== this._encodings.length) return Promise.reject(modified());
+    return pc._op('setParameters', async () => {
+      await pc._request('pc.setParameters', { sender: this._id, parameters: { encodings } });
+      this._encodings = encodings;
+      this._transactionId = randomId();
+    });
   }
 
   /**
@@ -107,12 +133,109 @@ export class RTCRtpSender {
   }
 }
 
+/**
+ * RTCRtpEncodingParameters (WebRTC 1.0 §5.2.1) as the SDK keeps and remotes them: `active`
+ * (default true) and `maxBitrate` (bit/s) when given. Not a list, or a `maxBitrate` that is not
+ * a non-negative integer → TypeError.
+ * @param {unknown} list
+ * @returns {{active: boolean, maxBitrate?: number}[]}
+ */
+export function encodingsFrom(list) {
+  if (!Array.isArray(list)) throw new TypeError('encodings must be a sequence of RTCRtpEncodingParameters');
+  return list.map((e) => {
+    const out = { active: e?.active === undefined ? true : !!e.active };
+    if (e?.maxBitrate !== undefined) {
+      const v = Number(e.maxBitrate);
+      if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) throw new TypeError(`maxBitrate ${e.maxBitrate} is not an unsigned long (bit/s)`);
+      out.maxBitrate = v;
+    }
+    return out;
+  });
+}
+
+/** Polling of a muted receiver for RTP (`pc.getSynchronizationSources`), ms: fast at first. */
+const RTP_WATCH_FAST_MS = 100;
+const RTP_WATCH_SLOW_MS = 1000;
+/** How long the watch polls fast before it slows down, ms. */
+const RTP_WATCH_FAST_FOR_MS = 5000;
+
 /** `RTCRtpReceiver` (WebRTC 1.0 §5.3). `track` always exists (a remote track). */
 export class RTCRtpReceiver {
   constructor(pc, track) {
     this._pc = pc;
     this._id = null;
     this._track = track;
+    /** The RTP watch in progress: `{timer, since, startedAt}` or null. */
+    this._rtpWatch = null;
+    /** The track was unmuted by RTP once: later RTP must be newer than the watch's start. */
+    this._heardRtp = false;
+    /** The engine has no `pc.getSynchronizationSources` (shared with stats.js rtpSources). */
+    this._sourcesUnsupported = false;
+  }
+
+  /**
+   * Unmutes the track once RTP arrives, as Chromium does for a received track (muted from its
+   * creation, and again from "process the removal of a remote track", WebRTC 1.0 §4.4.1.6,
+   * until packets come). The engine has no event for it: the receiver's RTP sources
+   * (`pc.getSynchronizationSources`, engine clock) are polled every 100 ms, after 5 s every
+   * second, while the track is muted and the transceiver receives. After a first unmute, only
+   * a packet newer than the watch's start counts (the list keeps 10 s of sources). An engine
+   * without the method unmutes at once (the old behaviour).
+   */
+  _watchRtp() {
+    if (this._rtpWatch || !this._track?._muted) return;
+    if (this._sourcesUnsupported) {
+      this._track._setMuted(false);
+      return;
+    }
+    const watch = { timer: null, since: null, startedAt: Date.now() };
+    this._rtpWatch = watch;
+    const pc = this._pc;
+    const again = () => {
+      const fast = Date.now() - watch.startedAt < RTP_WATCH_FAST_FOR_MS;
+      watch.timer = setTimeout(tick, fast ? RTP_WATCH_FAST_MS : RTP_WATCH_SLOW_MS);
+    };
+    const tick = () => {
+      watch.timer = null;
+      if (this._rtpWatch !== watch) return;
+      const track = this._track;
+      if (!track || !track._muted || track._readyState === 'ended' || pc._closed || pc._dead) {
+        this._rtpWatch = null;
+        return;
+      }
+      if (this._id == null) return again();
+      pc._request('pc.getSynchronizationSources', { receiver: this._id })
+        .then((r) => {
+          if (this._rtpWatch !== watch) return;
+          const now = typeof r?.now === 'number' ? r.now : null;
+          if (watch.since === null) watch.since = this._heardRtp ? now ?? Infinity : -Infinity;
+          const list = Array.isArray(r?.synchronizationSources) ? r.synchronizationSources : [];
+          if (list.some((e) => typeof e?.timestamp === 'number' && e.timestamp > watch.since)) {
+            this._rtpWatch = null;
+            this._heardRtp = true;
+            this._track?._setMuted(false);
+            return;
+          }
+          again();
+        })
+        .catch((e) => {
+          if (this._rtpWatch !== watch) return;
+          if (e?.vdimediaCode === 'unknown_method' || e?.name === 'NotSupportedError') {
+            this._rtpWatch = null;
+            this._sourcesUnsupported = true;
+            this._track?._setMuted(false);
+            return;
+          }
+          again();
+        });
+    };
+    tick();
+  }
+
+  /** Stops a running RTP watch (the transceiver stopped receiving, or the track changed). */
+  _stopRtpWatch() {
+    if (this._rtpWatch?.timer) clearTimeout(this._rtpWatch.timer);
+    this._rtpWatch = null;
   }
 
   get track() { return this._track; }
@@ -298,6 +421,47 @@ export class RTCRtpTransceiver {
     const track = this.receiver.track;
     if (now) track?._end(true);
     else setTimeout(() => track?._end(true), 0);
+  }
+
+  /**
+   * Whether the far end may send on this transceiver now, from the descriptions: its remote
+   * m-section (by mid) sends (`sendrecv`/`sendonly`, port not 0) and, once negotiated, the
+   * current direction receives. WebRTC 1.0 §4.4.1.6 sets [[Receptive]] and processes the
+   * removal of a remote track from the same facts.
+   */
+  _receiving() {
+    if (this._stopping || this._currentDirection === 'stopped') return false;
+    if (this._currentDirection === 'sendonly' || this._currentDirection === 'inactive') return false;
+    const sdp = this._pc._desc?.remoteDescription?.sdp;
+    if (!sdp || this._mid == null) return false;
+    for (const sec of String(sdp).split(/\r?\n(?=m=)/).slice(1)) {
+      const lines = sec.split(/\r?\n/);
+      if (!lines.some((l) => l === `a=mid:${this._mid}`)) continue;
+      if (lines[0].split(' ')[1] === '0') return false;
+      const dir = lines.find((l) => /^a=(sendrecv|sendonly|recvonly|inactive)$/.test(l))?.slice(2) ?? 'sendrecv';
+      return dir === 'sendrecv' || dir === 'sendonly';
+    }
+    return false;
+  }
+
+  /**
+   * The receiver track's muted state after a description was applied (as Chromium): muted
+   * when the far end stops sending ("process the removal of a remote track", WebRTC 1.0
+   * §4.4.1.5-6), unmuted by RTP ([`RTCRtpReceiver._watchRtp`]) while it may send.
+   */
+  _syncReceiving() {
+    const receiver = this.receiver;
+    const track = receiver._track;
+    if (!track || track._readyState === 'ended' || this._pc._closed) {
+      receiver._stopRtpWatch();
+      return;
+    }
+    if (!this._receiving()) {
+      receiver._stopRtpWatch();
+      track._setMuted(true);
+    } else if (track._muted) {
+      receiver._watchRtp();
+    }
   }
 
   /** Updates from an engine `Transceiver` (docs/protocol.md, "Shapes"). */

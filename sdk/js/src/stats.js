@@ -21,6 +21,9 @@ const REFERENCE_MEMBERS = [
   'selectedCandidatePairId',
   'localCandidateId',
   'remoteCandidateId',
+  'localCertificateId',
+  'remoteCertificateId',
+  'issuerCertificateId',
 ];
 
 /** How long a cached getSynchronizationSources() answer is served before a refresh, ms. */
@@ -152,6 +155,7 @@ export function rtpSources(receiver, key) {
   const pc = receiver._pc;
   const c = (receiver._rtpSources ??= { at: 0, inflight: false, unsupported: false, synchronizationSources: [], contributingSources: [] });
   const now = pageNow();
+  if (receiver._sourcesUnsupported) c.unsupported = true;
   if (!c.inflight && !c.unsupported && receiver._id != null && pc && !pc._closed && !pc._dead && now - c.at >= SOURCES_REFRESH_MS) {
     c.inflight = true;
     pc._request('pc.getSynchronizationSources', { receiver: receiver._id })
@@ -170,7 +174,10 @@ export function rtpSources(receiver, key) {
       })
       .catch((e) => {
         // An engine without the method (older daemon) is not asked again.
-        if (e?.vdimediaCode === 'unknown_method' || e?.name === 'NotSupportedError') c.unsupported = true;
+        if (e?.vdimediaCode === 'unknown_method' || e?.name === 'NotSupportedError') {
+          c.unsupported = true;
+          receiver._sourcesUnsupported = true;
+        }
       })
       .finally(() => {
         c.inflight = false;

@@ -523,6 +523,25 @@ export const scenarios = [
     },
   },
   {
+    group: 'tracks', name: 'setParameters maxBitrate caps the sender',
+    // WebRTC 1.0 §5.2 setParameters; webrtc-stats outbound-rtp.targetBitrate follows the cap.
+    async run(env) {
+      const { pc } = await env.call();
+      const sender = pc.getSenders()[0];
+      const p = sender.getParameters();
+      const r = { encodings: p.encodings.length, before: p.encodings[0]?.maxBitrate ?? null };
+      p.encodings[0].maxBitrate = 24000;
+      r.set = await outcome(() => sender.setParameters(p));
+      r.after = sender.getParameters().encodings[0]?.maxBitrate ?? null;
+      r.stale = await outcome(() => sender.setParameters(p));
+      await sleep(1500);
+      const out = [...(await pc.getStats()).values()].find((s) => s.type === 'outbound-rtp');
+      r.targetCapped = typeof out?.targetBitrate === 'number' && out.targetBitrate <= 24000;
+      r._targetBitrate = out?.targetBitrate;
+      return r;
+    },
+  },
+  {
     group: 'tracks', name: 'currentDirection after negotiation',
     async run(env) {
       const pc = env.pc();
@@ -595,6 +614,61 @@ export const scenarios = [
       await sleep(300);
       r.connected = pc.connectionState;
       return r;
+    },
+  },
+  {
+    group: 'tracks', name: 'remote track mute and unmute (hold, resume, no RTP)',
+    // WebRTC 1.0 §4.4.1.5-6 "process the removal/addition of a remote track" and the muted
+    // attribute of a received track (Media Capture §4.3.1: muted while no media arrives).
+    async run(env) {
+      const pc = env.pc();
+      const far = env.far();
+      env.link(pc, far);
+      const log = [];
+      let track = null;
+      pc.addEventListener('track', (e) => {
+        if (track) return;
+        track = e.track;
+        log.push(`track muted=${e.track.muted}`);
+        env.record(track, ['mute', 'unmute'], log);
+      });
+      const s = await env.mic();
+      pc.addTrack(s.getTracks()[0], s);
+      const fs = await env.farMic();
+      far.addTrack(fs.getTracks()[0], fs);
+      await env.negotiate(pc, far);
+      await env.until(() => pc.connectionState === 'connected', 10000);
+      await env.until(() => track && !track.muted, 3000);
+      const mark = (label) => log.push(`${label} muted=${track?.muted}`);
+      mark('connected');
+      const t = pc.getTransceivers()[0];
+      const ft = far.getTransceivers()[0];
+      t.direction = 'sendonly';
+      await env.negotiate(pc, far);
+      mark('our hold applied');
+      await sleep(1500);
+      mark('our hold +1.5s');
+      t.direction = 'sendrecv';
+      await env.negotiate(pc, far);
+      mark('resume applied');
+      await env.until(() => !track.muted, 3000);
+      mark('resume +rtp');
+      ft.direction = 'inactive';
+      await env.negotiate(far, pc);
+      mark('far inactive applied');
+      ft.direction = 'sendrecv';
+      await env.negotiate(far, pc);
+      mark('far resume applied');
+      await env.until(() => !track.muted, 3000);
+      mark('far resume +rtp');
+      // The far end stops sending RTP without renegotiating.
+      await far.getSenders()[0].replaceTrack(null);
+      await sleep(3000);
+      mark('no rtp +3s');
+      await far.getSenders()[0].replaceTrack(fs.getTracks()[0]);
+      await env.until(() => !track.muted, 3000);
+      mark('rtp again');
+      return { log };
     },
   },
   {
@@ -746,10 +820,27 @@ export const scenarios = [
   },
   {
     group: 'negotiation', name: 'restartIce',
+    // WebRTC 1.0 §4.4.1.6 / §4.4.1.5 iceRestart, JSEP §5.2.1/§5.3.1, RFC 8445 §9: restartIce()
+    // fires negotiationneeded and every later offer has new ICE credentials, which the far end
+    // accepts (its answer has new ones too); then the far end restarts and our answer must carry
+    // new credentials. The call stays up and audio keeps flowing both ways.
     async run(env) {
       const { pc, far } = await env.call();
-      const u0 = ufragOf(pc.localDescription.sdp);
+      const ufrags = () => [ufragOf(pc.localDescription?.sdp), ufragOf(far.localDescription?.sdp)];
+      const packets = async (p) => {
+        let n = 0;
+        (await p.getStats()).forEach((x) => { if (x.type === 'inbound-rtp' && x.kind === 'audio') n += x.packetsReceived ?? 0; });
+        return n;
+      };
+      const flows = async () => {
+        const b = [await packets(pc), await packets(far)];
+        await sleep(1000);
+        return [(await packets(pc)) - b[0] > 20, (await packets(far)) - b[1] > 20];
+      };
+      const [u0, f0] = ufrags();
       const nn = env.count(pc, 'negotiationneeded');
+      const states = []; // §5.6: a restart from connected stays connected
+      pc.addEventListener('connectionstatechange', () => states.push(pc.connectionState));
       const r = { restartIce: await outcome(() => pc.restartIce()) };
       await sleep(300);
       r.negotiationneeded = nn.n;
@@ -757,14 +848,33 @@ export const scenarios = [
       r.newUfrag = ufragOf(offer.sdp) !== u0;
       const offer2 = await pc.createOffer({ iceRestart: true });
       r.newUfragOption = ufragOf(offer2.sdp) !== u0;
-      await pc.setLocalDescription(offer2);
-      await far.setRemoteDescription(plain(offer2));
+      await pc.setLocalDescription(); // implicit: a restart offer too, restartIce() is pending
+      r.implicitNewUfrag = ufragOf(pc.localDescription.sdp) !== u0;
+      await far.setRemoteDescription(plain(pc.localDescription));
       env.pump();
       await far.setLocalDescription();
       await pc.setRemoteDescription(plain(far.localDescription));
       env.pump();
-      await sleep(500);
-      r.afterwards = [ufragOf(pc.localDescription.sdp) !== u0, pc.connectionState];
+      await env.until(() => pc.connectionState === 'connected' && far.connectionState === 'connected', 5000);
+      const [u1, f1] = ufrags();
+      r.afterOurRestart = { ourUfragNew: u1 !== u0, farUfragNew: f1 !== f0, state: [pc.connectionState, far.connectionState] };
+      r.flowsAfterOurRestart = await flows();
+      r.negotiationneededAfter = nn.n;
+      r.plainOfferKeeps = ufragOf((await pc.createOffer()).sdp) === u1;
+      // The far end restarts: our answer must change our credentials too (JSEP §5.3.1).
+      far.restartIce();
+      const farOffer = await far.createOffer();
+      await far.setLocalDescription(farOffer);
+      r.farOffer = await outcome(() => pc.setRemoteDescription(plain(farOffer)));
+      env.pump();
+      await pc.setLocalDescription();
+      r.ourAnswer = await outcome(() => far.setRemoteDescription(plain(pc.localDescription)));
+      env.pump();
+      await env.until(() => pc.connectionState === 'connected' && far.connectionState === 'connected', 5000);
+      const [u2, f2] = ufrags();
+      r.afterFarRestart = { ourUfragNew: u2 !== u1, farUfragNew: f2 !== f1, state: [pc.connectionState, far.connectionState] };
+      r.flowsAfterFarRestart = await flows();
+      r.connectionStateChanges = states;
       return r;
     },
   },
@@ -822,6 +932,47 @@ export const scenarios = [
     },
   },
 
+  {
+    group: 'negotiation', name: 'far end track event streams (a=msid in our offer and answer)',
+    // RFC 8830 / JSEP §5.2.1: each sending m-line names its sender's streams (`-` for none);
+    // the far end's track event takes its streams from there.
+    async run(env) {
+      const s = await env.mic();
+      const ids = (e) => e.streams.map((x) => (x.id === s.id ? 'ours' : 'other'));
+      const msids = (sdp) => sdp.split(/\r?\n(?=m=)/).slice(1).map((sec) => sec.split(/\r?\n/)
+        .filter((l) => l.startsWith('a=msid:')).map((l) => {
+          const [stream, track] = l.slice(7).split(' ');
+          return `${stream === s.id ? 'ours' : stream} ${track === undefined ? 'no-track' : 'track'}`;
+        }));
+      // We offer: addTrack with a stream, a trackless sendrecv transceiver, a recvonly one.
+      const pc = env.pc();
+      const far = env.far();
+      const farTracks = [];
+      far.addEventListener('track', (e) => farTracks.push({ mid: e.transceiver.mid === pc.getTransceivers()[farTracks.length]?.mid, streams: ids(e) }));
+      pc.addTrack(s.getTracks()[0], s);
+      pc.addTransceiver('audio');
+      pc.addTransceiver('audio', { direction: 'recvonly' });
+      const offer = await pc.createOffer();
+      await pc.setLocalDescription(offer);
+      await far.setRemoteDescription(plain(offer));
+      const r = { offer: msids(offer.sdp), farTracksAtOffer: farTracks.slice() };
+      // We answer a far offer, addTrack with a stream reusing the offer's transceiver.
+      const pc2 = env.pc();
+      const far2 = env.far();
+      const far2Tracks = [];
+      far2.addEventListener('track', (e) => far2Tracks.push(ids(e)));
+      far2.addTransceiver('audio', { direction: 'sendrecv' });
+      await far2.setLocalDescription();
+      await pc2.setRemoteDescription(plain(far2.localDescription));
+      pc2.addTrack(s.getTracks()[0], s);
+      const answer = await pc2.createAnswer();
+      await pc2.setLocalDescription(answer);
+      await far2.setRemoteDescription(plain(answer));
+      r.answer = msids(answer.sdp);
+      r.far2Tracks = far2Tracks;
+      return r;
+    },
+  },
   {
     group: 'negotiation', name: 'early media (remote pranswer, then the answer)',
     // The softphone's SIP 183 Session Progress: the far end answers and sends (ringback) at
@@ -1062,6 +1213,39 @@ export const scenarios = [
       report.forEach((s) => types.add(s.type));
       const want = ['codec', 'inbound-rtp', 'outbound-rtp', 'media-source', 'transport', 'candidate-pair', 'local-candidate', 'remote-candidate', 'peer-connection', 'certificate'];
       return { types: want.filter((t) => types.has(t)), isMap: typeof report.get === 'function' && typeof report.size === 'number' };
+    },
+  },
+  {
+    group: 'stats', name: 'getStats certificate stats',
+    async run(env) {
+      const { pc } = await env.call();
+      await sleep(500);
+      const report = await pc.getStats();
+      const all = [...report.values()];
+      const transport = all.find((s) => s.type === 'transport');
+      const fingerprintOf = (d) => /^a=fingerprint:(\S+) (\S+)/m.exec(d?.sdp ?? '')?.slice(1);
+      const describe = (id, desc) => {
+        const c = report.get(id);
+        if (!c) return { found: false };
+        const [algo, fp] = fingerprintOf(desc) ?? [];
+        let der0 = null;
+        try { der0 = atob(c.base64Certificate).charCodeAt(0); } catch { der0 = 'not base64'; }
+        return {
+          found: true, type: c.type, timestampIsNumber: typeof c.timestamp === 'number',
+          fingerprintAlgorithm: c.fingerprintAlgorithm, sdpAlgorithm: algo,
+          fingerprintShape: /^([0-9A-F]{2}:){31}[0-9A-F]{2}$/.test(c.fingerprint),
+          fingerprintIsSdps: c.fingerprint === fp?.toUpperCase(),
+          derSequence: der0 === 0x30, issuerCertificateId: c.issuerCertificateId ?? null,
+        };
+      };
+      const senderTypes = new Set();
+      (await pc.getSenders()[0].getStats()).forEach((s) => senderTypes.add(s.type));
+      return {
+        local: describe(transport?.localCertificateId, pc.localDescription),
+        remote: describe(transport?.remoteCertificateId, pc.remoteDescription),
+        distinct: transport?.localCertificateId !== transport?.remoteCertificateId,
+        senderSelectionHasCertificate: senderTypes.has('certificate'),
+      };
     },
   },
   {

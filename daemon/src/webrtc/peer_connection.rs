@@ -204,12 +204,19 @@ impl MediaGate {
         self.hold_recv.store(!matches!(d, D::Sendrecv | D::Recvonly), Ordering::Relaxed);
     }
 
-    /// A buffer probe dropping RTP while `held` says so.
+    /// A buffer probe dropping RTP while `held` says so. The probe takes the data itself and
+    /// returns `Handled`: with `Drop`, gstreamer-rs 0.25 hands GStreamer 1.22 a NULL it then
+    /// unrefs, a GStreamer-CRITICAL in the journal for every packet held (one per 20 ms).
     fn attach(self: &Arc<Self>, pad: &gst::Pad, send: bool) {
         let gate = Arc::clone(self);
-        pad.add_probe(gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST, move |_, _| {
+        pad.add_probe(gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST, move |_, info| {
             let held = if send { &gate.hold_send } else { &gate.hold_recv };
-            if held.load(Ordering::Relaxed) { gst::PadProbeReturn::Drop } else { gst::PadProbeReturn::Ok }
+            if !held.load(Ordering::Relaxed) {
+                return gst::PadProbeReturn::Ok;
+            }
+            drop(info.take_buffer());
+            drop(info.take_buffer_list());
+            gst::PadProbeReturn::Handled
         });
     }
 }

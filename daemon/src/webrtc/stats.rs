@@ -794,9 +794,13 @@ impl TransportCounters {
                 return gst::PadProbeReturn::Ok;
             };
             if sent && inner.sending_halted.load(Ordering::Relaxed) {
-                // `Handled` with the data left in `info`: gstreamer-rs unrefs it and the pad
-                // returns OK upstream. (`Drop` made GStreamer 1.22 unref a NULL object on
-                // nicesink's pad: a CRITICAL per packet.)
+                // The probe takes the datagrams (freed here) and says `Handled`: GStreamer then
+                // neither unrefs nor forwards them, and the pusher sees OK. Not `Drop`: gstreamer-rs
+                // hands GStreamer a NULL `info.data` either way, and on a sink pad GStreamer 1.22
+                // unrefs the dropped item itself, so `Drop` means `gst_mini_object_unref: assertion
+                // 'mini_object != NULL' failed` once per packet.
+                drop(info.take_buffer());
+                drop(info.take_buffer_list());
                 return gst::PadProbeReturn::Handled;
             }
             let us = (now_ms() * 1000.0) as u64;

@@ -627,8 +627,13 @@ async fn webrtc_reoffer_hold_resume_and_replace_track() {
     assert_eq!(b.pc.state().transceivers[0].current_direction, Some(RtcRtpTransceiverDirection::Recvonly));
     assert_eq!(direction_of(&a.pc.state().local_description.unwrap().sdp), "sendonly");
     pump(&mut a, &mut b, Duration::from_millis(300), || false).await; // in flight
+    let criticals = SendPathCriticals::null_unrefs();
     let held = received_during(&mut a, &mut b, Duration::from_secs(1)).await;
     assert!(held <= 1, "B sent {held} RTP packets while A holds");
+    // The hold gate drops B's packets silently (it once logged a CRITICAL per packet held).
+    let c = criticals.seen();
+    assert!(c.is_empty(), "{} GStreamer CRITICALs while held, e.g. {:?}", c.len(), c.first());
+    drop(criticals);
     assert!(received_during(&mut b, &mut a, Duration::from_secs(1)).await > 30, "B still hears A");
 
     // 3. Inactive, then resume by the far end's offer. A's RTP sequence numbers must stay
@@ -1189,6 +1194,87 @@ async fn webrtc_ice_restart_from_either_side_keeps_audio() {
     b.pc.close();
 }
 
+/// Counts `GStreamer-CRITICAL` log messages raised on the threads that push datagrams into one
+/// peer's `nicesink`s (the halting probe's threads), so other tests running in the same process
+/// do not count. Every message still reaches GLib's default handler. Removed on drop.
+struct SendPathCriticals {
+    handler: Option<gst::glib::LogHandlerId>,
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+impl SendPathCriticals {
+    /// Watches the pipeline that `p`'s sender belongs to. Call while it sends (the pushing
+    /// threads are learnt from the traffic, through probes upstream of `nicesink`).
+    fn watch(p: &Peer) -> Self {
+        let pay = p.pc.payloader_src(&p.pc.state().transceivers[0].sender.id).expect("a sender");
+        let mut top = pay.parent_element().expect("payloader");
+        while let Some(e) = top.parent().and_then(|e| e.downcast::<gst::Element>().ok()) {
+            top = e;
+        }
+        let threads: Arc<Mutex<std::collections::HashSet<std::thread::ThreadId>>> = Arc::default();
+        let bin = top.downcast::<gst::Bin>().expect("a pipeline");
+        let mut sinks = 0;
+        for sink in bin.iterate_all_by_element_factory_name("nicesink").into_iter().flatten() {
+            let Some(up) = sink.static_pad("sink").and_then(|s| s.peer()) else { continue };
+            let t = threads.clone();
+            up.add_probe(gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST, move |_, _| {
+                t.lock().unwrap().insert(std::thread::current().id());
+                gst::PadProbeReturn::Ok
+            });
+            sinks += 1;
+        }
+        assert!(sinks > 0, "no nicesink in the sender's pipeline");
+        let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+        let s = seen.clone();
+        let handler = gst::glib::log_set_handler(
+            Some("GStreamer"),
+            gst::glib::LogLevels::LEVEL_CRITICAL,
+            true,
+            true,
+            move |domain, level, message| {
+                if threads.lock().unwrap().contains(&std::thread::current().id()) {
+                    s.lock().unwrap().push(message.to_owned());
+                }
+                gst::glib::log_default_handler(domain, level, Some(message));
+            },
+        );
+        SendPathCriticals { handler: Some(handler), seen }
+    }
+
+    /// Every `gst_mini_object_unref` of NULL in the process, whatever thread: what a probe
+    /// returning `Drop` causes on GStreamer 1.22 (see `MediaGate::attach`). No test should
+    /// cause one, so tests running in parallel cannot make this count wrongly.
+    fn null_unrefs() -> Self {
+        let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+        let s = seen.clone();
+        let handler = gst::glib::log_set_handler(
+            Some("GStreamer"),
+            gst::glib::LogLevels::LEVEL_CRITICAL,
+            true,
+            true,
+            move |domain, level, message| {
+                if message.contains("gst_mini_object_unref") {
+                    s.lock().unwrap().push(message.to_owned());
+                }
+                gst::glib::log_default_handler(domain, level, Some(message));
+            },
+        );
+        SendPathCriticals { handler: Some(handler), seen }
+    }
+
+    fn seen(&self) -> Vec<String> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+impl Drop for SendPathCriticals {
+    fn drop(&mut self) {
+        if let Some(h) = self.handler.take() {
+            gst::glib::log_remove_handler(Some("GStreamer"), h);
+        }
+    }
+}
+
 /// A call whose consent expired (RFC 7675 §5.1: the far end sent nothing for 30 s, `failed`,
 /// sending stopped) comes back with an ICE restart once the far end is back: the page's usual
 /// `restartIce()` on `failed`. Takes about 40 s (the consent timing).
@@ -1200,6 +1286,7 @@ async fn webrtc_ice_restart_revives_a_call_whose_consent_expired() {
     while let Some(p) = far.parent().and_then(|p| p.downcast::<gst::Element>().ok()) {
         far = p;
     }
+    let criticals = SendPathCriticals::watch(&a);
     // The far end goes quiet (its pipeline pauses: no RTP, no RTCP; libnice still answers).
     far.set_state(gst::State::Paused).unwrap();
     let deadline = Instant::now() + peer_connection::CONSENT_FAILED_AFTER + Duration::from_secs(10);
@@ -1213,6 +1300,15 @@ async fn webrtc_ice_restart_revives_a_call_whose_consent_expired() {
         a.pc.state().connection_state,
         RtcPeerConnectionState::Failed,
         "failed is terminal without a restart"
+    );
+    // Halted sending (2 s of packets dropped by the probe on nicesink) must be silent: one
+    // CRITICAL per packet would flood the journal exactly when the far end vanishes.
+    let c = criticals.seen();
+    assert!(
+        c.is_empty(),
+        "{} GStreamer CRITICALs on A's send path while halted, e.g. {:?}",
+        c.len(),
+        c.first()
     );
 
     let offer =

@@ -24,7 +24,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 work=$(mktemp -d /tmp/vdimedia-footprint-XXXXXX)
-X86=target/release
+X86=${FOOTPRINT_X86_DIR:-target/release}  # another build side by side: FOOTPRINT_X86_DIR=DIR
 ARM=${CARGO_TARGET_DIR:-target/cross}/aarch64-unknown-linux-gnu/release
 
 echo "### Stripped binary sizes"

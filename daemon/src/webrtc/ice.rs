@@ -585,7 +585,9 @@ pub fn restart_streams(webrtc: &gst::Element) -> Result<Vec<u32>, String> {
 pub fn with_new_credentials(sdp: &str, why: &str) -> EngineResult<String> {
     let new = IceCredentials::generate()?;
     let old = IceCredentials::of_sdp(sdp).map(|c| c.ufrag).unwrap_or_default();
-    tracing::info!(event = "ice-restart", old_ufrag = %old, new_ufrag = %new.ufrag, "ICE restart: new local credentials ({why})");
+    // ICE credentials only at debug level (issue 7, privacy).
+    tracing::info!(event = "ice-restart", "ICE restart: new local credentials ({why})");
+    tracing::debug!(old_ufrag = %old, new_ufrag = %new.ufrag, "ICE restart credentials");
     Ok(new.write_into(sdp))
 }
 

@@ -50,7 +50,7 @@ test('setConfiguration cannot change bundlePolicy or rtcpMuxPolicy ("setConfigur
   assert.throws(() => pc.setConfiguration({}), { name: 'InvalidStateError' });
 });
 
-test('restartIce exists, sends nothing, and is a no-op when closed ("restartIce", "closed connection")', async () => {
+test('restartIce before the first negotiation sends nothing and fires no negotiationneeded; a no-op when closed ("restartIce", "closed connection")', async () => {
   const pc = new win.RTCPeerConnection();
   await bridge.waitFor((m) => m.method === 'pc.create' && m.params.pc === pc.vdimediaId);
   const before = bridge.received.length;

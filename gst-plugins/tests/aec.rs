@@ -6,6 +6,8 @@
 //! Buffers are pushed with gst_check harnesses, far-end frame then capture frame, 10 ms each,
 //! with running times (PTS in a 0-based TIME segment), so the test is deterministic.
 
+mod common;
+
 use gst::prelude::*;
 use gst_check::Harness;
 
@@ -21,22 +23,9 @@ fn init() {
     });
 }
 
-/// Speech-like test signal: noise through a resonant filter with a 4 Hz syllable envelope.
+/// The far-end test signal at [`RATE`].
 fn far_signal(len: usize) -> Vec<f32> {
-    let mut seed: u32 = 12345;
-    let (mut y1, mut y2) = (0.0f32, 0.0f32);
-    (0..len)
-        .map(|i| {
-            seed = seed.wrapping_mul(1664525).wrapping_add(1013904223);
-            let w = (seed >> 8) as f32 / (1u32 << 24) as f32 - 0.5;
-            let y = w + 1.6 * y1 - 0.8 * y2;
-            y2 = y1;
-            y1 = y;
-            let t = i as f32 / RATE as f32;
-            let env = (0.5 + 0.5 * (2.0 * std::f32::consts::PI * 4.0 * t).sin()).powi(2);
-            0.05 * y * env
-        })
-        .collect()
+    common::speech(RATE, len, 12345)
 }
 
 /// Fixed echo path: 40 ms delay, a short decaying FIR, -6 dB.

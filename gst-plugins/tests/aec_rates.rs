@@ -8,29 +8,14 @@
 
 use gst_check::Harness;
 
+mod common;
+
 fn init() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         gst::init().expect("gst init");
         gstvdimedia::plugin_register_static().expect("register plugin");
     });
-}
-
-/// Speech-like signal at `rate`: noise through a resonant filter, 4 Hz syllables.
-fn speech(rate: usize, len: usize, seed: u32) -> Vec<f32> {
-    let mut seed = seed;
-    let (mut y1, mut y2) = (0.0f32, 0.0f32);
-    (0..len)
-        .map(|i| {
-            seed = seed.wrapping_mul(1664525).wrapping_add(1013904223);
-            let w = (seed >> 8) as f32 / (1u32 << 24) as f32 - 0.5;
-            let y = w + 1.6 * y1 - 0.8 * y2;
-            y2 = y1;
-            y1 = y;
-            let env = (0.5 + 0.5 * (2.0 * std::f32::consts::PI * 4.0 * i as f32 / rate as f32).sin()).powi(2);
-            0.05 * y * env
-        })
-        .collect()
 }
 
 fn buffer(samples: &[f32], idx: usize) -> gst::Buffer {
@@ -74,8 +59,8 @@ fn run(name: &str, rate: usize, echo_decay: f32) -> (Vec<f32>, Vec<f32>) {
     hf.set_src_caps_str(&caps(2));
     let mut hn = Harness::with_element(&aec, Some("sink"), Some("src"));
     hn.set_src_caps_str(&caps(1));
-    let far = speech(rate, rate * 6, 12345);
-    let talk = speech(rate, rate, 999);
+    let far = common::speech(rate, rate * 6, 12345);
+    let talk = common::speech(rate, rate, 999);
     let d = rate * 40 / 1000;
     let step = rate / 2000;
     let taps = [0.5f32, 0.25, -0.12, 0.06, 0.03];

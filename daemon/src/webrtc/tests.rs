@@ -1224,27 +1224,19 @@ impl SendPathCriticals {
             sinks += 1;
         }
         assert!(sinks > 0, "no nicesink in the sender's pipeline");
-        let seen: Arc<Mutex<Vec<String>>> = Arc::default();
-        let s = seen.clone();
-        let handler = gst::glib::log_set_handler(
-            Some("GStreamer"),
-            gst::glib::LogLevels::LEVEL_CRITICAL,
-            true,
-            true,
-            move |domain, level, message| {
-                if threads.lock().unwrap().contains(&std::thread::current().id()) {
-                    s.lock().unwrap().push(message.to_owned());
-                }
-                gst::glib::log_default_handler(domain, level, Some(message));
-            },
-        );
-        SendPathCriticals { handler: Some(handler), seen }
+        Self::counting(move |_| threads.lock().unwrap().contains(&std::thread::current().id()))
     }
 
     /// Every `gst_mini_object_unref` of NULL in the process, whatever thread: what a probe
     /// returning `Drop` causes on GStreamer 1.22 (see `MediaGate::attach`). No test should
     /// cause one, so tests running in parallel cannot make this count wrongly.
     fn null_unrefs() -> Self {
+        Self::counting(|message| message.contains("gst_mini_object_unref"))
+    }
+
+    /// Counts the GStreamer CRITICALs `count` accepts; every message still reaches GLib's
+    /// default handler.
+    fn counting(count: impl Fn(&str) -> bool + Send + Sync + 'static) -> Self {
         let seen: Arc<Mutex<Vec<String>>> = Arc::default();
         let s = seen.clone();
         let handler = gst::glib::log_set_handler(
@@ -1253,7 +1245,7 @@ impl SendPathCriticals {
             true,
             true,
             move |domain, level, message| {
-                if message.contains("gst_mini_object_unref") {
+                if count(message) {
                     s.lock().unwrap().push(message.to_owned());
                 }
                 gst::glib::log_default_handler(domain, level, Some(message));

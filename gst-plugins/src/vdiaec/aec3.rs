@@ -2,8 +2,12 @@
 //! `EchoCanceller3Config` can be tuned: sonora 0.2's `AudioProcessing` always builds AEC3 from
 //! `EchoCanceller3Config::default()`. This reproduces what sonora's APM does around AEC3
 //! (capture high-pass filter on the lowest band, float-S16 scale, 80-sample sub-frames into
-//! 64-sample blocks, saturation flag) and nothing else: noise suppression, AGC2 and the
-//! residual echo detector stay in sonora's APM, after this stage.
+//! 64-sample blocks, saturation flag) and its noise suppression (`sonora-ns`, per channel on the
+//! lowest band, analysed before AEC3 and applied after it, the upper band scaled by its gain, as
+//! the APM's capture path orders them). AGC2 and the residual echo detector stay in sonora's
+//! APM, after this stage, at the capture rate: with neither needing split bands, the APM then
+//! neither resamples nor splits, and does not run a second high-pass filter (it forces one on
+//! whenever its own NS runs).
 //!
 //! Rates, as the APM processes them (its default maximum internal rate, 32 kHz):
 //! - 16 kHz: one band; output bit-identical to the APM's AEC3 with the default config
@@ -31,6 +35,8 @@ use sonora_aec3::common::SUB_FRAME_LENGTH;
 use sonora_aec3::config::EchoCanceller3Config;
 use sonora_aec3::frame_blocker::FrameBlocker;
 use sonora_common_audio::push_resampler::PushResampler;
+use sonora_ns::config::{NsConfig, SuppressionLevel};
+use sonora_ns::noise_suppressor::NoiseSuppressor;
 
 use super::qmf::TwoBandQmf;
 
@@ -56,7 +62,7 @@ pub(super) fn config(echo_decay: f32) -> EchoCanceller3Config {
     cfg
 }
 
-/// AEC3's band width: each band holds 160 samples per 10 ms (16 kHz).
+/// AEC3's (and NS's) band width: each band holds 160 samples per 10 ms (16 kHz).
 const BAND_FRAME: usize = 160;
 
 /// Whether `Aec3` takes this capture format (16000, 32000 or 48000 Hz; 1 or 2 channels).
@@ -107,6 +113,9 @@ pub(super) struct Aec3 {
     capture_bands: Vec<Vec<Vec<f32>>>,
     /// `[band][channel]` sub-frame out of the block framer.
     sub_frame: Vec<Vec<Vec<f32>>>,
+    /// Noise suppression per capture channel (empty: off), and its level.
+    ns: Vec<NoiseSuppressor>,
+    ns_level: Option<SuppressionLevel>,
 }
 
 impl Aec3 {
@@ -159,7 +168,22 @@ impl Aec3 {
             capture_in: vec![vec![0.0; frame]; channels],
             capture_bands: vec![vec![vec![0.0; BAND_FRAME]; channels]; bands],
             sub_frame: vec![vec![vec![0.0; SUB_FRAME_LENGTH]; channels]; bands],
+            ns: Vec::new(),
+            ns_level: None,
         })
+    }
+
+    /// Noise suppression on the capture (WebRTC's NS, `sonora-ns`; 6/12/18/21 dB target
+    /// suppression for `K6dB`..`K21dB`), or `None` for none. A change restarts the noise
+    /// estimate (a few hundred ms to converge again), as the APM does on a level change.
+    pub(super) fn set_noise_suppression(&mut self, level: Option<SuppressionLevel>) {
+        self.ns_level = level;
+        self.ns = match level {
+            Some(l) => (0..self.channels)
+                .map(|_| NoiseSuppressor::new_with_bands(NsConfig { target_level: l }, self.bands))
+                .collect(),
+            None => Vec::new(),
+        };
     }
 
     /// Number of 16 kHz bands AEC3 runs on (1 at 16 kHz capture, 2 at 32 and 48 kHz).
@@ -229,6 +253,13 @@ impl Aec3 {
             }
         }
         self.hpf.process_channels(&mut self.capture_bands[0]);
+        // NS estimates noise on the signal before AEC3 (the APM's order: AEC3's comfort noise
+        // must not enter the estimate).
+        for (ns, band0) in self.ns.iter_mut().zip(&self.capture_bands[0]) {
+            if let Ok(f) = <&[f32; BAND_FRAME]>::try_from(band0.as_slice()) {
+                ns.analyze(f);
+            }
+        }
         self.bp.set_audio_buffer_delay(delay_hint_ms);
         for k in 0..2 {
             let range = k * SUB_FRAME_LENGTH..(k + 1) * SUB_FRAME_LENGTH;
@@ -248,6 +279,7 @@ impl Aec3 {
             self.bp.process_capture(false, saturated, None, &mut self.capture_block);
             self.framer.insert_block(&self.capture_block);
         }
+        self.suppress_noise();
         for (c, ch) in chans.iter_mut().enumerate() {
             match self.capture_qmf.get_mut(c) {
                 Some(q) => {
@@ -263,6 +295,37 @@ impl Aec3 {
             };
             for (d, s) in ch.iter_mut().zip(out) {
                 *d = s / S16;
+            }
+        }
+    }
+
+    /// The noise suppression level set last (`None`: off).
+    pub(super) fn noise_suppression(&self) -> Option<SuppressionLevel> {
+        self.ns_level
+    }
+
+    /// NS on the echo-cancelled bands: band 0 filtered, the upper band delayed to match and
+    /// scaled by the lowest of the channels' upper-band gains, every band clamped to S16.
+    fn suppress_noise(&mut self) {
+        if self.ns.is_empty() {
+            return;
+        }
+        for (ns, band0) in self.ns.iter_mut().zip(self.capture_bands[0].iter_mut()) {
+            if let Ok(f) = <&mut [f32; BAND_FRAME]>::try_from(band0.as_mut_slice()) {
+                ns.process(f);
+            }
+        }
+        if self.bands < 2 {
+            return;
+        }
+        let gain = self.ns.iter().map(|ns| ns.upper_band_gain()).fold(f32::MAX, f32::min);
+        for (c, ns) in self.ns.iter_mut().enumerate() {
+            for band in 1..self.bands {
+                if let Ok(f) = <&mut [f32; BAND_FRAME]>::try_from(self.capture_bands[band][c].as_mut_slice())
+                {
+                    ns.process_upper_band(f, band - 1, gain);
+                    NoiseSuppressor::clamp_frame(f);
+                }
             }
         }
     }
@@ -318,8 +381,13 @@ mod tests {
 
     /// Runs `near` (capture) against `far` (reference) through a mono `Aec3` at `rate`.
     fn run(rate: u32, decay: f32, far: &[f32], near: &[f32]) -> Vec<f32> {
+        run_ns(rate, decay, None, far, near)
+    }
+
+    fn run_ns(rate: u32, decay: f32, ns: Option<SuppressionLevel>, far: &[f32], near: &[f32]) -> Vec<f32> {
         let n = rate as usize / 100;
         let mut a = Aec3::new(decay, rate, 1, rate, 1).expect("supported rate");
+        a.set_noise_suppression(ns);
         let mut out = Vec::with_capacity(near.len());
         let mut cap = vec![vec![0.0; n]];
         for (f, c) in far.chunks_exact(n).zip(near.chunks_exact(n)) {
@@ -401,5 +469,63 @@ mod tests {
         }
         let worst = ours.iter().zip(&theirs).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
         assert!(worst < 1e-6, "16 kHz stage differs from the APM's AEC3 by up to {worst}");
+    }
+
+    /// White noise, `level` RMS, deterministic.
+    fn noise(len: usize, level: f32, seed: u32) -> Vec<f32> {
+        let mut x = seed;
+        (0..len)
+            .map(|_| {
+                x = x.wrapping_mul(1664525).wrapping_add(1013904223);
+                ((x >> 8) as f32 / (1u32 << 24) as f32 * 2.0 - 1.0) * level * 3f32.sqrt()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn stage_noise_suppression_is_the_apms_at_16_khz() {
+        use sonora::config::{EchoCanceller, HighPassFilter as Hpf, NoiseSuppression, NoiseSuppressionLevel};
+        use sonora::{AudioProcessing, Config, StreamConfig};
+        let r = 16000;
+        let far = far_signal(r, r * 3, 777);
+        let hiss = noise(r * 3, 0.01, 99);
+        let near: Vec<f32> = echo_of(r, &far).iter().zip(&hiss).map(|(e, n)| e + n).collect();
+        let ours = run_ns(16000, 0.83, Some(SuppressionLevel::K12dB), &far, &near);
+        let sc = StreamConfig::new(16000, 1);
+        let cfg = Config {
+            echo_canceller: Some(EchoCanceller::default()),
+            high_pass_filter: Some(Hpf::default()),
+            noise_suppression: Some(NoiseSuppression {
+                level: NoiseSuppressionLevel::Moderate,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let mut apm = AudioProcessing::builder().config(cfg).capture_config(sc).render_config(sc).build();
+        let mut theirs = vec![0.0f32; near.len()];
+        let mut rdst = vec![0.0f32; 160];
+        for (i, (f, c)) in far.chunks_exact(160).zip(near.chunks_exact(160)).enumerate() {
+            apm.process_render_f32(&[f], &mut [&mut rdst]).unwrap();
+            let _ = apm.set_stream_delay_ms(0);
+            apm.process_capture_f32(&[c], &mut [&mut theirs[i * 160..(i + 1) * 160]]).unwrap();
+        }
+        let worst = ours.iter().zip(&theirs).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        assert!(worst < 1e-6, "16 kHz stage with NS differs from the APM's AEC3 + NS by up to {worst}");
+    }
+
+    #[test]
+    fn noise_suppression_covers_the_upper_band_at_32_and_48_khz() {
+        for rate in [32000u32, 48000] {
+            let r = rate as usize;
+            let far = vec![0.0f32; r * 3];
+            // white noise: half its power lies above 8 kHz, in AEC3's upper band
+            let near = noise(r * 3, 0.01, 5);
+            let last = r * 2..r * 3;
+            let plain = energy(&run_ns(rate, ECHO_DECAY, None, &far, &near)[last.clone()]);
+            let ns = energy(&run_ns(rate, ECHO_DECAY, Some(SuppressionLevel::K12dB), &far, &near)[last]);
+            let db = 10.0 * (plain / ns).log10();
+            // band 0 alone suppressed would cap the reduction near 3 dB
+            assert!(db > 6.0, "{rate} Hz: NS took {db:.1} dB off white noise");
+        }
     }
 }

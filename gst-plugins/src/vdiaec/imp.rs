@@ -13,6 +13,7 @@ use sonora::config::{
     NoiseSuppressionLevel as SonoraNsLevel,
 };
 use sonora::{AudioProcessing, Config, StreamConfig};
+use sonora_ns::config::SuppressionLevel;
 
 use super::NoiseSuppressionLevel;
 use super::aec3::{self, Aec3};
@@ -84,13 +85,24 @@ impl Default for Settings {
 }
 
 impl Settings {
-    /// The APM's configuration. `own_aec`: AEC3 runs before the APM in `aec3::Aec3` (tuned,
-    /// with its own capture high-pass filter), so the APM's AEC3 and high-pass filter are off.
+    /// Noise suppression the tuned AEC3 stage runs (`None`: off).
+    fn stage_ns(&self) -> Option<SuppressionLevel> {
+        self.noise_suppression.then_some(match self.noise_suppression_level {
+            NoiseSuppressionLevel::Low => SuppressionLevel::K6dB,
+            NoiseSuppressionLevel::Moderate => SuppressionLevel::K12dB,
+            NoiseSuppressionLevel::High => SuppressionLevel::K18dB,
+            NoiseSuppressionLevel::VeryHigh => SuppressionLevel::K21dB,
+        })
+    }
+
+    /// The APM's configuration. `own_aec`: AEC3 and NS run before the APM in `aec3::Aec3`
+    /// (tuned, with its own capture high-pass filter), so the APM's AEC3, NS and high-pass
+    /// filter are off.
     fn apm_config(&self, own_aec: bool) -> Config {
         Config {
             high_pass_filter: (self.high_pass_filter && !own_aec).then(HighPassFilter::default),
             echo_canceller: (self.echo_cancel && !own_aec).then(EchoCanceller::default),
-            noise_suppression: self.noise_suppression.then(|| NoiseSuppression {
+            noise_suppression: (self.noise_suppression && !own_aec).then(|| NoiseSuppression {
                 level: match self.noise_suppression_level {
                     NoiseSuppressionLevel::Low => SonoraNsLevel::Low,
                     NoiseSuppressionLevel::Moderate => SonoraNsLevel::Moderate,
@@ -454,6 +466,9 @@ impl VdiAec {
             .echo_cancel
             .then(|| Aec3::new(s.echo_decay, st.info.rate(), st.channels, rr, rc as usize))
             .flatten();
+        if let Some(a) = st.aec3.as_mut() {
+            a.set_noise_suppression(s.stage_ns());
+        }
         match st.aec3.as_ref() {
             Some(a) => gst::debug!(
                 CAT,
@@ -703,6 +718,11 @@ impl VdiAec {
                 let rf = st.render_fmt.map(|(r, c, _)| (r, c));
                 self.build_apm(st, rf);
             } else if let Some(apm) = st.apm.as_mut() {
+                if let Some(a) = st.aec3.as_mut()
+                    && a.noise_suppression() != s.stage_ns()
+                {
+                    a.set_noise_suppression(s.stage_ns());
+                }
                 apm.apply_config(s.apm_config(own_aec));
             }
             st.config_dirty = false;

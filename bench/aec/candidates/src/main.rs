@@ -8,8 +8,9 @@
 //! the engine (ms per second of audio) and the engine's own statistics where it has them.
 //!
 //! `vdiaec`: vdiaec's own chain, its AEC3 stage compiled from gst-plugins/src/vdiaec/aec3.rs
-//! (tuned, 16/32/48 kHz, bands as vdiaec splits them) then sonora's APM with NS moderate and
-//! the residual echo detector (AEC_NS=off|low|... as for `raw`, AEC_DECAY=echo-decay, 0.6).
+//! (tuned, 16/32/48 kHz, bands as vdiaec splits them, NS moderate inside it) then sonora's APM
+//! with the residual echo detector (AEC_NS=off|low|... as for `raw`, AEC_DECAY=echo-decay, 0.6;
+//! AEC_STAGE_NS=0 runs NS in that APM instead, as vdiaec did before).
 //! `apm` with AEC_MAXRATE=48000 runs the APM's AEC3 on three bands at 48 kHz (WebRTC's
 //! 48 kHz mode; sonora's default maximum internal rate is 32 kHz).
 //!
@@ -19,11 +20,11 @@ use std::time::Instant;
 
 // vdiaec's AEC3 stage, the very source the element runs.
 #[allow(dead_code)]
-#[path = "../../../../gst-plugins/src/vdiaec/aec3.rs"]
-mod vdiaec_aec3;
-#[allow(dead_code)]
 #[path = "../../../../gst-plugins/src/vdiaec/qmf.rs"]
 mod qmf;
+#[allow(dead_code)]
+#[path = "../../../../gst-plugins/src/vdiaec/aec3.rs"]
+mod vdiaec_aec3;
 
 fn ns_level() -> Option<sonora::config::NoiseSuppressionLevel> {
     use sonora::config::NoiseSuppressionLevel as L;
@@ -83,11 +84,7 @@ fn main() {
             use sonora::{AudioProcessing, Config, StreamConfig};
             let cfg = Config { echo_canceller: Some(EchoCanceller::default()), ..Default::default() };
             let sc = StreamConfig::new(rate, 1);
-            let mut apm = AudioProcessing::builder()
-                .config(cfg)
-                .capture_config(sc)
-                .render_config(sc)
-                .build();
+            let mut apm = AudioProcessing::builder().config(cfg).capture_config(sc).render_config(sc).build();
             let mut rdst = vec![0f32; n];
             for i in 0..frames {
                 let f = far.get(i * n..(i + 1) * n).unwrap_or(&zero);
@@ -111,7 +108,10 @@ fn main() {
             // AEC_NS_LINEAR=0|1, AEC_SLACK=frames the reference is fed late, AEC_ED=0|1 residual echo detector,
             // AEC_JITTER below): used to find
             // which setting degrades near-end speech, offline and deterministically.
-            use sonora::config::{EchoCanceller, HighPassFilter, NoiseSuppression, NoiseSuppressionLevel as L, TransparentModeType};
+            use sonora::config::{
+                EchoCanceller, HighPassFilter, NoiseSuppression, NoiseSuppressionLevel as L,
+                TransparentModeType,
+            };
             use sonora::{AudioProcessing, Config, StreamConfig};
             let env = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_string());
             let level = match env("AEC_NS", "moderate").as_str() {
@@ -123,7 +123,11 @@ fn main() {
             };
             let cfg = Config {
                 echo_canceller: Some(EchoCanceller {
-                    transparent_mode: if env("AEC_TM", "legacy") == "hmm" { TransparentModeType::Hmm } else { TransparentModeType::Legacy },
+                    transparent_mode: if env("AEC_TM", "legacy") == "hmm" {
+                        TransparentModeType::Hmm
+                    } else {
+                        TransparentModeType::Legacy
+                    },
                     ..Default::default()
                 }),
                 high_pass_filter: (env("AEC_HPF", "1") == "1").then(HighPassFilter::default),
@@ -143,7 +147,12 @@ fn main() {
             };
             let slack: usize = env("AEC_SLACK", "0").parse().unwrap_or(0);
             let sc = StreamConfig::new(rate, 1);
-            let mut apm = AudioProcessing::builder().config(cfg).capture_config(sc).render_config(sc).echo_detector(env("AEC_ED", "1") == "1").build();
+            let mut apm = AudioProcessing::builder()
+                .config(cfg)
+                .capture_config(sc)
+                .render_config(sc)
+                .echo_detector(env("AEC_ED", "1") == "1")
+                .build();
             let mut rdst = vec![0f32; n];
             // AEC_JITTER=P: each reference frame is late by one more capture frame with
             // probability P (deterministic LCG), like a playout thread scheduled late.
@@ -183,17 +192,46 @@ fn main() {
                 apm.process_capture_f32(&[&near[i * n..(i + 1) * n]], &mut [&mut o[..n]]).unwrap();
             }
             let s = apm.statistics();
-            stats = format!(",\"erle_db\":{:?},\"delay_ms\":{:?}", s.echo_return_loss_enhancement.unwrap_or(f64::NAN), s.delay_ms.unwrap_or(-1)).replace("NaN", "null");
+            stats = format!(
+                ",\"erle_db\":{:?},\"delay_ms\":{:?}",
+                s.echo_return_loss_enhancement.unwrap_or(f64::NAN),
+                s.delay_ms.unwrap_or(-1)
+            )
+            .replace("NaN", "null");
         }
         "vdiaec" => {
-            let decay: f32 = std::env::var("AEC_DECAY").ok().and_then(|v| v.parse().ok()).unwrap_or(vdiaec_aec3::ECHO_DECAY);
-            let mut a = vdiaec_aec3::Aec3::new(decay, rate, 1, rate, 1).expect("vdiaec: 16000, 32000 or 48000 Hz");
+            let decay: f32 = std::env::var("AEC_DECAY")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(vdiaec_aec3::ECHO_DECAY);
+            let mut a =
+                vdiaec_aec3::Aec3::new(decay, rate, 1, rate, 1).expect("vdiaec: 16000, 32000 or 48000 Hz");
+            // AEC_STAGE_NS=0: NS in the APM after the stage (vdiaec before NS moved into it)
+            let stage_ns = std::env::var("AEC_STAGE_NS").map_or(true, |v| v != "0");
             let sc = sonora::StreamConfig::new(rate, 1);
-            let cfg = sonora::Config {
-                noise_suppression: ns_level().map(|level| sonora::config::NoiseSuppression { level, ..Default::default() }),
-                ..Default::default()
+            let cfg = if stage_ns {
+                use sonora::config::NoiseSuppressionLevel as L;
+                use sonora_ns::config::SuppressionLevel as S;
+                a.set_noise_suppression(ns_level().map(|l| match l {
+                    L::Low => S::K6dB,
+                    L::Moderate => S::K12dB,
+                    L::High => S::K18dB,
+                    L::VeryHigh => S::K21dB,
+                }));
+                sonora::Config::default()
+            } else {
+                sonora::Config {
+                    noise_suppression: ns_level()
+                        .map(|level| sonora::config::NoiseSuppression { level, ..Default::default() }),
+                    ..Default::default()
+                }
             };
-            let mut post = sonora::AudioProcessing::builder().config(cfg).capture_config(sc).render_config(sc).echo_detector(true).build();
+            let mut post = sonora::AudioProcessing::builder()
+                .config(cfg)
+                .capture_config(sc)
+                .render_config(sc)
+                .echo_detector(true)
+                .build();
             let mut rdst = vec![0f32; n];
             let mut cap = vec![vec![0f32; n]];
             for i in 0..frames {
@@ -265,7 +303,8 @@ fn main() {
             }
             let mut bp = BlockProcessor::new(&cfg, 16000, 1, 1);
             let mut hpf = sonora::high_pass_filter::HighPassFilter::new(16000, 1);
-            let (mut rblk, mut cblk, mut framer) = (FrameBlocker::new(1, 1), FrameBlocker::new(1, 1), BlockFramer::new(1, 1));
+            let (mut rblk, mut cblk, mut framer) =
+                (FrameBlocker::new(1, 1), FrameBlocker::new(1, 1), BlockFramer::new(1, 1));
             let (mut rb, mut cb) = (Block::new(1, 1), Block::new(1, 1));
             let mut sub = vec![vec![vec![0f32; 80]; 1]; 1];
             let mut r = vec![0f32; n];
@@ -285,7 +324,12 @@ fn main() {
                     noise_suppression: Some(sonora::config::NoiseSuppression { level, ..Default::default() }),
                     ..Default::default()
                 };
-                sonora::AudioProcessing::builder().config(cfg).capture_config(sc).render_config(sc).echo_detector(true).build()
+                sonora::AudioProcessing::builder()
+                    .config(cfg)
+                    .capture_config(sc)
+                    .render_config(sc)
+                    .echo_detector(true)
+                    .build()
             });
             let mut rdst = vec![0f32; n];
             let mut post_in = vec![0f32; n];
@@ -365,7 +409,12 @@ fn main() {
     }
     let cpu = (cpu_ns() - c0) as f64 / 1e6;
     let secs = (frames * n) as f64 / rate as f64;
-    let spec = hound::WavSpec { channels: 1, sample_rate: rate, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: rate,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
     let mut w = hound::WavWriter::create(&a[4], spec).unwrap();
     for s in out {
         w.write_sample((s.clamp(-1.0, 1.0) * 32767.0) as i16).unwrap();

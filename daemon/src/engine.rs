@@ -160,6 +160,27 @@ pub fn trim_heap() {
     }
 }
 
+/// Ends the threads GStreamer keeps once its last pipeline is gone (issue 8: no extra thread
+/// while idle), to be called when no peer connection exists:
+/// - the default system clock's thread (`GstSystemClock`): GStreamer starts it at the first
+///   asynchronous clock wait (`gst_clock_id_wait_async`; in a call, the DTLS retransmission
+///   timers) and keeps it for the clock's life, which for the process-wide default clock is the
+///   process's. Resetting the default (`gst_system_clock_set_default(NULL)`) drops GStreamer's
+///   own reference; the old clock is disposed, joining its thread, as soon as nothing else
+///   holds it (a pipeline still running keeps it, and its thread, until it is freed), and the
+///   next pipeline gets a new default clock;
+/// - GLib's idle pool threads (`g_thread_pool_stop_unused_threads`), which GLib otherwise keeps
+///   up to 15 s after GStreamer's task pool last used them.
+///
+/// A no-op while GStreamer is not initialised.
+pub fn release_gstreamer_threads() {
+    if !gst::INITIALIZED.load(std::sync::atomic::Ordering::Acquire) {
+        return;
+    }
+    gst::SystemClock::set_default(None::<&gst::Clock>);
+    gst::glib::ThreadPool::stop_unused_threads();
+}
+
 /// glibc's `M_MMAP_THRESHOLD` the daemon sets (bytes): allocations from this size up get their
 /// own `mmap` and go back to the kernel when freed.
 pub const MMAP_THRESHOLD_BYTES: i32 = 256 * 1024;
@@ -270,8 +291,8 @@ impl Registry {
     }
 
     /// Once no session holds a peer connection, and none was created for
-    /// [`IDLE_RELEASE_DELAY_MS`], returns the heap's free pages to the system ([`trim_heap`])
-    /// on the blocking pool: a call's pipelines free tens of MiB that glibc would otherwise keep
+    /// [`IDLE_RELEASE_DELAY_MS`], ends GStreamer's idle threads ([`release_gstreamer_threads`])
+    /// and returns the heap's free pages to the system ([`trim_heap`]) on the blocking pool: a call's pipelines free tens of MiB that glibc would otherwise keep
     /// (issue 8). A no-op outside a tokio runtime or while a peer connection remains.
     fn release_when_idle(&self) {
         if self.lock().values().any(|s| !s.peer_connections.is_empty()) {
@@ -285,7 +306,11 @@ impl Registry {
             if generation.load(std::sync::atomic::Ordering::Acquire) != seen {
                 return;
             }
-            let _ = tokio::task::spawn_blocking(trim_heap).await;
+            let _ = tokio::task::spawn_blocking(|| {
+                release_gstreamer_threads();
+                trim_heap();
+            })
+            .await;
         });
     }
 

@@ -1,6 +1,7 @@
 //! The life cycle of peer connections within one page session, through the real `vdimediad`
 //! on a private PipeWire graph: `pc.close` frees the connection's pipeline at once (no
-//! webrtcbin thread outlives the hang-up while the page stays open), closed connections do not
+//! webrtcbin thread outlives the hang-up while the page stays open, and GStreamer's clock and
+//! pool threads end once no connection is left), closed connections do not
 //! count against the per-session limit (a softphone page places call after call), and requests
 //! naming a closed connection get `invalid_state` (WebRTC 1.0 §4.4.1: a closed
 //! RTCPeerConnection rejects its operations). Skips only when PipeWire is not installed.
@@ -15,16 +16,20 @@ use common::{Page, Rig, tempdir};
 
 const DAEMON: &str = env!("CARGO_BIN_EXE_vdimediad");
 
-/// Names of the daemon's threads that belong to a webrtcbin (its ICE and signalling loops).
-fn webrtcbin_threads(pid: u32) -> Vec<String> {
+/// Names of the daemon's threads.
+fn threads(pid: u32) -> Vec<String> {
     std::fs::read_dir(format!("/proc/{pid}/task"))
         .map(|d| {
             d.filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
                 .map(|c| c.trim().to_string())
-                .filter(|c| c.starts_with("webrtcbin"))
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// Names of the daemon's threads that belong to a webrtcbin (its ICE and signalling loops).
+fn webrtcbin_threads(pid: u32) -> Vec<String> {
+    threads(pid).into_iter().filter(|c| c.starts_with("webrtcbin")).collect()
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -68,6 +73,22 @@ async fn closed_connections_are_freed_and_refused_and_do_not_count_against_the_l
             webrtcbin_threads(pid)
         );
         page.pump(Duration::from_millis(100)).await;
+    }
+    // Issue 8, no extra thread while idle: once no peer connection is left, GStreamer's
+    // system clock thread and GLib's pool threads end too (engine::release_gstreamer_threads,
+    // IDLE_RELEASE_DELAY_MS after the last close). What stays is the runtime and tokio's
+    // blocking pool, which ends its idle threads by itself.
+    let deadline = Instant::now() + Duration::from_secs(6);
+    let extra = |pid| -> Vec<String> {
+        threads(pid).into_iter().filter(|t| t != "vdimediad" && t != "tokio-rt-worker").collect()
+    };
+    while !extra(pid).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "threads other than the runtime's stay after the last pc.close: {:?}",
+            extra(pid)
+        );
+        page.pump(Duration::from_millis(200)).await;
     }
 
     // A closed connection: its operations are refused with invalid_state, close() stays

@@ -2199,7 +2199,7 @@ impl PeerConnection {
 /// Caps an `opusenc`'s `bitrate` (bit/s) at `max` (within its range), or restores its default
 /// for None; other elements are left alone.
 fn apply_max_bitrate(enc: &gst::Element, max: Option<u32>) {
-    if !enc.factory().is_some_and(|f| f.name() == "opusenc") {
+    if enc.factory().is_none_or(|f| f.name() != "opusenc") {
         return;
     }
     let Some(spec) = enc.find_property("bitrate").and_then(|p| p.downcast::<glib::ParamSpecInt>().ok())

@@ -994,7 +994,7 @@ impl CertificateFacts {
         let data = body.trim_end_matches('=');
         // GLib's decoder skips bad characters silently: check the RFC 4648 shape first.
         if body.is_empty()
-            || body.len() % 4 != 0
+            || !body.len().is_multiple_of(4)
             || body.len() - data.len() > 2
             || !data.chars().all(alphabet)
         {

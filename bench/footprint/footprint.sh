@@ -54,7 +54,7 @@ node -e '
   const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
   console.log("| state | RSS (MiB) | of it anonymous (heap, stacks) | of it file-backed (code of mapped libraries) | threads | shared objects mapped |");
   console.log("| --- | ---: | ---: | ---: | ---: | ---: |");
-  const states = [["beforeChannel", "started, no VC channel"], ["idleChannel", "idle, one VC channel handshaken, no page session"], ["idleSession", "idle, one page session open, no call"], ["inCall", "in a call (both legs, Opus)"], ["afterCall", "2 s after pc.close of both"], ["afterSession", "2 s after the session closed too"]];
+  const states = [["beforeChannel", "started, no VC channel"], ["idleChannel", "idle, one VC channel handshaken, no page session"], ["idleSession", "idle, one page session open, no call"], ["inCall", "in a call (both legs, Opus)"], ["afterCall", "3 s after pc.close of both"], ["afterSession", "2 s after the session closed too"]];
   for (const [k, name] of states) {
     const s = r[k];
     const mib = (k) => (k / 1024).toFixed(1);

@@ -481,6 +481,24 @@ fn nice_fns() -> Option<&'static NiceFns> {
     .as_ref()
 }
 
+/// Switches off UPnP IGD in webrtcbin's libnice agent; call before the first gathering.
+///
+/// libnice's `upnp` property defaults to TRUE and webrtcbin 1.22 leaves it so: at each
+/// gathering the agent multicasts SSDP discovery (239.255.255.250:1900) on every interface and
+/// asks any Internet gateway device that answers to forward a port to each host candidate
+/// (UPnP IGD `AddPortMapping`). No browser does this — WebRTC reaches past NATs with STUN/TURN
+/// (RFC 8445 §5.1.1) — and on an enterprise LAN a thin client probing routers and opening ports
+/// on them is what IT teams block; it also loads a GUPnP/libsoup context into every call.
+/// Returns an error (logged by the caller; the call proceeds) when the ICE implementation is
+/// not libnice.
+pub fn disable_upnp(webrtc: &gst::Element) -> Result<(), String> {
+    let agent = nice_agent(webrtc)?;
+    if agent.find_property("upnp").is_some() {
+        agent.set_property("upnp", false);
+    }
+    Ok(())
+}
+
 /// webrtcbin's libnice agent, type-checked.
 fn nice_agent(webrtc: &gst::Element) -> Result<glib::Object, String> {
     let ice = webrtc.property::<gst_webrtc::WebRTCICE>("ice-agent");

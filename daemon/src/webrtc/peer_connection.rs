@@ -604,6 +604,9 @@ impl PeerConnection {
             .map_err(|e| op_err(format!("webrtcbin is not available: {e}")))?;
         webrtc.set_property("bundle-policy", ice_settings.bundle_policy);
         webrtc.set_property("latency", options.jitter_buffer_ms);
+        if let Err(e) = ice::disable_upnp(&webrtc) {
+            tracing::warn!("could not switch off UPnP in the ICE agent: {e}");
+        }
         if ice_settings.relay_only {
             webrtc.set_property("ice-transport-policy", gst_webrtc::WebRTCICETransportPolicy::Relay);
         }

@@ -14,8 +14,9 @@
 // --listen/--backend/--loopback-ice are appended. Prints one JSON result line; exit 1 on failure.
 // --footprint samples the daemon's /proc (RSS, threads, mapped shared libraries) before any
 // channel (beforeChannel), with a handshaken channel and no session (idleChannel), with a page
-// session open and no call (idleSession), in the call (inCall), 2 s after pc.close of both
-// (afterCall) and 2 s after the session closed too (afterSession). Each idle sample waits
+// session open and no call (idleSession), in the call (inCall), 3 s after pc.close of both
+// (afterCall: the daemon's idle release runs 2 s after the last connection went away) and 2 s
+// after the session closed too (afterSession). Each idle sample waits
 // `--settle` seconds (default 2: tokio's blocking pool lets its threads go after 1 s).
 
 import { spawn, execFileSync } from 'node:child_process';
@@ -278,8 +279,9 @@ async function main() {
     result.problems = problems;
     result.ok = problems.length === 0;
     if (o.footprint) {
-      // The same sample a while after the call closed: pipelines and their threads must go.
-      await sleep(2000);
+      // The same sample a while after the call closed: pipelines and their threads must go
+      // (engine::IDLE_RELEASE_DELAY_MS, 2 s, then the release itself).
+      await sleep(3000);
       result.afterCall = sampleProc(pid);
       client.closeSession(s);
       await sleep(2000);

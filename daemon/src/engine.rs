@@ -292,8 +292,9 @@ impl Registry {
 
     /// Once no session holds a peer connection, and none was created for
     /// [`IDLE_RELEASE_DELAY_MS`], ends GStreamer's idle threads ([`release_gstreamer_threads`])
-    /// and returns the heap's free pages to the system ([`trim_heap`]) on the blocking pool: a call's pipelines free tens of MiB that glibc would otherwise keep
-    /// (issue 8). A no-op outside a tokio runtime or while a peer connection remains.
+    /// and returns the heap's free pages to the system ([`trim_heap`]) on the blocking pool: a
+    /// call's pipelines free tens of MiB that glibc would otherwise keep (issue 8). A no-op
+    /// outside a tokio runtime or while a peer connection remains.
     fn release_when_idle(&self) {
         if self.lock().values().any(|s| !s.peer_connections.is_empty()) {
             return;

@@ -514,3 +514,50 @@ fn noise_suppression_at_48khz_follows_the_property() {
     // alone would stay near 3 dB more.
     assert!(on > off + 8.0, "NS on takes only {on:.1} dB off white noise ({off:.1} dB without NS)");
 }
+
+/// Stereo capture (interleaved): both channels are cancelled and each stays in its place.
+/// 0–4 s: far-end speech, its echo on the left and, 6 dB lower, on the right; 4–6 s: far end
+/// silent, a 1 kHz tone on the right only.
+#[test]
+fn stereo_capture_keeps_channel_order_and_cancels_both() {
+    let (mut hf, _, _) = harness("vdiaecprobe", "probe-stereo", &[]);
+    let (mut hn, _, _) =
+        harness("vdiaec", "probe-stereo-aec", &[("probe", &"probe-stereo"), ("noise-suppression", &false)]);
+    hn.set_src_caps_str(&format!("audio/x-raw,format=S16LE,layout=interleaved,rate={RATE},channels=2"));
+    let talk = 4 * RATE;
+    let mut far = far_signal(RATE * 6);
+    far[talk..].iter_mut().for_each(|s| *s = 0.0);
+    let echo = echo_of(&far);
+    let tone = |k: usize| {
+        if k < talk {
+            0.0
+        } else {
+            0.05 * (2.0 * std::f32::consts::PI * 1000.0 * k as f32 / RATE as f32).sin()
+        }
+    };
+    let (mut left, mut right) = (Vec::new(), Vec::new());
+    for i in 0..far.len() / N {
+        hf.push_and_pull(buffer(&far[i * N..(i + 1) * N], i, gst::BufferFlags::empty())).unwrap();
+        let stereo: Vec<f32> =
+            (i * N..(i + 1) * N).flat_map(|k| [echo[k], 0.5 * echo[k] + tone(k)]).collect();
+        let o = samples(&hn.push_and_pull(buffer(&stereo, i, gst::BufferFlags::empty())).unwrap());
+        for f in o.chunks_exact(2) {
+            left.push(f[0]);
+            right.push(f[1]);
+        }
+    }
+    // the element delays by one 10 ms frame
+    let out = |ch: &[f32], a: usize, b: usize| energy(&ch[a + N..b + N]);
+    let erle_left = 10.0 * (energy(&echo[2 * RATE..talk]) / out(&left, 2 * RATE, talk)).log10();
+    let erle_right = 10.0 * (0.25 * energy(&echo[2 * RATE..talk]) / out(&right, 2 * RATE, talk)).log10();
+    let tone_in: Vec<f32> = (talk + RATE / 2..6 * RATE - N).map(tone).collect();
+    let right_vs_tone = 10.0 * (out(&right, talk + RATE / 2, 6 * RATE - N) / energy(&tone_in)).log10();
+    let left_vs_tone = 10.0 * (out(&left, talk + RATE / 2, 6 * RATE - N) / energy(&tone_in)).log10();
+    eprintln!(
+        "stereo: ERLE left {erle_left:.1} dB, right {erle_right:.1} dB; tone: right {right_vs_tone:.1} dB, left {left_vs_tone:.1} dB"
+    );
+    assert!(erle_left > 15.0, "left channel echo not cancelled: ERLE {erle_left:.1} dB");
+    assert!(erle_right > 15.0, "right channel echo not cancelled: ERLE {erle_right:.1} dB");
+    assert!(right_vs_tone.abs() < 3.0, "the right channel lost its tone: {right_vs_tone:.1} dB");
+    assert!(left_vs_tone < -20.0, "the tone is in the left channel: {left_vs_tone:.1} dB");
+}

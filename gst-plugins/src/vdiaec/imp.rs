@@ -762,8 +762,14 @@ impl VdiAec {
             }
             spent.push(data);
         }
-        for (i, s) in in_fifo[..n].iter().enumerate() {
-            cap_bufs[i % channels][i / channels] = *s;
+        if channels == 1 {
+            cap_bufs[0].copy_from_slice(&in_fifo[..n]);
+        } else {
+            for (i, f) in in_fifo[..n].chunks_exact(channels).enumerate() {
+                for (b, s) in cap_bufs.iter_mut().zip(f) {
+                    b[i] = *s;
+                }
+            }
         }
         let _ = apm.set_stream_delay_ms(delay_hint);
         if let Some(aec3) = aec3.as_mut() {
@@ -776,11 +782,10 @@ impl VdiAec {
             apm.process_capture_f32(&[&cap_bufs[0], &cap_bufs[1]], &mut [&mut o0[0], &mut o1[0]])
         };
         match res {
+            Ok(()) if channels == 1 => out_fifo.extend(out_bufs[0].iter().copied()),
             Ok(()) => {
                 for i in 0..frame {
-                    for ch in out_bufs.iter() {
-                        out_fifo.push_back(ch[i]);
-                    }
+                    out_fifo.extend(out_bufs.iter().map(|ch| ch[i]));
                 }
             }
             Err(e) => {

@@ -303,6 +303,16 @@ pub(crate) fn extend_f32(format: gst_audio::AudioFormat, bytes: &[u8], out: &mut
     }
 }
 
+/// `s` ([-1, 1]) as S16, rounded half to even, saturated. Rounds by adding and taking away
+/// 1.5 · 2²³ (exact for |x| < 2²²) rather than with `f32::round`, which baseline x86-64 (no
+/// SSE4.1) compiles to a `roundf` call per sample.
+#[inline]
+pub(crate) fn to_s16(s: f32) -> i16 {
+    const MAGIC: f32 = 12_582_912.0;
+    let x = (s * 32768.0).clamp(-32768.0, 32767.0);
+    ((x + MAGIC) - MAGIC) as i16
+}
+
 /// Writes f32 samples (taken from `samples`, 0 once it runs dry) into interleaved S16LE or
 /// F32LE `bytes`, filling all of `bytes`.
 pub(crate) fn write_f32(
@@ -319,9 +329,35 @@ pub(crate) fn write_f32(
         _ => {
             for c in bytes.chunks_exact_mut(2) {
                 let s = samples.next().unwrap_or(0.0);
-                let v = (s * 32768.0).round().clamp(-32768.0, 32767.0) as i16;
-                c.copy_from_slice(&v.to_le_bytes());
+                c.copy_from_slice(&to_s16(s).to_le_bytes());
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::to_s16;
+
+    #[test]
+    fn s16_conversion_rounds_to_nearest_and_saturates() {
+        let lsb = 1.0 / 32768.0;
+        assert_eq!(to_s16(0.0), 0);
+        assert_eq!(to_s16(0.3 * lsb), 0);
+        assert_eq!(to_s16(0.7 * lsb), 1);
+        assert_eq!(to_s16(-0.7 * lsb), -1);
+        assert_eq!(to_s16(1.5 * lsb), 2);
+        assert_eq!(to_s16(2.5 * lsb), 2, "ties go to even");
+        assert_eq!(to_s16(1234.4 * lsb), 1234);
+        assert_eq!(to_s16(-1234.6 * lsb), -1235);
+        assert_eq!(to_s16(1.0), 32767);
+        assert_eq!(to_s16(-1.0), -32768);
+        assert_eq!(to_s16(7.0), 32767);
+        assert_eq!(to_s16(-7.0), -32768);
+        assert_eq!(to_s16(f32::NAN), 0);
+        // every S16 value survives the round trip
+        for v in i16::MIN..=i16::MAX {
+            assert_eq!(to_s16(v as f32 / 32768.0), v);
         }
     }
 }

@@ -145,12 +145,31 @@ pub struct WebRtcConfig {
     /// network jitter.
     #[serde(default = "default_jitter_buffer_ms")]
     pub jitter_buffer_ms: u32,
+    /// When GStreamer is loaded and the DTLS certificate made: see [`WarmUp`].
+    #[serde(default)]
+    pub warm_up: WarmUp,
 }
 
 impl Default for WebRtcConfig {
     fn default() -> Self {
-        Self { loopback_ice: false, jitter_buffer_ms: default_jitter_buffer_ms() }
+        Self { loopback_ice: false, jitter_buffer_ms: default_jitter_buffer_ms(), warm_up: WarmUp::default() }
     }
+}
+
+/// `[webrtc] warm_up`: when the daemon loads GStreamer's registry and plugins and generates the
+/// process-wide DTLS certificate (RSA-2048 in GStreamer 1.22's `dtlsdec`; 0.2–0.9 s on x86-64,
+/// longer on ARM). Either way it happens once per process and stays.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum WarmUp {
+    /// When a page loads the SDK (a logical session opens), in the background: the first call
+    /// does not wait for it; an idle daemon with a softphone page open holds about 20 MiB RSS.
+    #[default]
+    Session,
+    /// At the first `RTCPeerConnection`: an idle daemon with a page open stays near 11 MiB, and
+    /// the first call of the process waits for the warm-up (x86-64 here: 0.5 s more to the first
+    /// offer).
+    FirstCall,
 }
 
 fn default_jitter_buffer_ms() -> u32 {
@@ -391,6 +410,7 @@ mod tests {
             backend = "alsa"
             [webrtc]
             loopback_ice = true
+            warm_up = "first-call"
             [limits]
             max_peer_connections = 2
             [log]
@@ -402,6 +422,8 @@ mod tests {
         assert_eq!(c.vc.max_frame, 1600);
         assert_eq!(c.audio.backend, BackendChoice::Alsa);
         assert!(c.webrtc.loopback_ice);
+        assert_eq!(c.webrtc.warm_up, WarmUp::FirstCall);
+        assert_eq!(parse("").unwrap().webrtc.warm_up, WarmUp::Session);
         assert_eq!(c.limits.max_peer_connections, 2);
         assert_eq!(c.limits.max_tracks, 8);
     }
@@ -420,6 +442,8 @@ mod tests {
         assert!(e.contains("not both"), "{e}");
         let e = parse("[webrtc]\njitter_buffer_ms = 5").unwrap_err().to_string();
         assert!(e.contains("webrtc.jitter_buffer_ms"), "{e}");
+        let e = parse("[webrtc]\nwarm_up = \"never\"").unwrap_err().to_string();
+        assert!(e.starts_with("test.toml:2:") && e.contains("never") && e.contains("first-call"), "{e}");
         let e = parse("[log]\nlevel = \"[[[\"").unwrap_err().to_string();
         assert!(e.contains("log.level"), "{e}");
     }

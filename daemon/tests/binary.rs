@@ -190,19 +190,26 @@ fn eventually(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
     cond()
 }
 
-/// Issue 8: a handshaken channel without a page session must not load GStreamer's plugins or
-/// OpenSSL (the DTLS certificate), nor keep a thread beyond the runtime's; the first `OPEN`
-/// starts the warm-up. WELCOME's codecs come from the start-up element-check child.
-#[test]
-fn channel_without_a_page_session_stays_lean_and_open_warms_up() {
+/// Libraries that only the warm-up loads: the DTLS plugin and OpenSSL.
+fn warm_up_libs(pid: u32) -> Vec<String> {
+    mapped_libs(pid).into_iter().filter(|l| l.starts_with("libgstdtls") || l.starts_with("libssl")).collect()
+}
+
+/// A daemon with a page open: the daemon, its pid, and the channel with its socket (the page
+/// session stays open while they live).
+type OpenPage = (Reaper, u32, vdimedia_protocol::Channel, std::os::unix::net::UnixStream);
+
+/// Starts the daemon (ALSA backend, `extra` arguments), handshakes a channel and checks that
+/// the idle daemon with the channel is lean; then a page opens a session.
+fn daemon_with_an_open_page(dir: &Path, extra: &[&str]) -> OpenPage {
     use std::io::Write;
     use vdimedia_protocol::{Channel, ChannelConfig, ChannelEvent, Open};
 
-    let dir = tempdir("lean");
     let sock = dir.join("vc.sock");
     let reaper = spawn_until_listening(
         Command::new(DAEMON)
             .args(["--listen", &format!("unix:{}", sock.display()), "--backend", "alsa"])
+            .args(extra)
             .env("VDIMEDIA_LOG", "info"),
         &sock,
     );
@@ -210,6 +217,7 @@ fn channel_without_a_page_session_stays_lean_and_open_warms_up() {
     let mut io = std::os::unix::net::UnixStream::connect(&sock).unwrap();
     io.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let mut ch = Channel::new(ChannelConfig::vda("binary-test/1"), Instant::now());
+
     let mut buf = vec![0u8; 65536];
     let mut pump = |ch: &mut Channel, what: &str, pred: &dyn Fn(&ChannelEvent) -> bool| loop {
         while let Some(f) = ch.poll_transmit() {
@@ -229,27 +237,44 @@ fn channel_without_a_page_session_stays_lean_and_open_warms_up() {
     };
     assert!(w.capabilities.codecs.iter().any(|c| c == "opus"), "opus must be announced: {w:?}");
 
-    let heavy = |libs: &[String]| {
-        libs.iter()
-            .filter(|l| l.starts_with("libgstdtls") || l.starts_with("libssl"))
-            .cloned()
-            .collect::<Vec<_>>()
-    };
     assert!(
         eventually(5, || threads_of(pid) == 1),
         "idle daemon with a channel keeps {} threads",
         threads_of(pid)
     );
     let libs = mapped_libs(pid);
-    assert!(heavy(&libs).is_empty(), "idle daemon with a channel maps {:?}", heavy(&libs));
+    assert!(warm_up_libs(pid).is_empty(), "idle daemon with a channel maps {:?}", warm_up_libs(pid));
     assert!(!libs.iter().any(|l| l.starts_with("libgstcoreelements")), "plugins loaded: {libs:?}");
 
-    // A page loads the SDK: the warm-up (GStreamer, DTLS certificate) starts by itself.
+    // A page loads the SDK.
     let sid = ch.open_session(Open::default()).unwrap();
     pump(&mut ch, "OPENED", &|e| matches!(e, ChannelEvent::SessionOpened { session, .. } if *session == sid));
+    (reaper, pid, ch, io)
+}
+
+/// Issue 8: a handshaken channel without a page session must not load GStreamer's plugins or
+/// OpenSSL (the DTLS certificate), nor keep a thread beyond the runtime's; the first `OPEN`
+/// starts the warm-up. WELCOME's codecs come from the start-up element-check child.
+#[test]
+fn channel_without_a_page_session_stays_lean_and_open_warms_up() {
+    let dir = tempdir("lean");
+    let (_daemon, pid, _ch, _io) = daemon_with_an_open_page(&dir, &[]);
     assert!(
-        eventually(20, || mapped_libs(pid).iter().any(|l| l.starts_with("libgstdtls"))),
+        eventually(20, || !warm_up_libs(pid).is_empty()),
         "no warm-up after OPEN: {:?}",
         mapped_libs(pid)
     );
+}
+
+/// `[webrtc] warm_up = "first-call"`: an open page alone does not load GStreamer's DTLS plugin
+/// or OpenSSL (the first `pc.create` does; `pc.create` always awaits the warm-up).
+#[test]
+fn first_call_warm_up_leaves_an_open_page_lean() {
+    let dir = tempdir("lean-first-call");
+    let config = dir.join("vdimediad.toml");
+    std::fs::write(&config, "[webrtc]\nwarm_up = \"first-call\"\n").unwrap();
+    let (_daemon, pid, _ch, _io) = daemon_with_an_open_page(&dir, &["--config", config.to_str().unwrap()]);
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(warm_up_libs(pid).is_empty(), "warm-up ran at OPEN: {:?}", warm_up_libs(pid));
+    assert_eq!(threads_of(pid), 1, "an open page with no call keeps extra threads");
 }

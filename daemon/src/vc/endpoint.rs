@@ -330,8 +330,11 @@ async fn handle_event(
         ChannelEvent::SessionOpened { session, open, .. } => {
             let open = open.unwrap_or_default();
             // A page is here: load GStreamer and make the DTLS certificate now, in the
-            // background, so its first pc.create/createOffer does not wait for them.
-            engine.start_warm_up();
+            // background, so its first pc.create/createOffer does not wait for them (unless
+            // the administrator keeps idle memory down instead: `[webrtc] warm_up`).
+            if engine.config.webrtc.warm_up == crate::config::WarmUp::Session {
+                engine.start_warm_up();
+            }
             let resumed = match open.resume.as_deref() {
                 Some(token) if !token.is_empty() => engine.parked.claim(token).await,
                 _ => None,

@@ -32,6 +32,20 @@ fn webrtcbin_threads(pid: u32) -> Vec<String> {
     threads(pid).into_iter().filter(|c| c.starts_with("webrtcbin")).collect()
 }
 
+/// Pumps the page until none of the daemon's threads is one `pick` names, for at most `secs`;
+/// then fails with `what` and the threads left.
+async fn until_no_thread(page: &mut Page, pid: u32, secs: u64, pick: impl Fn(&str) -> bool, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let left: Vec<String> = threads(pid).into_iter().filter(|t| pick(t)).collect();
+        if left.is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: {left:?}");
+        page.pump(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn closed_connections_are_freed_and_refused_and_do_not_count_against_the_limit() {
     let dir = tempdir("pc-lifecycle");
@@ -65,31 +79,26 @@ async fn closed_connections_are_freed_and_refused_and_do_not_count_against_the_l
     assert!(!webrtcbin_threads(pid).is_empty(), "a call runs webrtcbin threads");
     page.request(sid, "pc.close", json!({"pc": "a"})).await;
     page.request(sid, "pc.close", json!({"pc": "b"})).await;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !webrtcbin_threads(pid).is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "webrtcbin threads outlive pc.close while the page is open: {:?}",
-            webrtcbin_threads(pid)
-        );
-        page.pump(Duration::from_millis(100)).await;
-    }
+    until_no_thread(
+        &mut page,
+        pid,
+        5,
+        |t| t.starts_with("webrtcbin"),
+        "webrtcbin threads outlive pc.close while the page is open",
+    )
+    .await;
     // Issue 8, no extra thread while idle: once no peer connection is left, GStreamer's
     // system clock thread and GLib's pool threads end too (engine::release_gstreamer_threads,
     // IDLE_RELEASE_DELAY_MS after the last close). What stays is the runtime and tokio's
     // blocking pool, which ends its idle threads by itself.
-    let deadline = Instant::now() + Duration::from_secs(6);
-    let extra = |pid| -> Vec<String> {
-        threads(pid).into_iter().filter(|t| t != "vdimediad" && t != "tokio-rt-worker").collect()
-    };
-    while !extra(pid).is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "threads other than the runtime's stay after the last pc.close: {:?}",
-            extra(pid)
-        );
-        page.pump(Duration::from_millis(200)).await;
-    }
+    until_no_thread(
+        &mut page,
+        pid,
+        6,
+        |t| t != "vdimediad" && t != "tokio-rt-worker",
+        "threads other than the runtime's stay after the last pc.close",
+    )
+    .await;
 
     // A closed connection: its operations are refused with invalid_state, close() stays
     // idempotent, and its id is not reused.

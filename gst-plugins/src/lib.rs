@@ -10,6 +10,9 @@ mod g722enc;
 mod vdiaec;
 mod vdiaecprobe;
 
+#[cfg(test)]
+mod test_signals;
+
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     g722enc::register(plugin)?;
     g722dec::register(plugin)?;

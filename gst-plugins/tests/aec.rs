@@ -467,17 +467,6 @@ fn echo_decay_property() {
     assert!(erle > 20.0, "echo-decay 0.83: ERLE {erle:.1} dB");
 }
 
-/// White noise, `level` RMS, deterministic.
-fn white_noise(len: usize, level: f32, seed: u32) -> Vec<f32> {
-    let mut x = seed;
-    (0..len)
-        .map(|_| {
-            x = x.wrapping_mul(1664525).wrapping_add(1013904223);
-            ((x >> 8) as f32 / (1u32 << 24) as f32 * 2.0 - 1.0) * level * 3f32.sqrt()
-        })
-        .collect()
-}
-
 /// Noise suppression runs inside the tuned AEC3 stage at 48 kHz (the engine's capture rate)
 /// over the whole band, and `noise-suppression` switched at run time takes effect there.
 #[test]
@@ -490,7 +479,7 @@ fn noise_suppression_at_48khz_follows_the_property() {
     let (mut hn, aec, _) = harness("vdiaec", "probe-ns48-aec", &[("probe", &"probe-ns48")]);
     hn.set_src_caps_str(&caps);
     let secs = 6;
-    let near = white_noise(R48 * secs, 0.01, 7);
+    let near = common::white_noise(R48 * secs, 0.01, 7);
     let silence = vec![0.0f32; N48];
     let mut out = Vec::new();
     for i in 0..near.len() / N48 {

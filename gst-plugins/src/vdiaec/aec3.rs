@@ -345,24 +345,7 @@ impl Aec3 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Speech-like test signal at `rate`: noise through a resonant filter, 4 Hz syllables.
-    fn far_signal(rate: usize, len: usize, seed: u32) -> Vec<f32> {
-        let mut seed = seed;
-        let (mut y1, mut y2) = (0.0f32, 0.0f32);
-        (0..len)
-            .map(|i| {
-                seed = seed.wrapping_mul(1664525).wrapping_add(1013904223);
-                let w = (seed >> 8) as f32 / (1u32 << 24) as f32 - 0.5;
-                let y = w + 1.6 * y1 - 0.8 * y2;
-                y2 = y1;
-                y1 = y;
-                let t = i as f32 / rate as f32;
-                let env = (0.5 + 0.5 * (2.0 * std::f32::consts::PI * 4.0 * t).sin()).powi(2);
-                0.05 * y * env
-            })
-            .collect()
-    }
+    use crate::test_signals::{speech as far_signal, white_noise as noise};
 
     /// Fixed echo path: 40 ms delay, a short decaying FIR, -6 dB.
     fn echo_of(rate: usize, far: &[f32]) -> Vec<f32> {
@@ -481,17 +464,6 @@ mod tests {
         let ours = run(16000, 0.83, &far, &near);
         let worst = worst_difference_from_apm(None, &far, &near, &ours);
         assert!(worst < 1e-6, "16 kHz stage differs from the APM's AEC3 by up to {worst}");
-    }
-
-    /// White noise, `level` RMS, deterministic.
-    fn noise(len: usize, level: f32, seed: u32) -> Vec<f32> {
-        let mut x = seed;
-        (0..len)
-            .map(|_| {
-                x = x.wrapping_mul(1664525).wrapping_add(1013904223);
-                ((x >> 8) as f32 / (1u32 << 24) as f32 * 2.0 - 1.0) * level * 3f32.sqrt()
-            })
-            .collect()
     }
 
     /// With NS, the 16 kHz stage is the APM's AEC3 + NS, sample for sample.

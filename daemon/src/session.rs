@@ -198,8 +198,12 @@ impl Session {
     async fn drain_events_around_response(&mut self) -> Vec<(String, PcEvent)> {
         let mut after = Vec::new();
         while let Some(Some((pc, ev))) = self.events.next().now_or_never() {
-            let before_response =
-                after.is_empty() && matches!(ev, PcEvent::SignalingStateChange(_) | PcEvent::Track { .. });
+            // `track` goes ahead of the response even when an ICE or connection state change
+            // the description caused is already queued (early media on a pranswer): those are
+            // queued tasks in a browser. A signaling change keeps its place after one, as
+            // Chromium fires `negotiationneeded` before `stable` on a rollback.
+            let before_response = matches!(ev, PcEvent::Track { .. })
+                || after.is_empty() && matches!(ev, PcEvent::SignalingStateChange(_));
             if before_response {
                 self.on_pc_event(&pc, ev).await;
             } else {

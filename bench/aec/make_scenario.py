@@ -5,7 +5,8 @@ Writes into OUTDIR (16 kHz mono S16 WAV; AECMOS models run at 16 kHz):
   far.wav   far-end reference (what the loudspeaker is asked to play)
   near.wav  microphone capture = room echo of far + near-end talker + noise
   echo.wav  the echo component alone, nearspeech.wav the near-end component alone
-  segments.json  the three parts: far-end single talk, near-end single talk, double talk
+  segments.json  the scored parts: far-end single talk, near-end single talk (from where the
+                 echo of the far-end talk before it has decayed), double talk
 
 Far-end: the real recorded speech of /usr/share/sounds/alsa (alsa-utils). Near-end: espeak-ng
 (a different voice). Room: pyroomacoustics shoebox 5 x 4 x 2.8 m, RT60 0.3 s (image method,
@@ -119,8 +120,17 @@ def main():
         raise SystemExit(f"scenario clips (peak {peak:.2f})")
     for name, x in [("far", far), ("near", mic), ("echo", echo), ("nearspeech", talk)]:
         sf.write(os.path.join(out, f"{name}.wav"), x, FS, subtype="PCM_16")
-    seg = {"rate": FS, "fst": [0.0, fst], "nst": [fst, fst + nst], "dt": [fst + nst, fst + nst + dt],
-           "echo_delay_ms": 30, "rt60_s": RT60, "noise_dbfs": -65}
+    # The far end stops and the near talker starts at `fst`, but the loudspeaker's echo goes on
+    # for the playout delay plus the room's decay: over the first 80 ms after `fst` it is 6 to
+    # 24 dB above the near-end speech. That is double talk, so near-end single talk is scored from
+    # the point where the echo has decayed by 60 dB (delay + RT60) to the end of the part.
+    nst_from = round(fst + delay / FS + RT60, 2)
+    tail = echo[int(nst_from * FS): int((fst + nst) * FS)]
+    tail_peak = max(rms_db(tail[i:i + FS // 100]) for i in range(0, len(tail) - FS // 100, FS // 100))
+    if tail_peak > rms_db(talk[np.abs(talk) > 1e-3]) - 40:
+        raise SystemExit(f"echo in scored near-end single talk at {tail_peak:.1f} dB: not single talk")
+    seg = {"rate": FS, "fst": [0.0, fst], "nst": [nst_from, fst + nst], "dt": [fst + nst, fst + nst + dt],
+           "near_talker_s": fst, "echo_delay_ms": 30, "rt60_s": RT60, "noise_dbfs": -65}
     with open(os.path.join(out, "segments.json"), "w") as f:
         json.dump(seg, f, indent=1)
     print(json.dumps(seg))

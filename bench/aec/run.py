@@ -15,8 +15,10 @@ in DIR (e.g. the last commit's, to compare a change side by side; before the 32/
 stage, that is the APM's own AEC3 at 32/48 kHz).
 CPU per second of audio for the GStreamer elements = (user+sys CPU of the whole gst-launch run
 minus that of the same pipeline with `identity` in place of probe and canceller) / audio seconds.
+AEC_CPU_REPS=N (environment) runs every system N times, interleaved, and reports the median CPU
+[min–max]: real-time CPU on a shared machine moves by tens of percent from run to run.
 """
-import json, os, resource, subprocess, sys
+import json, os, resource, statistics, subprocess, sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
@@ -76,14 +78,22 @@ def main():
     seg = json.load(open(f"{WORK}/segments.json"))
     secs = seg["dt"][1]
     rows = {}
-    base = None
-    for name, (probe, dsp) in SYSTEMS.items():
-        out = f"{WORK}/out-{name.replace(' ', '_')}.wav"
-        cpu = run_gst(name, probe, dsp, out)
+    cpu = {name: [] for name in SYSTEMS}
+    # AEC_CPU_REPS=N: every system N times, interleaved, on the same 2 cores; the first
+    # repetition's output is the one scored, the CPU figure is the median of the N.
+    reps = int(os.environ.get("AEC_CPU_REPS", "1"))
+    for rep in range(reps):
+        for name, (probe, dsp) in SYSTEMS.items():
+            out = f"{WORK}/out-{name.replace(' ', '_')}.wav" if rep == 0 else f"{WORK}/rep.wav"
+            cpu[name].append(run_gst(name, probe, dsp, out))
+    for name, runs in cpu.items():
         if name == "identity":
-            base = cpu
             continue
-        rows[name] = {"cpu_ms_per_s": round((cpu - base) / secs * 1000, 1), "out": out}
+        per_s = sorted((c - b) / secs * 1000 for c, b in zip(runs, cpu["identity"]))
+        cell = f"{statistics.median(per_s):.1f}"
+        if reps > 1:
+            cell += f" [{per_s[0]:.1f}–{per_s[-1]:.1f}]"
+        rows[name] = {"cpu_ms_per_s": cell, "out": f"{WORK}/out-{name.replace(' ', '_')}.wav"}
     if os.path.exists(CAND):
         for eng in ["sonora", "aec3"]:
             out = f"{WORK}/out-cand-{eng}.wav"

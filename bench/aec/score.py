@@ -8,8 +8,9 @@ Prints one JSON object:
                10*log10(sum(mic^2) / sum(out^2)) over [2 s, end of far-end single talk)
   aecmos_*     AECMOS (speechmos, 16 kHz model with scenario marker): echo and degradation
                MOS (1..5, higher is better) for st (far-end single talk), nst, dt
+AEC_NST_FROM=SECONDS (environment) moves the start of the near-end single-talk window.
 """
-import json, sys
+import json, os, sys
 import numpy as np
 import soundfile as sf
 from speechmos import aecmos
@@ -42,6 +43,10 @@ def main():
     s, e = int((seg["fst"][0] + 2.0) * fs), int(seg["fst"][1] * fs)
     erle = 10 * np.log10(np.sum(mic[s:e] ** 2) / (np.sum(enh[s:e] ** 2) + 1e-20))
     out = {"lag_ms": round(lag * 1000 / fs, 2), "erle_fst_db": round(float(erle), 2)}
+    # AEC_NST_FROM=SECONDS: score near-end single talk from there instead (12.0 = the window
+    # before it excluded the echo tail of the far-end talk; docs/benchmarks.md, round 4)
+    if "AEC_NST_FROM" in os.environ:
+        seg["nst"] = [float(os.environ["AEC_NST_FROM"]), seg["nst"][1]]
     for key, tt in [("fst", "st"), ("nst", "nst"), ("dt", "dt")]:
         s, e = int(seg[key][0] * fs), int(seg[key][1] * fs)
         r = aecmos.run({"lpb": far[s:e], "mic": mic[s:e], "enh": np.clip(enh[s:e], -1, 1)}, sr=fs,

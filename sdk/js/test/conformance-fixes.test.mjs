@@ -1,23 +1,13 @@
 // Behaviour fixed after the native-vs-SDK conformance suite (tests/e2e/conformance.test.mjs)
 // measured Chromium 156 doing otherwise; each test names the scenario that found it.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { WebSocket } from 'ws';
 import * as VdiMedia from '../dist/vdimedia.mjs';
-import { CANDIDATE, OFFER_SDP, fakeWindow, startBridge } from './fake-bridge.mjs';
+import { CANDIDATE, OFFER_SDP, redirectedPage } from './fake-bridge.mjs';
 
 let bridge;
 let win;
-before(async () => {
-  bridge = await startBridge();
-  win = fakeWindow();
-  const st = await VdiMedia.install({ bridgeUrl: bridge.url, window: win, WebSocket });
-  assert.equal(st.redirected, true);
-});
-after(async () => {
-  VdiMedia.uninstall();
-  await bridge.close();
-});
+redirectedPage({}, (p) => ({ bridge, win } = p));
 
 const tick = (ms = 30) => new Promise((r) => setTimeout(r, ms));
 

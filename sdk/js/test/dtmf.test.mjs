@@ -1,10 +1,8 @@
 // RTCRtpSender.dtmf / RTCDTMFSender (WebRTC 1.0 §7): argument rules, tone timing, tonechange
 // events, errors, and the `pc.insertDtmf` requests the engine gets (one per tone, when it starts).
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { WebSocket } from 'ws';
-import * as VdiMedia from '../dist/vdimedia.mjs';
-import { OFFER_SDP, fakeWindow, startBridge } from './fake-bridge.mjs';
+import { OFFER_SDP, redirectedPage } from './fake-bridge.mjs';
 
 const TE_ANSWER = OFFER_SDP.replace('engU', 'farU')
   .replace('SAVPF 111', 'SAVPF 111 110')
@@ -15,24 +13,15 @@ let bridge;
 let win;
 /** `pc.insertDtmf` requests in arrival order, with the time they arrived (ms). */
 const dtmfRequests = [];
-before(async () => {
-  bridge = await startBridge({
-    handlers: {
-      'pc.insertDtmf': (params) => {
-        dtmfRequests.push({ ...params, at: performance.now() });
-        if (params.tones === '#') throw { name: 'OperationError', code: 'operation_error', message: 'engine failed' };
-        return {};
-      },
+redirectedPage({
+  handlers: {
+    'pc.insertDtmf': (params) => {
+      dtmfRequests.push({ ...params, at: performance.now() });
+      if (params.tones === '#') throw { name: 'OperationError', code: 'operation_error', message: 'engine failed' };
+      return {};
     },
-  });
-  win = fakeWindow();
-  const st = await VdiMedia.install({ bridgeUrl: bridge.url, window: win, WebSocket });
-  assert.equal(st.redirected, true);
-});
-after(async () => {
-  VdiMedia.uninstall();
-  await bridge.close();
-});
+  },
+}, (p) => ({ bridge, win } = p));
 
 /** A connected pc whose remote answer is `answer`; returns [pc, sender]. */
 async function connected(answer = TE_ANSWER) {

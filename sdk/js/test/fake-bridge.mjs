@@ -2,7 +2,10 @@
 // docs/protocol.md ("Bridge ↔ page", "Message layer") over a real WebSocket on 127.0.0.1.
 // Unit tests only: the product path is tested end to end elsewhere.
 
-import { WebSocketServer } from 'ws';
+import { before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { WebSocket, WebSocketServer } from 'ws';
+import * as VdiMedia from '../dist/vdimedia.mjs';
 
 export const OFFER_SDP = [
   'v=0',
@@ -449,4 +452,26 @@ export function fakeWindow() {
     setSinkId: HTMLMediaElement.prototype.setSinkId,
   };
   return win;
+}
+
+/**
+ * For a test file whose tests share one redirected page: registers node:test hooks that start
+ * the fake bridge with `opts` (as `startBridge`), install the SDK into a `fakeWindow()` and
+ * check that it redirected; afterwards, uninstall and close the bridge.
+ * @param {object} [opts] as for `startBridge`
+ * @param {(page: {bridge: object, win: object}) => void} [ready] called in the `before` hook
+ */
+export function redirectedPage(opts = {}, ready = () => {}) {
+  let bridge;
+  before(async () => {
+    bridge = await startBridge(opts);
+    const win = fakeWindow();
+    const st = await VdiMedia.install({ bridgeUrl: bridge.url, window: win, WebSocket });
+    assert.equal(st.redirected, true);
+    ready({ bridge, win });
+  });
+  after(async () => {
+    VdiMedia.uninstall();
+    await bridge.close();
+  });
 }

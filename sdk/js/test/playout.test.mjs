@@ -1,21 +1,12 @@
 // Playout: assigning a remoted stream to a media element plays it on the endpoint.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { WebSocket } from 'ws';
 import * as VdiMedia from '../dist/vdimedia.mjs';
-import { ANSWER_SDP, fakeWindow, startBridge } from './fake-bridge.mjs';
+import { ANSWER_SDP, redirectedPage } from './fake-bridge.mjs';
 
 let bridge;
 let win;
-before(async () => {
-  bridge = await startBridge();
-  win = fakeWindow();
-  await VdiMedia.install({ bridgeUrl: bridge.url, window: win, WebSocket });
-});
-after(async () => {
-  VdiMedia.uninstall();
-  await bridge.close();
-});
+redirectedPage({}, (p) => ({ bridge, win } = p));
 
 async function remoteStream() {
   const pc = new win.RTCPeerConnection();

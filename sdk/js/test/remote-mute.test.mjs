@@ -1,11 +1,9 @@
 // The muted state of a received track, as Chromium: muted from its creation until RTP arrives;
 // muted again when a description says the far end stops sending (WebRTC 1.0 §4.4.1.5-6
 // "process the removal of a remote track"); unmuted only by RTP after a resume.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { WebSocket } from 'ws';
-import * as VdiMedia from '../dist/vdimedia.mjs';
-import { ANSWER_SDP, fakeWindow, startBridge } from './fake-bridge.mjs';
+import { ANSWER_SDP, redirectedPage } from './fake-bridge.mjs';
 
 /** Engine clock (ms) of the last RTP packet the fake engine "received"; null: none yet. */
 let lastRtpAt = null;
@@ -13,24 +11,15 @@ const engineNow = () => Date.now();
 
 let bridge;
 let win;
-before(async () => {
-  bridge = await startBridge({
-    handlers: {
-      'pc.getSynchronizationSources': () => ({
-        synchronizationSources: lastRtpAt === null ? [] : [{ timestamp: lastRtpAt, source: 2, rtpTimestamp: 1 }],
-        contributingSources: [],
-        now: engineNow(),
-      }),
-    },
-  });
-  win = fakeWindow();
-  const st = await VdiMedia.install({ bridgeUrl: bridge.url, window: win, WebSocket });
-  assert.equal(st.redirected, true);
-});
-after(async () => {
-  VdiMedia.uninstall();
-  await bridge.close();
-});
+redirectedPage({
+  handlers: {
+    'pc.getSynchronizationSources': () => ({
+      synchronizationSources: lastRtpAt === null ? [] : [{ timestamp: lastRtpAt, source: 2, rtpTimestamp: 1 }],
+      contributingSources: [],
+      now: engineNow(),
+    }),
+  },
+}, (p) => ({ bridge, win } = p));
 
 const tick = (ms = 30) => new Promise((r) => setTimeout(r, ms));
 /** The far end's offer (a re-offer) with its direction. */

@@ -1,32 +1,21 @@
 // RTCRtpSender.getParameters()/setParameters() and addTransceiver's sendEncodings (WebRTC 1.0
 // §5.1, §5.2): maxBitrate (bit/s) is kept by the page and remoted to the engine, which caps
 // the Opus encoder with it (daemon/src/webrtc/stats.rs tests the cap).
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { WebSocket } from 'ws';
-import * as VdiMedia from '../dist/vdimedia.mjs';
-import { fakeWindow, startBridge } from './fake-bridge.mjs';
+import { redirectedPage } from './fake-bridge.mjs';
 
 let bridge;
 let win;
-before(async () => {
-  bridge = await startBridge({
-    handlers: {
-      'pc.setParameters': ({ sender, parameters }) => {
-        if (parameters?.encodings?.[0]?.maxBitrate === 0) throw { name: 'TypeError', code: 'invalid_params', message: 'maxBitrate must be positive' };
-        if (typeof sender !== 'string') throw { name: 'NotFoundError', code: 'not_found', message: 'sender' };
-        return {};
-      },
+redirectedPage({
+  handlers: {
+    'pc.setParameters': ({ sender, parameters }) => {
+      if (parameters?.encodings?.[0]?.maxBitrate === 0) throw { name: 'TypeError', code: 'invalid_params', message: 'maxBitrate must be positive' };
+      if (typeof sender !== 'string') throw { name: 'NotFoundError', code: 'not_found', message: 'sender' };
+      return {};
     },
-  });
-  win = fakeWindow();
-  const st = await VdiMedia.install({ bridgeUrl: bridge.url, window: win, WebSocket });
-  assert.equal(st.redirected, true);
-});
-after(async () => {
-  VdiMedia.uninstall();
-  await bridge.close();
-});
+  },
+}, (p) => ({ bridge, win } = p));
 
 test('sendEncodings maxBitrate: getParameters, the engine request, setParameters rules', async () => {
   const pc = new win.RTCPeerConnection();

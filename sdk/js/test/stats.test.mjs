@@ -1,11 +1,10 @@
 // getStats fidelity on the page side: the RTCStatsReport maplike, timestamps moved onto the
 // page's clock, track identifiers mapped to the page's tracks, the stats selection algorithm
 // (sender / receiver / track selector) and getSynchronizationSources()/getContributingSources().
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { WebSocket } from 'ws';
 import * as VdiMedia from '../dist/vdimedia.mjs';
-import { ANSWER_SDP, fakeWindow, startBridge } from './fake-bridge.mjs';
+import { ANSWER_SDP, redirectedPage } from './fake-bridge.mjs';
 
 /** The endpoint's clock runs 1 h behind the page's in these tests. */
 const SKEW_MS = 3_600_000;
@@ -34,38 +33,29 @@ let bridge;
 let win;
 let receiverTrackId = null;
 let sourcesMode = 'ok';
-before(async () => {
-  bridge = await startBridge({
-    handlers: {
-      'pc.getStats': () => {
-        const now = engineNow();
-        return { stats: engineReport(now, receiverTrackId), now };
-      },
-      'pc.getSynchronizationSources': ({ receiver }) => {
-        if (sourcesMode === 'unsupported') {
-          throw { name: 'NotSupportedError', code: 'unknown_method', message: 'unknown method pc.getSynchronizationSources' };
-        }
-        if (receiver == null) throw { name: 'TypeError', code: 'invalid_params', message: 'receiver' };
-        const now = engineNow();
-        return {
-          synchronizationSources: [{ timestamp: now - 30, source: 2, rtpTimestamp: 4242, audioLevel: 0.5 }],
-          contributingSources: [
-            { timestamp: now - 40, source: 77, rtpTimestamp: 4200 },
-            { timestamp: now - 11_000, source: 78, rtpTimestamp: 1 },
-          ],
-          now,
-        };
-      },
+redirectedPage({
+  handlers: {
+    'pc.getStats': () => {
+      const now = engineNow();
+      return { stats: engineReport(now, receiverTrackId), now };
     },
-  });
-  win = fakeWindow();
-  const st = await VdiMedia.install({ bridgeUrl: bridge.url, window: win, WebSocket });
-  assert.equal(st.redirected, true);
-});
-after(async () => {
-  VdiMedia.uninstall();
-  await bridge.close();
-});
+    'pc.getSynchronizationSources': ({ receiver }) => {
+      if (sourcesMode === 'unsupported') {
+        throw { name: 'NotSupportedError', code: 'unknown_method', message: 'unknown method pc.getSynchronizationSources' };
+      }
+      if (receiver == null) throw { name: 'TypeError', code: 'invalid_params', message: 'receiver' };
+      const now = engineNow();
+      return {
+        synchronizationSources: [{ timestamp: now - 30, source: 2, rtpTimestamp: 4242, audioLevel: 0.5 }],
+        contributingSources: [
+          { timestamp: now - 40, source: 77, rtpTimestamp: 4200 },
+          { timestamp: now - 11_000, source: 78, rtpTimestamp: 1 },
+        ],
+        now,
+      };
+    },
+  },
+}, (p) => ({ bridge, win } = p));
 
 const tick = (ms = 30) => new Promise((r) => setTimeout(r, ms));
 

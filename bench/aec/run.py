@@ -82,10 +82,10 @@ def main():
     # AEC_CPU_REPS=N: every system N times, interleaved, on the same 2 cores; the first
     # repetition's output is the one scored, the CPU figure is the median of the N.
     reps = int(os.environ.get("AEC_CPU_REPS", "1"))
+    outs = {name: f"{WORK}/out-{name.replace(' ', '_')}.wav" for name in SYSTEMS}
     for rep in range(reps):
         for name, (probe, dsp) in SYSTEMS.items():
-            out = f"{WORK}/out-{name.replace(' ', '_')}.wav" if rep == 0 else f"{WORK}/rep.wav"
-            cpu[name].append(run_gst(name, probe, dsp, out))
+            cpu[name].append(run_gst(name, probe, dsp, outs[name] if rep == 0 else f"{WORK}/rep.wav"))
     for name, runs in cpu.items():
         if name == "identity":
             continue
@@ -93,7 +93,7 @@ def main():
         cell = f"{statistics.median(per_s):.1f}"
         if reps > 1:
             cell += f" [{per_s[0]:.1f}–{per_s[-1]:.1f}]"
-        rows[name] = {"cpu_ms_per_s": cell, "out": f"{WORK}/out-{name.replace(' ', '_')}.wav"}
+        rows[name] = {"cpu_ms_per_s": cell, "out": outs[name]}
     if os.path.exists(CAND):
         for eng in ["sonora", "aec3"]:
             out = f"{WORK}/out-cand-{eng}.wav"
